@@ -1,0 +1,167 @@
+"""The symbolic pipeline as one straight line, without TensorFlow:
+
+    source --parse_source--> IR --lower--> SymPy --derive--> gradients --simplify--> Analysis
+
+:func:`analyze` is cached by source text (the work does not depend on
+parameter values, which stay symbols); :func:`compile_expression` adds the
+parameter values and checks them.
+
+    >>> compiled = compile_expression("mean((y_true - y_pred)^2)")
+    >>> compiled.gradient
+    2*(y_pred - y_true)/n
+    >>> compile_expression("mean(-alpha*log(y_pred))", {"alpha": 0.5}).params
+    {'alpha': 0.5}
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Mapping
+
+import sympy
+
+from lossdsl import ir
+from lossdsl.errors import DSLNameError, DSLTypeError
+from lossdsl.gradient import derive
+from lossdsl.ops import INPUT_NAMES
+from lossdsl.simplify import simplify
+from lossdsl.symbolic import Lowered, ReductionTable, lower
+
+COMPILE_CACHE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything lossdsl derives from a source text, independent of parameter values.
+
+    Attributes:
+        source: the text as given.
+        program: the checked IR.
+        canonical: the canonical form of the source (parses back to ``program``).
+        expression: the per-sample loss, simplified, parameters as symbols.
+        gradient: d loss / d ``wrt`` (elementwise), simplified.
+        gradient_as_derived: the same before simplification.
+        parameter_gradients: per-sample d loss / d parameter, simplified.
+        table: what each reduction symbol in the formulas stands for.
+        parameters: the parameters' SymPy symbols, in order of first use.
+        defaults: parameter defaults bound in the source.
+        wrt: the input the gradient is taken with respect to.
+    """
+
+    source: str
+    program: ir.Program
+    canonical: str
+    expression: sympy.Expr
+    gradient: sympy.Expr
+    gradient_as_derived: sympy.Expr
+    parameter_gradients: Mapping[str, sympy.Expr]
+    table: ReductionTable = field(repr=False)
+    parameters: Mapping[str, sympy.Symbol] = field(repr=False)
+    defaults: Mapping[str, float] = field(repr=False)
+    lowered: Lowered = field(repr=False)
+    wrt: str = "y_pred"
+
+
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def analyze(source: str, inputs: tuple[str, ...] = INPUT_NAMES,
+            wrt: str = "y_pred") -> Analysis:
+    """Parse, lower, differentiate and simplify ``source`` (cached by its text)."""
+    program = ir.parse_source(source)
+    lowered = lower(program, source, inputs)
+    wrt_symbol = sympy.Symbol(wrt, real=True)
+    raw_gradient = derive(lowered, wrt_symbol)
+    parameter_gradients = {name: simplify(derive(lowered, symbol))
+                           for name, symbol in lowered.parameters.items()}
+    return Analysis(
+        source=source,
+        program=program,
+        canonical=str(program),
+        expression=simplify(lowered.output),
+        gradient=simplify(raw_gradient),
+        gradient_as_derived=raw_gradient,
+        parameter_gradients=MappingProxyType(parameter_gradients),
+        table=lowered.table,
+        parameters=MappingProxyType(dict(lowered.parameters)),
+        defaults=MappingProxyType(dict(lowered.defaults)),
+        lowered=lowered,
+        wrt=wrt,
+    )
+
+
+@dataclass(frozen=True)
+class CompiledExpression:
+    """An :class:`Analysis` with every parameter given a value."""
+
+    analysis: Analysis
+    params: dict[str, float]
+
+    def __getattr__(self, name: str):
+        # Formulas and tables are the analysis's; only the values are ours.
+        return getattr(self.analysis, name)
+
+    def values_by_symbol(self) -> dict[sympy.Symbol, float]:
+        return {self.analysis.parameters[name]: value for name, value in self.params.items()}
+
+
+def compile_expression(source: str, params: Mapping[str, object] | None = None, *,
+                       inputs: tuple[str, ...] = INPUT_NAMES,
+                       wrt: str = "y_pred") -> CompiledExpression:
+    """Analyze ``source`` and bind its parameters: keywords override source defaults.
+
+    Raises:
+        DSLNameError: a parameter has no value, or a keyword names no parameter.
+        DSLTypeError: a parameter value is not a finite real number.
+    """
+    analysis = analyze(source, tuple(inputs), wrt)
+    given = dict(params or {})
+    _check_known(analysis, given)
+    values = {}
+    for name in analysis.parameters:
+        if name in given:
+            values[name] = _number(name, given[name])
+        elif name in analysis.defaults:
+            values[name] = analysis.defaults[name]
+        else:
+            raise _missing(analysis, name)
+    return CompiledExpression(analysis, values)
+
+
+def _check_known(analysis: Analysis, given: Mapping[str, object]) -> None:
+    for name in given:
+        if name in analysis.parameters:
+            continue
+        known = list(analysis.parameters)
+        close = difflib.get_close_matches(name, known, n=1)
+        message = f"`{name}` is not a parameter of this loss."
+        if close:
+            message += f" Did you mean `{close[0]}`?"
+        hint = (f"its parameters are: {', '.join(known)}" if known
+                else "this loss has no parameters")
+        if name in INPUT_NAMES or any(b.name == name for b in analysis.program.bindings):
+            hint = f"`{name}` is an input or a local definition, not a parameter"
+        raise DSLNameError(message, source=analysis.source, hint=hint)
+
+
+def _missing(analysis: Analysis, name: str) -> DSLNameError:
+    nearby = list(INPUT_NAMES) + [b.name for b in analysis.program.bindings]
+    close = difflib.get_close_matches(name, nearby, n=1)
+    message = f"The parameter `{name}` has no value."
+    if close:
+        message += f" Did you mean `{close[0]}`?"
+    return DSLNameError(
+        message, source=analysis.source, span=analysis.lowered.first_use.get(name),
+        hint=f"pass it as lossdsl.compile(..., {name}=VALUE), "
+             f"or give a default in the source: `{name} = VALUE; ...`")
+
+
+def _number(name: str, value: object) -> float:
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not is_real or not math.isfinite(float(value)):
+        raise DSLTypeError(
+            f"The parameter `{name}` must be a finite real number. Received: {value!r}.")
+    return float(value)

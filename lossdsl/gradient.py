@@ -1,0 +1,104 @@
+"""Stage 4: differentiate a lowered loss, chaining through every reduction.
+
+Reverse mode over the reduction symbols. The total being differentiated is the
+sum of the per-sample loss over its own elements (what ``tf.GradientTape``
+differentiates when given the output of ``Loss.call``). Working with every
+expression at the sample's full shape (reductions broadcast back), each step is:
+
+* an expression ``E`` with adjoint ``a`` sends ``a * dE/dx`` to the input ``x``
+  and ``sum over R's axes of a * dE/dR`` to each reduction symbol ``R`` in it;
+* a reduction ``R = kind(e)`` with adjoint ``a_R`` gives ``e`` the adjoint
+  ``a_R * dR/de``: ``1/n`` for mean, ``1`` for sum, ``exp(e - R)`` for
+  logsumexp, the tie-shared indicator for max and min.
+
+Reductions are visited last-made first, which is a reverse topological order
+because a reduction's argument can only mention reductions made before it.
+The result is elementwise, in the inputs, parameters, reductions and counts:
+
+    >>> from lossdsl.ir import parse_source
+    >>> from lossdsl.symbolic import lower, ELEMENTWISE_INPUTS
+    >>> lowered = lower(parse_source("mean((y_true - y_pred)^2)"))
+    >>> derive(lowered, ELEMENTWISE_INPUTS["y_pred"])
+    (2*y_pred - 2*y_true)/n
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from lossdsl.symbolic import Axis, Lowered, Reduction, ReductionTable, count_symbol
+
+
+def derive(lowered: Lowered, wrt: sympy.Symbol) -> sympy.Expr:
+    """d (sum of the per-sample loss) / d ``wrt``, as an elementwise SymPy expression.
+
+    For an input (``y_pred``) this is the gradient at each element. For a
+    parameter, which is one number for every element, it is the per-sample
+    total, already summed over the sample's axes.
+    """
+    return _Backward(lowered.table, wrt).run(lowered.output)
+
+
+class _Backward:
+    def __init__(self, table: ReductionTable, wrt: sympy.Symbol) -> None:
+        self.table, self.wrt = table, wrt
+        self.adjoints: dict[sympy.Symbol, sympy.Expr] = {}
+        self.per_element: list[sympy.Expr] = []
+
+    def run(self, output: sympy.Expr) -> sympy.Expr:
+        forward = self.table.in_order()  # snapshot: backward sums are added as we go
+        self._send(output, 1 / _copies(self.table, output))
+        for reduction in reversed(forward):
+            adjoint = self.adjoints.pop(reduction.symbol, sympy.Integer(0))
+            if adjoint != 0:
+                self._send(reduction.arg, adjoint * _local_derivative(self.table, reduction))
+        total = _drop_dirac(sympy.Add(*self.per_element))
+        if self.wrt in self.table.inputs:
+            return total
+        return self.table.reduce("sum", total, None)  # a parameter: total per sample
+
+    def _send(self, expr: sympy.Expr, adjoint: sympy.Expr) -> None:
+        """Propagate ``adjoint`` (of the full-shape ``expr``) to its inputs and reductions."""
+        for symbol in sorted(expr.free_symbols & set(self.table.reductions), key=str):
+            partial = _drop_dirac(sympy.diff(expr, symbol))
+            if partial != 0:
+                axis = self.table[symbol].axis
+                contribution = self.table.reduce("sum", adjoint * partial, axis)
+                self.adjoints[symbol] = self.adjoints.get(symbol, 0) + contribution
+        partial = _drop_dirac(sympy.diff(expr, self.wrt))
+        if partial != 0:
+            self.per_element.append(adjoint * partial)
+
+
+def _copies(table: ReductionTable, output: sympy.Expr) -> sympy.Expr:
+    """How many full-shape elements each element of the output stands for."""
+    axis = table.constant_axis(output)
+    if axis == ():
+        return sympy.Integer(1)
+    if axis == "mixed":
+        return sympy.Symbol("n_out", positive=True, integer=True)
+    return count_symbol(axis)
+
+
+def _local_derivative(table: ReductionTable, reduction: Reduction) -> sympy.Expr:
+    """d reduction / d one element of its argument."""
+    kind, arg, axis, value = reduction.kind, reduction.arg, reduction.axis, reduction.symbol
+    if kind == "mean":
+        return 1 / count_symbol(axis)
+    if kind == "sum":
+        return sympy.Integer(1)
+    if kind == "logsumexp":
+        return sympy.exp(arg - value)
+    # max/min: TF shares the gradient equally among the elements that tie for it.
+    hit = sympy.Piecewise((1, sympy.Eq(arg, value)), (0, True))
+    return hit / table.reduce("sum", hit, axis)
+
+
+def _drop_dirac(expr: sympy.Expr) -> sympy.Expr:
+    """Derivatives of steps and signs are 0 wherever they are defined, as in TF."""
+    if not expr.has(sympy.DiracDelta):
+        return expr
+    return expr.replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: sympy.Integer(0))
+
+
+__all__ = ["derive", "Axis"]

@@ -1,0 +1,180 @@
+"""The function table: every function of the language, defined once.
+
+Each row of :data:`OPS` gives a DSL function's name, arity, kind, SymPy form,
+TensorFlow form (a dotted path under ``tensorflow``, resolved only when a Keras
+object is built), LaTeX template and one-line doc. Functions that SymPy lacks
+(``sigmoid``, ``softplus``, ``xlogy`` ...) are SymPy ``Function`` classes made
+here; their derivative rules are a column of the same row, so a derivative
+stays in the stable form written there (``d/dx log(sigmoid(x)) = sigmoid(-x)``)
+instead of being re-derived from ``exp``.
+
+Nothing here imports TensorFlow.
+
+    >>> from lossdsl.ops import REGISTRY
+    >>> REGISTRY["softplus"].doc
+    'log(1 + exp(x)), computed without overflow'
+    >>> REGISTRY["mean"].kind
+    'reduction'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import sympy
+
+Kind = Literal["elementwise", "reduction", "normalizer"]
+
+# A derivative rule takes the SymPy arguments of a call and returns d f / d arg_i.
+DerivativeRule = Callable[..., sympy.Expr]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One function of the language.
+
+    Attributes:
+        name: the DSL spelling.
+        arity: the number of positional arguments.
+        kind: ``elementwise``; ``reduction`` (reduces axes, takes ``axis=``);
+            ``normalizer`` (``softmax``-like: same shape, takes ``axis=``).
+        sympy: builds the SymPy form from SymPy arguments; for reductions this is
+            None, because reductions are lifted to symbols (see ``symbolic``).
+        tf: dotted path of the TensorFlow function, under ``tensorflow``.
+        latex: ``str.format`` template over the LaTeX of the arguments.
+        doc: one line for ``lossdsl ops`` and the README.
+        derivatives: for functions lossdsl defines itself, d f / d arg_i.
+        default_axis: for ``normalizer`` ops, the axis when none is given.
+    """
+
+    name: str
+    arity: int
+    kind: Kind
+    sympy: Callable[..., sympy.Basic] | None
+    tf: str | None
+    latex: str
+    doc: str
+    derivatives: tuple[DerivativeRule, ...] = field(default=(), repr=False)
+    default_axis: int | None = None
+
+
+class DSLFunction(sympy.Function):
+    """A SymPy function whose derivative and LaTeX come from its :data:`OPS` row."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        rules = REGISTRY[type(self).__name__].derivatives
+        return rules[argindex - 1](*self.args)
+
+    def _latex(self, printer: sympy.printing.latex.LatexPrinter, exp: str | None = None) -> str:
+        template = REGISTRY[type(self).__name__].latex
+        tex = template.format(*(printer._print(arg) for arg in self.args))
+        # SymPy passes `exp` when this call is the base of a power.
+        return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+
+
+def _own(name: str, nargs: int) -> type[DSLFunction]:
+    """A SymPy function class for a DSL function SymPy does not have."""
+    return type(name, (DSLFunction,), {"nargs": nargs})
+
+
+sigmoid = _own("sigmoid", 1)
+softplus = _own("softplus", 1)
+relu = _own("relu", 1)
+log1p = _own("log1p", 1)
+expm1 = _own("expm1", 1)
+maximum = _own("maximum", 2)
+minimum = _own("minimum", 2)
+clip = _own("clip", 3)
+xlogy = _own("xlogy", 2)
+xdivy = _own("xdivy", 2)
+
+
+def step(x: sympy.Expr, at_zero: int) -> sympy.Expr:
+    """Heaviside step with an explicit value at 0, matching TF's gradient at kinks."""
+    return sympy.Heaviside(x, at_zero)
+
+
+def _zero_where_x_is_zero(x: sympy.Expr, value: sympy.Expr) -> sympy.Expr:
+    # TF's xlogy/xdivy give 0 where x == 0 whatever y is; the derivative keeps that.
+    return sympy.Piecewise((0, sympy.Eq(x, 0)), (value, True))
+
+
+def _where(condition: sympy.Basic, if_true: sympy.Expr, if_false: sympy.Expr) -> sympy.Expr:
+    return sympy.Piecewise((if_true, condition), (if_false, True))
+
+
+_E = "elementwise"
+
+OPS: tuple[Op, ...] = (
+    Op("abs", 1, _E, sympy.Abs, "math.abs", r"\left|{0}\right|", "absolute value"),
+    Op("exp", 1, _E, sympy.exp, "math.exp", r"e^{{{0}}}", "exponential"),
+    Op("log", 1, _E, sympy.log, "math.log", r"\log\left({0}\right)", "natural logarithm"),
+    Op("log1p", 1, _E, log1p, "math.log1p", r"\operatorname{{log1p}}\left({0}\right)",
+       "log(1 + x), accurate near 0", (lambda x: 1 / (1 + x),)),
+    Op("expm1", 1, _E, expm1, "math.expm1", r"\operatorname{{expm1}}\left({0}\right)",
+       "exp(x) - 1, accurate near 0", (lambda x: sympy.exp(x),)),
+    Op("sqrt", 1, _E, sympy.sqrt, "math.sqrt", r"\sqrt{{{0}}}", "square root"),
+    Op("square", 1, _E, lambda x: x**2, "math.square", r"\left({0}\right)^{{2}}", "x^2"),
+    Op("sin", 1, _E, sympy.sin, "math.sin", r"\sin\left({0}\right)", "sine"),
+    Op("cos", 1, _E, sympy.cos, "math.cos", r"\cos\left({0}\right)", "cosine"),
+    Op("tanh", 1, _E, sympy.tanh, "math.tanh", r"\tanh\left({0}\right)", "hyperbolic tangent"),
+    Op("cosh", 1, _E, sympy.cosh, "math.cosh", r"\cosh\left({0}\right)", "hyperbolic cosine"),
+    Op("sigmoid", 1, _E, sigmoid, "math.sigmoid", r"\sigma\left({0}\right)",
+       "logistic function 1/(1 + exp(-x))", (lambda x: sigmoid(x) * sigmoid(-x),)),
+    Op("softplus", 1, _E, softplus, "math.softplus", r"\operatorname{{softplus}}\left({0}\right)",
+       "log(1 + exp(x)), computed without overflow", (lambda x: sigmoid(x),)),
+    Op("relu", 1, _E, relu, "nn.relu", r"\operatorname{{relu}}\left({0}\right)",
+       "max(x, 0); gradient 0 at 0, as in TF", (lambda x: step(x, 0),)),
+    Op("sign", 1, _E, sympy.sign, "math.sign", r"\operatorname{{sign}}\left({0}\right)",
+       "-1, 0 or 1; gradient 0"),
+    Op("maximum", 2, _E, maximum, "math.maximum", r"\max\left({0}, {1}\right)",
+       "elementwise larger of a and b; a tie sends the gradient to a, as in TF",
+       (lambda a, b: step(a - b, 1), lambda a, b: step(b - a, 0))),
+    Op("minimum", 2, _E, minimum, "math.minimum", r"\min\left({0}, {1}\right)",
+       "elementwise smaller of a and b; a tie sends the gradient to a, as in TF",
+       (lambda a, b: step(b - a, 1), lambda a, b: step(a - b, 0))),
+    Op("clip", 3, _E, clip, "clip_by_value", r"\operatorname{{clip}}\left({0}, {1}, {2}\right)",
+       "x limited to [lo, hi]; gradient 1 inside, bounds included, as in TF",
+       (lambda x, lo, hi: step(x - lo, 1) * step(hi - x, 1),
+        lambda x, lo, hi: step(lo - x, 0),
+        lambda x, lo, hi: step(x - hi, 0))),
+    Op("where", 3, _E, _where, "where",
+       r"\begin{{cases}} {1} & \text{{if }} {0} \\ {2} & \text{{otherwise}} \end{{cases}}",
+       "where(cond, a, b): a where cond holds, else b (cond is a comparison)"),
+    Op("xlogy", 2, _E, xlogy, "math.xlogy", r"{0} \log\left({1}\right)",
+       "x*log(y), and 0 where x == 0 (even at y == 0)",
+       (lambda x, y: _zero_where_x_is_zero(x, sympy.log(y)), lambda x, y: xdivy(x, y))),
+    Op("xdivy", 2, _E, xdivy, "math.xdivy", r"\frac{{{0}}}{{{1}}}",
+       "x/y, and 0 where x == 0 (even at y == 0)",
+       (lambda x, y: _zero_where_x_is_zero(x, 1 / y), lambda x, y: -xdivy(x, y**2))),
+    Op("mean", 1, "reduction", None, "math.reduce_mean",
+       r"\operatorname{{mean}}\left({0}\right)", "mean over the sample's axes (or axis=K)"),
+    Op("sum", 1, "reduction", None, "math.reduce_sum",
+       r"\sum\left({0}\right)", "sum over the sample's axes (or axis=K)"),
+    Op("max", 1, "reduction", None, "math.reduce_max",
+       r"\max\left({0}\right)", "largest element over the sample's axes (or axis=K)"),
+    Op("min", 1, "reduction", None, "math.reduce_min",
+       r"\min\left({0}\right)", "smallest element over the sample's axes (or axis=K)"),
+    Op("logsumexp", 1, "reduction", None, "math.reduce_logsumexp",
+       r"\operatorname{{logsumexp}}\left({0}\right)",
+       "log(sum(exp(x))) over the sample's axes (or axis=K), without overflow"),
+    Op("softmax", 1, "normalizer", None, "nn.softmax",
+       r"\operatorname{{softmax}}\left({0}\right)",
+       "exp(x)/sum(exp(x)) along axis=-1 (or axis=K)", default_axis=-1),
+    Op("log_softmax", 1, "normalizer", None, "nn.log_softmax",
+       r"\operatorname{{log\_softmax}}\left({0}\right)",
+       "x - logsumexp(x) along axis=-1 (or axis=K)", default_axis=-1),
+)
+
+REGISTRY: dict[str, Op] = {op.name: op for op in OPS}
+assert len(REGISTRY) == len(OPS), "duplicate function name in OPS"
+
+# SymPy head -> row, for lowering SymPy trees to TF; derived, never hand-written.
+BY_SYMPY_HEAD: dict[type, Op] = {
+    op.sympy: op for op in OPS if isinstance(op.sympy, type)
+}
+
+INPUT_NAMES: tuple[str, ...] = ("y_true", "y_pred")
