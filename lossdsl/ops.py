@@ -46,6 +46,9 @@ class Op:
         doc: one line for ``lossdsl ops`` and the README.
         derivatives: for functions lossdsl defines itself, d f / d arg_i.
         default_axis: for ``normalizer`` ops, the axis when none is given.
+        by_position: the value depends on each element's position in the sample
+            (``one_hot``), so it is never constant along an axis and its TF form
+            receives its arguments broadcast to the sample's full shape.
     """
 
     name: str
@@ -57,6 +60,7 @@ class Op:
     doc: str
     derivatives: tuple[DerivativeRule, ...] = field(default=(), repr=False)
     default_axis: int | None = None
+    by_position: bool = False
 
 
 class DSLFunction(sympy.Function):
@@ -90,6 +94,7 @@ minimum = _own("minimum", 2)
 clip = _own("clip", 3)
 xlogy = _own("xlogy", 2)
 xdivy = _own("xdivy", 2)
+one_hot = _own("one_hot", 1)
 
 
 def step(x: sympy.Expr, at_zero: int) -> sympy.Expr:
@@ -150,6 +155,11 @@ OPS: tuple[Op, ...] = (
     Op("xdivy", 2, _E, xdivy, "math.xdivy", r"\frac{{{0}}}{{{1}}}",
        "x/y, and 0 where x == 0 (even at y == 0)",
        (lambda x, y: _zero_where_x_is_zero(x, 1 / y), lambda x, y: -xdivy(x, y**2))),
+    Op("one_hot", 1, _E, one_hot, "lossdsl.tf_lower.one_hot_last_axis",
+       r"\mathbb{{1}}\left[i = {0}\right]",
+       "1 where the element's index along the last axis equals k (a class label "
+       "such as y_true, or a number), else 0; labels are not differentiated",
+       (lambda k: sympy.Integer(0),), by_position=True),
     Op("mean", 1, "reduction", None, "math.reduce_mean",
        r"\operatorname{{mean}}\left({0}\right)", "mean over the sample's axes (or axis=K)"),
     Op("sum", 1, "reduction", None, "math.reduce_sum",
@@ -178,3 +188,14 @@ BY_SYMPY_HEAD: dict[type, Op] = {
 }
 
 INPUT_NAMES: tuple[str, ...] = ("y_true", "y_pred")
+
+_BY_POSITION: tuple[type, ...] = tuple(op.sympy for op in OPS if op.by_position)
+
+
+def varies_by_position(expr: sympy.Basic) -> bool:
+    """Whether ``expr`` calls a function whose value depends on the element's position.
+
+        >>> varies_by_position(one_hot(sympy.Integer(0)) * 2)
+        True
+    """
+    return bool(_BY_POSITION) and sympy.sympify(expr).has(*_BY_POSITION)

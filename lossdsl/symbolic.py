@@ -31,7 +31,7 @@ import sympy
 
 from lossdsl import ir
 from lossdsl.errors import DSLNameError, Span
-from lossdsl.ops import INPUT_NAMES, REGISTRY, Op
+from lossdsl.ops import INPUT_NAMES, REGISTRY, Op, varies_by_position
 
 Axis = tuple[int, ...] | None  # None: every axis of the sample (all but the batch axis)
 
@@ -132,6 +132,8 @@ class ReductionTable:
 
     def is_constant_along(self, expr: sympy.Expr, axis: Axis) -> bool:
         """Whether ``expr`` provably takes one value along every axis in ``axis``."""
+        if varies_by_position(expr):
+            return False
         for symbol in sympy.sympify(expr).free_symbols:
             if symbol in self.inputs:
                 return False
@@ -147,7 +149,7 @@ class ReductionTable:
         different axes (the count is then only known from the shapes, at run time).
         """
         free = sympy.sympify(expr).free_symbols
-        if free & self.inputs:
+        if free & self.inputs or varies_by_position(expr):
             return ()
         specs = {self.reductions[s].axis for s in free if s in self.reductions}
         specs.discard(None)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import sympy
 
 from lossdsl.errors import DSLShapeError, LossDSLError
-from lossdsl.ops import BY_SYMPY_HEAD
+from lossdsl.ops import BY_SYMPY_HEAD, varies_by_position
 from lossdsl.symbolic import Axis, ReductionTable
 
 Tensor = Any  # tf.Tensor; TF is not imported at module load
@@ -27,7 +27,14 @@ Tensor = Any  # tf.Tensor; TF is not imported at module load
 
 @lru_cache(maxsize=None)
 def tf_function(dotted: str) -> Callable[..., Tensor]:
-    """Resolve a dotted path under ``tensorflow`` (e.g. ``"math.log"``) to the function."""
+    """Resolve a dotted path under ``tensorflow`` (e.g. ``"math.log"``) to the function.
+
+    A path under ``lossdsl.`` names a TF function lossdsl defines itself
+    (``"lossdsl.tf_lower.one_hot_last_axis"``).
+    """
+    if dotted.startswith("lossdsl."):
+        module, _, attribute = dotted.rpartition(".")
+        return getattr(importlib.import_module(module), attribute)
     value: Any = importlib.import_module("tensorflow")
     for part in dotted.split("."):
         value = getattr(value, part)
@@ -68,7 +75,7 @@ class _Context:
     def output_axes(self) -> list[int]:
         """The axes along which the per-sample output is constant (they get squeezed)."""
         free = self.output.free_symbols
-        if free & self.table.inputs:
+        if free & self.table.inputs or varies_by_position(self.output):
             return []
         axes = set(range(1, self.rank))
         for symbol in free:
@@ -158,6 +165,18 @@ def _finish(context: _Context, value: Tensor, finish: str) -> Tensor:
     return tf.squeeze(value, axis=axes) if axes else value
 
 
+def one_hot_last_axis(positions: Tensor) -> Tensor:
+    """1 where an element's index along the last axis equals ``positions`` there, else 0.
+
+    ``positions`` has the sample batch's full shape (labels broadcast along the
+    classes); the result has its dtype. Used for ``one_hot`` in :data:`lossdsl.ops.OPS`.
+    """
+    import tensorflow as tf
+
+    index = tf.cast(tf.range(tf.shape(positions)[-1]), positions.dtype)
+    return tf.cast(tf.equal(positions, index), positions.dtype)
+
+
 # ---------------------------------------------------------------- planning
 
 def build_plan(roots: Sequence[sympy.Expr], table: ReductionTable) -> list[_Node]:
@@ -196,7 +215,10 @@ def _node(expr: sympy.Basic, table: ReductionTable) -> _Node:
             return _Node(expr, tuple(children), step)
     op = BY_SYMPY_HEAD.get(type(expr))
     if op is not None and op.tf is not None:
-        function_path = op.tf
+        function_path, by_position = op.tf, op.by_position
+        if by_position:  # its value depends on where each element sits: give it the full shape
+            return _Node(expr, tuple(expr.args), lambda context, args: tf_function(
+                function_path)(*(context.full(arg) for arg in args)))
         return _Node(expr, tuple(expr.args),
                      lambda context, args: tf_function(function_path)(*args))
     raise LossDSLError(
