@@ -18,7 +18,7 @@ same literal, so values and gradients match the built-ins.
     >>> bce.params
     {'label_smoothing': 0.1}
     >>> round(float(bce(np.array([[1.0, 0.0]]), np.array([[2.0, -1.0]]))), 6)
-    0.278009
+    0.295095
     >>> [entry.name for entry in losses.available()][:3]
     ['mean_squared_error', 'mean_absolute_error', 'mean_absolute_percentage_error']
 """
@@ -192,7 +192,7 @@ LIBRARY: tuple[LossSpec, ...] = (
              "mean absolute error", keras="MeanAbsoluteError"),
     LossSpec("mean_absolute_percentage_error", _fixed(
         f"100*mean(abs((y_true - y_pred)/maximum(abs(y_true), {EPSILON})), axis=-1)"),
-        "mean absolute percentage error, |y_true| floored at 1e-7",
+        "mean absolute percentage error, abs(y_true) floored at 1e-7",
         keras="MeanAbsolutePercentageError"),
     LossSpec("mean_squared_logarithmic_error", _fixed(
         f"mean((log(maximum(y_pred, {EPSILON}) + 1) - log(maximum(y_true, {EPSILON}) + 1))^2,"
@@ -344,8 +344,8 @@ def available() -> tuple[LossSpec, ...]:
     return LIBRARY
 
 
-def make(name: str, **keywords: Any) -> "DSLLoss":
-    """Compile the library loss ``name``; keywords as for its generated callable.
+def make(loss: str, /, **keywords: Any) -> "DSLLoss":
+    """Compile the library loss named ``loss``; keywords as for its generated callable.
 
     Raises:
         DSLNameError: ``name`` is not in the library, or a keyword names no
@@ -359,7 +359,7 @@ def make(name: str, **keywords: Any) -> "DSLLoss":
     """
     from lossdsl.keras_loss import DSLLoss
 
-    spec = _spec(name)
+    spec = _spec(loss)
     options = {k: keywords.pop(k) for k in list(keywords) if k in spec.options}
     settings = {k: keywords.pop(k) for k in list(keywords) if k in _KERAS_KEYWORDS}
     settings.setdefault("name", spec.name)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import lossdsl
 from lossdsl import losses
 
 RNG = np.random.default_rng(7)
@@ -223,3 +224,11 @@ def test_keras_reductions_pass_through(reduction: str) -> None:
 def test_every_keras_parity_loss_is_covered() -> None:
     keras_losses = {spec.name for spec in losses.available() if spec.keras}
     assert keras_losses == {case.loss for case in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_symbolic_gradient_matches_the_tape(case: Case) -> None:
+    y_true, y_pred = INPUTS[case.inputs][-1]  # the random inputs: away from kinks and clips
+    report = lossdsl.check_gradients(losses.make(case.loss, **case.keywords), y_true, y_pred)
+    assert report.passed, str(report)
+    assert report.skipped == 0
