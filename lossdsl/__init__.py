@@ -22,6 +22,7 @@ from lossdsl.errors import (DSLArityError, DSLAxisError, DSLConfigError, DSLLimi
                             DSLNameError, DSLShapeError, DSLSyntaxError, DSLTypeError,
                             GradientMismatchError, LossDSLError)
 from lossdsl.ir import parse_source
+from lossdsl import losses  # the loss library; TF is imported only when a loss is built
 
 if TYPE_CHECKING:
     from lossdsl.keras_loss import DSLLoss
@@ -87,7 +88,7 @@ def _register_with_keras_when_loaded() -> None:
 _register_with_keras_when_loaded()
 
 __all__ = [
-    "compile", "check_gradients", "GradientReport", "analyze", "compile_expression",
+    "compile", "check_gradients", "losses", "GradientReport", "analyze", "compile_expression",
     "CompiledExpression", "parse_source", "DSLLoss", "LossDSLError", "DSLSyntaxError",
     "DSLNameError", "DSLArityError", "DSLAxisError", "DSLTypeError", "DSLLimitError",
     "DSLShapeError", "DSLConfigError", "GradientMismatchError",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -138,3 +140,11 @@ def test_readme_lists_every_op_and_every_loss() -> None:
     library = readme.split("## The loss library")[1].split("\n## ")[0]
     for spec in losses.available():
         assert f"`{spec.name}`" in library, spec.name
+
+
+def test_listing_the_library_does_not_import_tensorflow() -> None:
+    code = ("import sys, lossdsl; specs = lossdsl.losses.available(); "
+            "[spec.params for spec in specs]; print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip() == "False"
