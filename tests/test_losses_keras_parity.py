@@ -7,7 +7,7 @@ Same value and same gradient (``tf.GradientTape`` on both), with and without
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -119,9 +119,7 @@ class Case:
     keras: str
     keras_keywords: dict[str, Any]
     inputs: str
-    dtype: str = "float32"
     rtol: float = 1e-5
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import sympy
 import tensorflow as tf
 
@@ -148,3 +150,25 @@ def test_listing_the_library_does_not_import_tensorflow() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 6), classes=st.integers(2, 7), seed=st.integers(0, 2**16),
+       from_logits=st.booleans())
+def test_sparse_categorical_crossentropy_matches_keras_on_any_shape(
+        batch: int, classes: int, seed: int, from_logits: bool) -> None:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, batch)
+    y_pred = rng.normal(0, 3, (batch, classes)) if from_logits else \
+        rng.dirichlet(np.ones(classes), batch)
+    y_pred = tf.constant(y_pred, tf.float32)
+    results = []
+    for loss in (losses.sparse_categorical_crossentropy(from_logits=from_logits),
+                 keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)):
+        with tf.GradientTape() as tape:
+            tape.watch(y_pred)
+            value = loss(labels, y_pred)
+        results.append((value.numpy(), tape.gradient(value, y_pred).numpy()))
+    (value, gradient), (expected, expected_gradient) = results
+    np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-5, atol=1e-6)
