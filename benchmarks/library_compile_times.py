@@ -57,9 +57,11 @@ def main() -> None:
             times = cold_times(source, repeat)
             medians.append(statistics.median(times))
             worsts.append(max(times))
-            print(f"{label:75s} median {1e3 * medians[-1]:7.1f} ms   worst {1e3 * worsts[-1]:7.1f} ms")
-    print(f"\n{len(medians)} sources: median of medians {1e3 * statistics.median(medians):.1f} ms, "
-          f"slowest median {1e3 * max(medians):.1f} ms, worst single run {1e3 * max(worsts):.1f} ms")
+            print(f"{label:75s} median {1e3 * medians[-1]:7.1f} ms   "
+                  f"worst {1e3 * worsts[-1]:7.1f} ms")
+    print(f"\n{len(medians)} sources: median of medians "
+          f"{1e3 * statistics.median(medians):.1f} ms, slowest median {1e3 * max(medians):.1f} ms, "
+          f"worst single run {1e3 * max(worsts):.1f} ms")
 
 
 if __name__ == "__main__":

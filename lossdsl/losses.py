@@ -137,12 +137,12 @@ def _binary_focal_crossentropy(apply_class_balancing: bool, from_logits: bool) -
     # On logits Keras's sigmoid output carries its logits, so the cross-entropy
     # takes the stable logits form rather than clipping the probability.
     if from_logits:
-        probability, bce = "sigmoid(y_pred)", "softplus(y_pred) - t*y_pred"
+        probability, bce = "p = sigmoid(y_pred)", "softplus(y_pred) - t*y_pred"
     else:
-        probability = f"y_pred; q = clip(y_pred, {EPSILON}, 1 - {EPSILON})"
+        probability = f"p = y_pred; q = clip(y_pred, {EPSILON}, 1 - {EPSILON})"
         bce = "-(t*log(q) + (1 - t)*log(1 - q))"
     balance = "(t*alpha + (1 - t)*(1 - alpha))*" if apply_class_balancing else ""
-    return (f"alpha = 0.25; gamma = 2; {_BINARY_SMOOTHING}; p = {probability}; "
+    return (f"alpha = 0.25; gamma = 2; {_BINARY_SMOOTHING}; {probability}; "
             f"bce = {bce}; p_t = t*p + (1 - t)*(1 - p); "
             f"mean({balance}(1 - p_t)^gamma*bce, axis=-1)")
 

@@ -32,11 +32,12 @@ def _random_probabilities(shape: tuple[int, ...]) -> np.ndarray:
 
 _LABELS = RNG.integers(0, 4, 5)
 
-# Inputs by kind: Keras's test inputs (from keras/src/losses/losses_test.py) first, then random ones.
+# Inputs by kind: Keras's test inputs (keras/src/losses/losses_test.py) first, then random ones.
 INPUTS: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
     "regression": [
         (np.array([[1, 9, 2], [-5, -2, 6]]), np.array([[4, 8, 12], [8, 1, 3]], "float32")),
-        (np.array([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), np.array([[0.9, 0.2, 0.2], [0.8, 0.4, 0.6]])),
+        (np.array([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]),
+         np.array([[0.9, 0.2, 0.2], [0.8, 0.4, 0.6]])),
         (np.asarray([1, 9, 2, -5, -2, 6]).reshape(2, 3, 1),
          np.asarray([4, 8, 12, 8, 1, 3], "float32").reshape(2, 3, 1)),
         (RNG.normal(size=(5, 4)), RNG.normal(size=(5, 4))),
@@ -64,7 +65,8 @@ INPUTS: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
     ],
     "binary_logits": [
         (np.array([[1, 0, 1], [0, 1, 1]]), np.array([[10.0, -10.0, 10.0], [10.0, 10.0, -10.0]])),
-        (np.array([[1, 1, 0], [0, 1, 0]], "float32"), np.array([[1.5, -2.7, 2.9], [-3.8, 1.2, -4.5]])),
+        (np.array([[1, 1, 0], [0, 1, 0]], "float32"),
+         np.array([[1.5, -2.7, 2.9], [-3.8, 1.2, -4.5]])),
         (RNG.integers(0, 2, (5, 4)).astype("float32"), RNG.normal(0, 3, (5, 4))),
     ],
     "categorical_probabilities": [
@@ -93,7 +95,8 @@ INPUTS: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
         (_LABELS, RNG.normal(0, 3, (5, 4))),
     ],
     "vectors": [
-        (np.asarray([[1, 9, 2], [-5, -2, 6]], "float32"), np.asarray([[4, 8, 12], [8, 1, 3]], "float32")),
+        (np.asarray([[1, 9, 2], [-5, -2, 6]], "float32"),
+         np.asarray([[4, 8, 12], [8, 1, 3]], "float32")),
         (RNG.normal(size=(5, 4)), RNG.normal(size=(5, 4))),
     ],
     "segmentation": [
