@@ -222,6 +222,28 @@ def test_keras_reductions_pass_through(reduction: str) -> None:
                                rtol=1e-6)
 
 
+FLOAT64_CASES = [case for case in CASES if case.id in {
+    "mean_squared_error()-regression",
+    "binary_crossentropy(from_logits=False,label_smoothing=0.2)-binary_probabilities",
+    "categorical_crossentropy(from_logits=True,label_smoothing=0.0)-categorical_logits",
+    "sparse_categorical_crossentropy(from_logits=False)-sparse_probabilities",
+    "binary_focal_crossentropy(apply_class_balancing=True,from_logits=True)-binary_logits",
+}]
+
+
+@pytest.mark.parametrize("case", FLOAT64_CASES, ids=lambda case: case.id)
+def test_float64_equals_keras_float64(case: Case) -> None:
+    """With dtype="float64" every constant, epsilon included, is float64 on both sides."""
+    assert len(FLOAT64_CASES) == 5
+    y_true, y_pred = INPUTS[case.inputs][-1]
+    ours = losses.make(case.loss, dtype="float64", reduction="none", **case.keywords)
+    theirs = getattr(keras.losses, case.keras)(dtype="float64", reduction="none",
+                                               **case.keras_keywords)
+    value, expected = ours(y_true, y_pred), theirs(y_true, y_pred)
+    assert value.dtype == expected.dtype == tf.float64
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+
+
 def test_every_keras_parity_loss_is_covered() -> None:
     keras_losses = {spec.name for spec in losses.available() if spec.keras}
     assert keras_losses == {case.loss for case in CASES}

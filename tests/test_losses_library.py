@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import lossdsl
 from lossdsl import losses
-from lossdsl.ops import OPS
+from lossdsl.ops import OPS, one_hot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,6 +90,7 @@ def test_one_hot_has_a_readable_gradient_and_labels_are_not_differentiated() -> 
     y_true = sympy.Symbol("y_true", real=True)
     assert "one_hot(y_true)" in str(compiled.gradient)
     assert sympy.diff(compiled.expression, y_true) == 0
+    assert sympy.latex(one_hot(y_true)) == r"\mathbb{1}\left[i = y_{true}\right]"
 
 
 def test_one_hot_of_a_number_picks_a_column_and_is_not_pulled_out_of_a_sum() -> None:
