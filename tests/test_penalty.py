@@ -1,6 +1,9 @@
 """Weight regularizers and activity penalties against Keras's L1/L2/L1L2, the tape and NumPy."""
 
+import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -215,3 +218,35 @@ def test_bad_activity_layer_configs_fail_with_lossdsl_errors(config, words):
     # Keys other than source/params are the Keras layer's own, checked by Keras.
     with pytest.raises(lossdsl.DSLConfigError, match=words):
         ActivityPenalty.from_config({"name": "penalty", **config})
+
+
+def test_fresh_process_reloads_metric_regularizers_and_penalties(tmp_path):
+    """A new process that imports keras then lossdsl finds every lossdsl class."""
+    x = RNG.normal(size=(8, 3)).astype("float32")
+    y = RNG.normal(size=(8, 1)).astype("float32")
+    model = keras.Sequential([
+        keras.Input((3,)),
+        keras.layers.Dense(4, kernel_regularizer=lossdsl.regularizer("alpha*sum(w^2)", alpha=0.1),
+                           activity_regularizer=lossdsl.activity_penalty("0.1*sum(a^2)")),
+        ActivityPenalty("beta*mean(abs(a))", {"beta": 0.5}),
+        keras.layers.Dense(1)])
+    model.compile("sgd", lossdsl.compile("mean((y_true - y_pred)^2)"),
+                  metrics=[lossdsl.metric("mean(abs(y_true - y_pred))", name="ours")])
+    expected = model.evaluate(x, y, verbose=0, return_dict=True)
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    code = ("import sys, json, numpy as np, keras, lossdsl\n"
+            "folder = sys.argv[1]\n"
+            "model = keras.models.load_model(folder + '/m.keras', safe_mode=True)\n"
+            "x, y = np.load(folder + '/x.npy'), np.load(folder + '/y.npy')\n"
+            "print(json.dumps(model.evaluate(x, y, verbose=0, return_dict=True)))\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr
+    reloaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert reloaded.keys() == expected.keys()
+    for key, value in expected.items():
+        assert reloaded[key] == pytest.approx(value, rel=1e-6)
