@@ -68,10 +68,12 @@ def compile(source: str, *, name: str | None = None,  # noqa: A001 - the public 
 
 
 def metric(source: str, *, name: str | None = None, dtype: str | None = None,
-           params: Mapping[str, float] | None = None, **param_values: float) -> "DSLMetric":
+           direction: str | None = None, params: Mapping[str, float] | None = None,
+           **param_values: float) -> "DSLMetric":
     """Compile a one-line expression into a ``keras.metrics.Metric`` (a running mean).
 
-    See :class:`lossdsl.keras_metric.DSLMetric`; arguments as for :func:`compile`.
+    See :class:`lossdsl.keras_metric.DSLMetric`; arguments as for :func:`compile`;
+    ``direction`` (``"down"``/``"up"``) tells Keras's callbacks which way is better.
 
     >>> mae = metric("mean(abs(y_true - y_pred))", name="mae")
     >>> mae.name
@@ -79,7 +81,8 @@ def metric(source: str, *, name: str | None = None, dtype: str | None = None,
     """
     from lossdsl.keras_metric import DSLMetric
 
-    return DSLMetric(source, {**dict(params or {}), **param_values}, name=name, dtype=dtype)
+    return DSLMetric(source, {**dict(params or {}), **param_values}, name=name, dtype=dtype,
+                     direction=direction)
 
 
 def regularizer(source: str, *, params: Mapping[str, float] | None = None,

@@ -16,11 +16,14 @@ import keras
 import tensorflow as tf
 
 from lossdsl.compiler import compile_expression
+from lossdsl.errors import DSLConfigError
 from lossdsl.keras_loss import forward_plan, per_sample_values, validated_config
 
 _METRIC_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,), "params": (dict,), "name": (str, type(None)), "dtype": (str, type(None)),
+    "direction": (str, type(None)),
 }
+DIRECTIONS = ("down", "up", None)
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLMetric")
@@ -37,6 +40,8 @@ class DSLMetric(keras.metrics.MeanMetricWrapper):
         name: the metric's name (the key in ``fit``'s history); defaults to
             ``"lossdsl_metric"``.
         dtype: the dtype the metric computes and accumulates in.
+        direction: ``"down"`` (lower is better) or ``"up"``, for callbacks such
+            as ``EarlyStopping(mode="auto")``; None leaves it unknown to Keras.
 
     Examples:
 
@@ -49,10 +54,17 @@ class DSLMetric(keras.metrics.MeanMetricWrapper):
     """
 
     def __init__(self, source: str, params: Mapping[str, float] | None = None,
-                 name: str | None = None, dtype: str | None = None) -> None:
+                 name: str | None = None, dtype: str | None = None,
+                 direction: str | None = None) -> None:
+        if direction not in DIRECTIONS:
+            raise DSLConfigError(
+                f"Invalid direction. Expected one of {DIRECTIONS}. Received: {direction!r}.")
         self.compiled = compile_expression(source, params)
         super().__init__(fn=self._values, name=name or "lossdsl_metric", dtype=dtype)
         self._plan = forward_plan(self.compiled)
+        self.direction = direction
+        if direction is not None:
+            self._direction = direction  # read by Keras's monitor callbacks
 
     source = property(lambda self: self.compiled.source, doc="The source text.")
     params = property(lambda self: dict(self.compiled.params), doc="Parameter values.")
@@ -66,7 +78,7 @@ class DSLMetric(keras.metrics.MeanMetricWrapper):
 
     def get_config(self) -> dict[str, Any]:
         return {"source": self.source, "params": self.params, "name": self.name,
-                "dtype": self.dtype}
+                "dtype": self.dtype, "direction": self.direction}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "DSLMetric":

@@ -81,6 +81,23 @@ def test_metric_in_model_compile_matches_keras_metric_in_fit_history():
     np.testing.assert_allclose(history["ours"], history["keras_mae"], rtol=1e-5)
 
 
+def test_direction_lets_early_stopping_infer_its_mode():
+    x = RNG.normal(size=(16, 3)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+    for direction, better in (("down", np.less), ("up", np.greater)):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse", metrics=[lossdsl.metric(
+            "mean(abs(y_true - y_pred))", name="ours", direction=direction)])
+        stopper = keras.callbacks.EarlyStopping(monitor="ours", patience=1)
+        model.fit(x, y, epochs=2, verbose=0, callbacks=[stopper])
+        assert bool(stopper.monitor_op(-stopper.min_delta, 1.0)) == bool(better(0.0, 1.0))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse", metrics=[lossdsl.metric("mean(y_pred)", name="unknown")])
+    with pytest.raises(ValueError, match="maximized or minimized"):
+        model.fit(x, y, epochs=1, verbose=0,
+                  callbacks=[keras.callbacks.EarlyStopping(monitor="unknown")])
+
+
 def test_metric_round_trips_through_model_save(tmp_path):
     x, y = BATCHES[1][1], BATCHES[1][0]
     metric = lossdsl.metric("mean(alpha*(y_true - y_pred)^2)", alpha=2.0, name="scaled_mse")
@@ -96,11 +113,13 @@ def test_metric_round_trips_through_model_save(tmp_path):
 
 
 def test_get_config_round_trip_recompiles():
-    metric = lossdsl.metric("beta = 2; mean(beta*abs(y_true - y_pred))", beta=5.0, name="m")
+    metric = lossdsl.metric("beta = 2; mean(beta*abs(y_true - y_pred))", beta=5.0, name="m",
+                            direction="down")
     config = keras.saving.serialize_keras_object(metric)
     clone = keras.saving.deserialize_keras_object(config)
     assert isinstance(clone, DSLMetric)
-    assert (clone.source, clone.params, clone.name) == (metric.source, {"beta": 5.0}, "m")
+    assert (clone.source, clone.params, clone.name, clone._direction) == \
+        (metric.source, {"beta": 5.0}, "m", "down")
 
 
 @pytest.mark.parametrize("config,words", [
@@ -108,6 +127,7 @@ def test_get_config_round_trip_recompiles():
     ({"source": "mean(y_pred)", "reduction": "sum"}, "Unknown keys"),
     ({"source": "mean(y_pred)", "name": 3}, "wrong type"),
     ({"source": "mean(alpha*y_pred)", "params": {"alpha": "1"}}, "must map to a number"),
+    ({"source": "mean(y_pred)", "direction": "sideways"}, "Invalid direction"),
 ])
 def test_bad_configs_fail_with_lossdsl_errors(config, words):
     with pytest.raises(lossdsl.DSLConfigError, match=words):
