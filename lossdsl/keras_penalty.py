@@ -27,7 +27,7 @@ import sympy
 import tensorflow as tf
 
 from lossdsl.compiler import CompiledExpression, analyze, compile_expression
-from lossdsl.errors import DSLNameError
+from lossdsl.errors import DSLNameError, DSLShapeError
 from lossdsl.keras_loss import forward_plan, validated_config
 from lossdsl.tf_lower import TFPlan
 
@@ -87,14 +87,22 @@ class _PenaltyBase(keras.regularizers.Regularizer):
     def _unbatched(self, x: tf.Tensor) -> tf.Tensor:
         return x
 
+    def _shape_note(self, x: tf.Tensor) -> str:
+        return ""
+
+    def _run(self, plan: TFPlan, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        try:
+            return plan.run({self.input_name: self._batched(x)}, {})
+        except DSLShapeError as error:
+            raise DSLShapeError(error.message + self._shape_note(x), source=self.source,
+                                hint=error.hint) from None
+
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        values = self._plan.run({self.input_name: self._batched(x)}, {})["loss"]
-        return tf.reduce_sum(values)
+        return tf.reduce_sum(self._run(self._plan, x)["loss"])
 
     def gradient_of(self, x: tf.Tensor) -> tf.Tensor:
         """The derived gradient of ``self(x)`` w.r.t. ``x``, evaluated (shape of ``x``)."""
-        inputs = {self.input_name: self._batched(x)}
-        return self._unbatched(self._gradient_plan.run(inputs, {})["gradient"])
+        return self._unbatched(self._run(self._gradient_plan, x)["gradient"])
 
     def get_config(self) -> dict[str, Any]:
         return {"source": self.source, "params": self.params}
@@ -145,6 +153,10 @@ class DSLRegularizer(_PenaltyBase):
 
     def _unbatched(self, x: tf.Tensor) -> tf.Tensor:
         return tf.squeeze(x, 0)
+
+    def _shape_note(self, x: tf.Tensor) -> str:
+        return (f" Here that one sample is the weight `w`, of shape {tuple(x.shape)}: "
+                f"its axes are 1 to {len(x.shape)}.")
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLActivityPenalty")

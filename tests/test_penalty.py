@@ -193,6 +193,11 @@ def test_source_mistakes_are_lossdsl_errors_with_a_caret(factory, source, words)
     assert "^" in str(caught.value)
 
 
+def test_an_axis_the_weight_lacks_is_a_shape_error_about_the_weight():
+    with pytest.raises(lossdsl.DSLShapeError, match=r"axis=3 .* weight `w`, of shape \(2, 3\)"):
+        lossdsl.regularizer("sum(w, axis=3)")(np.ones((2, 3)))
+
+
 def test_binding_the_input_name_is_refused():
     with pytest.raises(lossdsl.LossDSLError, match="w"):
         lossdsl.regularizer("w = 2; sum(w^2)")
