@@ -1,10 +1,11 @@
-"""Example 5: a regression loss, a weight regularizer, a custom metric and an activity penalty in one model, saved and reloaded.
+"""Example 5: a regression loss, regularizer, metric and activity penalty in one model, reloaded.
 
 Data: scikit-learn's bundled diabetes set (442 patients, 10 features; no
 download). Every piece the model uses beyond Keras layers is one lossdsl line:
 
-- the loss, a log-cosh regression loss (in a form that does not overflow) plus ``lam`` times a pull of the
-  predictions towards the mean target (the "regularization factor"),
+- the loss, a log-cosh regression loss (in a form that does not overflow) plus
+  ``lam`` times a pull of the predictions towards the mean target (the
+  "regularization factor"),
 - a weight regularizer on the hidden kernel (``kernel_regularizer=``),
 - a custom metric, the mean absolute error (``metrics=[...]``), checked against
   ``keras.metrics.MeanAbsoluteError``,
@@ -63,7 +64,8 @@ def main() -> None:
     x_train, y_train, x_test, y_test = x[:350], y[:350], x[350:], y[350:]
     model = build_model()
     print("loss             :", LOSS, "with lam = 0.02")
-    print("kernel penalty   :", KERNEL_PENALTY, "  d/dw =", model.layers[0].kernel_regularizer.gradient)
+    print("kernel penalty   :", KERNEL_PENALTY,
+          "  d/dw =", model.layers[0].kernel_regularizer.gradient)
     print("activity penalty :", ACTIVITY_PENALTY, "  d/da =", model.layers[1].penalty.gradient)
     print("metric           :", METRIC)
     history = model.fit(x_train, y_train, epochs=30, batch_size=32, verbose=0).history
