@@ -26,6 +26,8 @@ from lossdsl import losses  # the loss library; TF is imported only when a loss 
 
 if TYPE_CHECKING:
     from lossdsl.keras_loss import DSLLoss
+    from lossdsl.keras_metric import DSLMetric
+    from lossdsl.keras_penalty import DSLActivityPenalty, DSLRegularizer
 
 __version__ = "0.1.0"
 
@@ -66,11 +68,64 @@ def compile(source: str, *, name: str | None = None,  # noqa: A001 - the public 
                    gradient=gradient)
 
 
+def metric(source: str, *, name: str | None = None, dtype: str | None = None,
+           direction: str | None = None, params: Mapping[str, float] | None = None,
+           **param_values: float) -> "DSLMetric":
+    """Compile a one-line expression into a ``keras.metrics.Metric`` (a running mean).
+
+    See :class:`lossdsl.keras_metric.DSLMetric`; arguments as for :func:`compile`;
+    ``direction`` (``"down"``/``"up"``) tells Keras's callbacks which way is better.
+
+    >>> mae = metric("mean(abs(y_true - y_pred))", name="mae")
+    >>> mae.name
+    'mae'
+    """
+    from lossdsl.keras_metric import DSLMetric
+
+    return DSLMetric(source, {**dict(params or {}), **param_values}, name=name, dtype=dtype,
+                     direction=direction)
+
+
+def regularizer(source: str, *, params: Mapping[str, float] | None = None,
+                **param_values: float) -> "DSLRegularizer":
+    """Compile a one-line expression in the weight ``w`` into a ``keras.regularizers.Regularizer``.
+
+    See :class:`lossdsl.keras_penalty.DSLRegularizer` (a weight is a batch of one).
+
+    >>> regularizer("0.5*alpha*sum(w^2)", alpha=0.01).gradient
+    1.0*alpha*w
+    """
+    from lossdsl.keras_penalty import DSLRegularizer
+
+    return DSLRegularizer(source, {**dict(params or {}), **param_values})
+
+
+def activity_penalty(source: str, *, params: Mapping[str, float] | None = None,
+                     **param_values: float) -> "DSLActivityPenalty":
+    """Compile a per-sample expression in activations ``a`` for ``activity_regularizer=``.
+
+    See :class:`lossdsl.keras_penalty.DSLActivityPenalty`; for a layer that
+    calls ``add_loss`` itself, use :class:`lossdsl.ActivityPenalty`.
+
+    >>> activity_penalty("beta*mean(a^2)", beta=0.1).gradient
+    2*a*beta/n
+    """
+    from lossdsl.keras_penalty import DSLActivityPenalty
+
+    return DSLActivityPenalty(source, {**dict(params or {}), **param_values})
+
+
+_KERAS_CLASSES = {"DSLLoss": "lossdsl.keras_loss", "DSLMetric": "lossdsl.keras_metric",
+                  "DSLRegularizer": "lossdsl.keras_penalty",
+                  "DSLActivityPenalty": "lossdsl.keras_penalty",
+                  "ActivityPenalty": "lossdsl.keras_penalty"}
+
+
 def __getattr__(name: str) -> Any:
-    # DSLLoss lives behind Keras; import it only when asked for.
-    if name == "DSLLoss":
-        from lossdsl.keras_loss import DSLLoss
-        return DSLLoss
+    # The Keras classes live behind Keras; import them only when asked for.
+    if name in _KERAS_CLASSES:
+        import importlib
+        return getattr(importlib.import_module(_KERAS_CLASSES[name]), name)
     raise AttributeError(f"module 'lossdsl' has no attribute {name!r}")
 
 
@@ -83,13 +138,17 @@ def _register_with_keras_when_loaded() -> None:
     """
     if "keras" in sys.modules and hasattr(sys.modules["keras"], "saving"):
         import lossdsl.keras_loss  # noqa: F401
+        import lossdsl.keras_metric  # noqa: F401
+        import lossdsl.keras_penalty  # noqa: F401
 
 
 _register_with_keras_when_loaded()
 
 __all__ = [
-    "compile", "check_gradients", "losses", "GradientReport", "analyze", "compile_expression",
-    "CompiledExpression", "parse_source", "DSLLoss", "LossDSLError", "DSLSyntaxError",
+    "compile", "metric", "regularizer", "activity_penalty", "check_gradients", "losses",
+    "GradientReport", "analyze", "compile_expression", "CompiledExpression", "parse_source",
+    "DSLLoss", "DSLMetric",
+    "DSLRegularizer", "DSLActivityPenalty", "ActivityPenalty", "LossDSLError", "DSLSyntaxError",
     "DSLNameError", "DSLArityError", "DSLAxisError", "DSLTypeError", "DSLLimitError",
     "DSLShapeError", "DSLConfigError", "GradientMismatchError",
 ]

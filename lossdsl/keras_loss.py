@@ -106,10 +106,7 @@ class DSLLoss(keras.losses.Loss):
                                    doc="d loss / d parameter, per sample.")
 
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        y_pred = tf.convert_to_tensor(y_pred)
-        y_true = tf.cast(y_true, y_pred.dtype)
-        y_true, y_pred = align_ranks(y_true, y_pred)
-        return self._plan.run({"y_true": y_true, "y_pred": y_pred}, {})["loss"]
+        return per_sample_values(self._plan, y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:
         return {"source": self.source, "params": self.params, "name": self.name,
@@ -125,17 +122,31 @@ class DSLLoss(keras.losses.Loss):
         return f"lossdsl.compile({self.source!r}{params})"
 
 
-def validated_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a loaded config's keys and types before any of it is used."""
+def per_sample_values(plan: TFPlan, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Run a loss plan on a batch: ``y_true`` cast to ``y_pred``'s dtype, ranks aligned."""
+    y_pred = tf.convert_to_tensor(y_pred)
+    y_true = tf.cast(y_true, y_pred.dtype)
+    y_true, y_pred = align_ranks(y_true, y_pred)
+    return plan.run({"y_true": y_true, "y_pred": y_pred}, {})["loss"]
+
+
+def validated_config(config: Mapping[str, Any],
+                     field_types: Mapping[str, tuple[type, ...]] = _CONFIG_TYPES
+                     ) -> dict[str, Any]:
+    """Check a loaded config's keys and types before any of it is used.
+
+    ``field_types`` maps each allowed key to its allowed types (the metric and
+    the regularizers pass their own); ``source`` is always required.
+    """
     if not isinstance(config, Mapping):
         raise DSLConfigError(f"A lossdsl config must be a dict. Received: {type(config).__name__}.")
-    unknown = sorted(set(config) - set(_CONFIG_TYPES))
+    unknown = sorted(set(config) - set(field_types))
     if unknown:
         raise DSLConfigError(f"Unknown keys in a lossdsl config: {unknown}.")
     if "source" not in config:
         raise DSLConfigError("A lossdsl config has no `source`.")
     for key, value in config.items():
-        if not isinstance(value, _CONFIG_TYPES[key]):
+        if not isinstance(value, field_types[key]):
             raise DSLConfigError(
                 f"The config field `{key}` has the wrong type: {type(value).__name__}.")
     for key, value in config.get("params", {}).items():
@@ -145,4 +156,5 @@ def validated_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return dict(config)
 
 
-__all__ = ["DSLLoss", "align_ranks", "forward_plan", "LossDSLError"]
+__all__ = ["DSLLoss", "align_ranks", "forward_plan", "per_sample_values", "validated_config",
+           "LossDSLError"]
