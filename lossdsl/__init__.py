@@ -21,6 +21,7 @@ from lossdsl.compiler import CompiledExpression, analyze, compile_expression
 from lossdsl.errors import (DSLArityError, DSLAxisError, DSLConfigError, DSLLimitError,
                             DSLNameError, DSLShapeError, DSLSyntaxError, DSLTypeError,
                             GradientMismatchError, LossDSLError)
+from lossdsl.explain import Explanation, explain
 from lossdsl.ir import parse_source
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def _register_with_keras_when_loaded() -> None:
 _register_with_keras_when_loaded()
 
 __all__ = [
-    "compile", "check_gradients", "GradientReport", "analyze", "compile_expression",
+    "compile", "check_gradients", "GradientReport", "explain", "Explanation", "analyze", "compile_expression",
     "CompiledExpression", "parse_source", "DSLLoss", "LossDSLError", "DSLSyntaxError",
     "DSLNameError", "DSLArityError", "DSLAxisError", "DSLTypeError", "DSLLimitError",
     "DSLShapeError", "DSLConfigError", "GradientMismatchError",
