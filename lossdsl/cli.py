@@ -144,7 +144,9 @@ def _check_parser(parser: argparse.ArgumentParser) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     from lossdsl.check import check_gradients
+    from lossdsl.compiler import compile_expression
 
+    compile_expression(args.expr, _params(args))  # report mistakes before TF loads
     report = check_gradients(args.expr, shape=tuple(args.shape), seed=args.seed,
                              rtol=args.rtol, atol=args.atol, **_params(args))
     print(report)
@@ -166,8 +168,10 @@ def _plot_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from lossdsl.compiler import compile_expression
     from lossdsl.plot import MissingDependency, plot_loss
 
+    compile_expression(args.expr, _params(args))  # report mistakes before TF loads
     try:
         path = plot_loss(args.expr, args.y_true, output=args.output, y_pred_range=args.range,
                          size=(args.width, args.height), points=args.points,
