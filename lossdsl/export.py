@@ -117,12 +117,17 @@ def export_to_file(source: str, class_name: str, path: str | Path, **params: flo
     return path
 
 
+# A parameter becomes a constructor argument and an attribute of the loss; these
+# would clash with the Keras Loss's own.
+_TAKEN_ATTRIBUTES = {"self", "name", "reduction", "dtype", "call", "get_config", "from_config"}
+
+
 def _check_identifier(name: str, what: str) -> None:
-    if not name.isidentifier() or keyword.iskeyword(name) or (
-            what == "parameter name" and name in {"name", "reduction", "dtype", "self"}):
+    clashes = what == "parameter name" and (name in _TAKEN_ATTRIBUTES or name.startswith("_"))
+    if not name.isidentifier() or keyword.iskeyword(name) or clashes:
         raise DSLNameError(f"`{name}` cannot be used as a Python {what} in an exported module.",
-                           hint="rename it (a Python identifier, not a keyword nor "
-                                "name/reduction/dtype)")
+                           hint="rename it: a Python identifier, not a keyword, not starting "
+                                "with `_`, not " + "/".join(sorted(_TAKEN_ATTRIBUTES)))
 
 
 class _Module:

@@ -76,13 +76,14 @@ def test_constructor_arguments_override_the_exported_defaults(tmp_path):
 
 
 def test_missing_parameter_becomes_a_required_argument_and_config_round_trips(tmp_path):
-    module = load(export_to_file("mean(scale*(y_true-y_pred)^2)", "Scaled", tmp_path / "s.py"),
+    # `shape` is also a local of the generated code: the generator renames its own.
+    module = load(export_to_file("mean(shape*(y_true-y_pred)^2)", "Scaled", tmp_path / "s.py"),
                   "exported_scaled")
     with pytest.raises(TypeError):
         module.Scaled()
-    loss = module.Scaled(scale=3.0, reduction="sum", name="s")
+    loss = module.Scaled(shape=3.0, reduction="sum", name="s")
     config = loss.get_config()
-    assert config == {"name": "s", "reduction": "sum", "dtype": "float32", "scale": 3.0}
+    assert config == {"name": "s", "reduction": "sum", "dtype": "float32", "shape": 3.0}
     again = module.Scaled.from_config(config)
     np.testing.assert_allclose(again(Y_TRUE, Y_PRED),
                                keras.losses.MeanSquaredError(reduction="sum")(Y_TRUE, Y_PRED) * 3,
@@ -107,3 +108,9 @@ def test_compiled_loss_explains_itself():
     assert report.params == {"alpha": 0.5} and report.gradient == loss.gradient
     assert loss._repr_latex_() == report._repr_latex_()
     assert r"\frac{\alpha}{n y_{\mathrm{pred}}}" in loss._repr_latex_()
+
+
+@pytest.mark.parametrize("name", ["call", "_private", "dtype"])
+def test_parameters_that_would_clash_with_keras_attributes_are_refused(tmp_path, name):
+    with pytest.raises(lossdsl.DSLNameError, match="cannot be used as a Python parameter name"):
+        export_to_file(f"mean({name}*y_pred)", "Clash", tmp_path / "c.py")
