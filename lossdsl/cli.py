@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(commands, name: str, help_text: str, run: Callable,
+def _command(commands: "argparse._SubParsersAction", name: str, help_text: str,
+             run: Callable[[argparse.Namespace], int],
              takes_expr: bool = True) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=help_text, description=help_text[0].upper() +
                                  help_text[1:] + ".", epilog=_EXAMPLES[name],

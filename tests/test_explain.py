@@ -183,3 +183,9 @@ def test_text_report_lists_conditions():
     text = str(lossdsl.explain("mean(log(y_pred))"))
     assert "y_pred > 0" in text and "log(y_pred) is undefined below 0" in text
     assert "nowhere" in str(lossdsl.explain("mean(y_pred^2)"))
+
+
+def test_xlogy_is_defined_at_zero_where_its_first_argument_is_zero():
+    assert conditions("mean(xlogy(y_true, y_pred))") == [
+        ("y_true == 0 or y_pred > 0", ("loss", "gradient"), "domain"),
+        ("y_true == 0 or y_pred != 0", ("gradient",), "domain")]
