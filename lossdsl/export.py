@@ -28,7 +28,7 @@ from lossdsl import __version__
 from lossdsl.compiler import Analysis, analyze, bind_parameters
 from lossdsl.errors import DSLNameError, LossDSLError
 from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY
-from lossdsl.symbolic import Axis, ReductionTable
+from lossdsl.symbolic import ReductionTable
 from lossdsl.tf_lower import (LOGIC, POWER_FUNCTIONS, RELATIONS, UNARY, build_plan,
                               split_product, split_sum)
 
