@@ -114,3 +114,16 @@ def test_compiled_loss_explains_itself():
 def test_parameters_that_would_clash_with_keras_attributes_are_refused(tmp_path, name):
     with pytest.raises(lossdsl.DSLNameError, match="cannot be used as a Python parameter name"):
         export_to_file(f"mean({name}*y_pred)", "Clash", tmp_path / "c.py")
+
+
+def test_exported_loss_is_registered_for_keras_serialization(tmp_path):
+    source = "mean(-alpha*y_true*(1-y_pred)^gamma*log(y_pred))"
+    module = load(export_to_file(source, "SerialFocal", tmp_path / "sf.py", alpha=0.25, gamma=2.0),
+                  "exported_serial_focal")
+    config = keras.saving.serialize_keras_object(module.SerialFocal(gamma=3.0))
+    assert config["registered_name"] == "lossdsl_export>SerialFocal"
+    restored = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    assert isinstance(restored, module.SerialFocal) and (restored.alpha, restored.gamma) == (0.25, 3.0)
+    np.testing.assert_allclose(restored(Y_TRUE, Y_PRED),
+                               lossdsl.compile(source, alpha=0.25, gamma=3.0)(Y_TRUE, Y_PRED),
+                               rtol=2e-5)
