@@ -16,15 +16,16 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, Mapping
 
-from lossdsl.check import GradientReport, check_gradients
 from lossdsl.compiler import CompiledExpression, analyze, compile_expression
 from lossdsl.errors import (DSLArityError, DSLAxisError, DSLConfigError, DSLLimitError,
                             DSLNameError, DSLShapeError, DSLSyntaxError, DSLTypeError,
                             GradientMismatchError, LossDSLError)
+from lossdsl.explain import Explanation, explain
 from lossdsl.ir import parse_source
 from lossdsl import losses  # the loss library; TF is imported only when a loss is built
 
 if TYPE_CHECKING:
+    from lossdsl.check import GradientReport, check_gradients
     from lossdsl.keras_loss import DSLLoss
     from lossdsl.keras_metric import DSLMetric
     from lossdsl.keras_penalty import DSLActivityPenalty, DSLRegularizer
@@ -126,6 +127,10 @@ def __getattr__(name: str) -> Any:
     if name in _KERAS_CLASSES:
         import importlib
         return getattr(importlib.import_module(_KERAS_CLASSES[name]), name)
+    # The gradient check needs numpy; `lossdsl show`/`ops`/`export` start faster without it.
+    if name in ("check_gradients", "GradientReport"):
+        from lossdsl import check
+        return getattr(check, name)
     raise AttributeError(f"module 'lossdsl' has no attribute {name!r}")
 
 
@@ -146,8 +151,8 @@ _register_with_keras_when_loaded()
 
 __all__ = [
     "compile", "metric", "regularizer", "activity_penalty", "check_gradients", "losses",
-    "GradientReport", "analyze", "compile_expression", "CompiledExpression", "parse_source",
-    "DSLLoss", "DSLMetric",
+    "explain", "Explanation", "GradientReport", "analyze", "compile_expression",
+    "CompiledExpression", "parse_source", "DSLLoss", "DSLMetric",
     "DSLRegularizer", "DSLActivityPenalty", "ActivityPenalty", "LossDSLError", "DSLSyntaxError",
     "DSLNameError", "DSLArityError", "DSLAxisError", "DSLTypeError", "DSLLimitError",
     "DSLShapeError", "DSLConfigError", "GradientMismatchError",

@@ -118,7 +118,20 @@ def compile_expression(source: str, params: Mapping[str, object] | None = None, 
         DSLTypeError: a parameter value is not a finite real number.
     """
     analysis = analyze(source, tuple(inputs), wrt)
-    given = dict(params or {})
+    return CompiledExpression(analysis, bind_parameters(analysis, params or {}))
+
+
+def bind_parameters(analysis: Analysis, given: Mapping[str, object], *,
+                    require_all: bool = True) -> dict[str, float]:
+    """The parameters' values: keywords over source defaults, each checked.
+
+    With ``require_all=False`` a parameter without a value is left out
+    instead of raising (for showing formulas, which keep parameters as symbols).
+
+    Raises:
+        DSLNameError: a parameter has no value, or a keyword names no parameter.
+        DSLTypeError: a parameter value is not a finite real number.
+    """
     _check_known(analysis, given)
     values = {}
     for name in analysis.parameters:
@@ -126,9 +139,9 @@ def compile_expression(source: str, params: Mapping[str, object] | None = None, 
             values[name] = _number(name, given[name])
         elif name in analysis.defaults:
             values[name] = analysis.defaults[name]
-        else:
+        elif require_all:
             raise _missing(analysis, name)
-    return CompiledExpression(analysis, values)
+    return values
 
 
 def _check_known(analysis: Analysis, given: Mapping[str, object]) -> None:

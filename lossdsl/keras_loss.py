@@ -10,7 +10,7 @@ in safe mode with no pickled code.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import keras
 import sympy
@@ -19,6 +19,9 @@ import tensorflow as tf
 from lossdsl.compiler import CompiledExpression, compile_expression
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.tf_lower import TFPlan
+
+if TYPE_CHECKING:
+    from lossdsl.explain import Explanation
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 GRADIENT_MODES = ("autodiff",)
@@ -104,6 +107,14 @@ class DSLLoss(keras.losses.Loss):
                         doc="d loss / d y_pred, elementwise, simplified.")
     parameter_gradients = property(lambda self: dict(self.compiled.parameter_gradients),
                                    doc="d loss / d parameter, per sample.")
+
+    def explain(self) -> "Explanation":
+        """The formulas of this loss, its gradients and where they break (see :func:`lossdsl.explain`)."""
+        from lossdsl.explain import explain_analysis
+        return explain_analysis(self.compiled.analysis, self.compiled.params)
+
+    def _repr_latex_(self) -> str:
+        return self.explain()._repr_latex_()
 
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         return per_sample_values(self._plan, y_true, y_pred)

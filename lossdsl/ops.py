@@ -49,6 +49,7 @@ class Op:
         by_position: the value depends on each element's position in the sample
             (``one_hot``), so it is never constant along an axis and its TF form
             receives its arguments broadcast to the sample's full shape.
+        arguments: the arguments' names, for ``lossdsl ops`` and the README.
     """
 
     name: str
@@ -61,6 +62,15 @@ class Op:
     derivatives: tuple[DerivativeRule, ...] = field(default=(), repr=False)
     default_axis: int | None = None
     by_position: bool = False
+    arguments: tuple[str, ...] = ("x",)
+
+    def __post_init__(self) -> None:
+        assert len(self.arguments) == self.arity, f"{self.name}: one name per argument"
+
+    @property
+    def signature(self) -> str:
+        """How a call reads, e.g. ``clip(x, lo, hi)``."""
+        return f"{self.name}({', '.join(self.arguments)})"
 
 
 class DSLFunction(sympy.Function):
@@ -137,29 +147,32 @@ OPS: tuple[Op, ...] = (
        "-1, 0 or 1; gradient 0"),
     Op("maximum", 2, _E, maximum, "math.maximum", r"\max\left({0}, {1}\right)",
        "elementwise larger of a and b; a tie sends the gradient to a, as in TF",
-       (lambda a, b: step(a - b, 1), lambda a, b: step(b - a, 0))),
+       (lambda a, b: step(a - b, 1), lambda a, b: step(b - a, 0)), arguments=("a", "b")),
     Op("minimum", 2, _E, minimum, "math.minimum", r"\min\left({0}, {1}\right)",
        "elementwise smaller of a and b; a tie sends the gradient to a, as in TF",
-       (lambda a, b: step(b - a, 1), lambda a, b: step(a - b, 0))),
+       (lambda a, b: step(b - a, 1), lambda a, b: step(a - b, 0)), arguments=("a", "b")),
     Op("clip", 3, _E, clip, "clip_by_value", r"\operatorname{{clip}}\left({0}, {1}, {2}\right)",
        "x limited to [lo, hi]; gradient 1 inside, bounds included, as in TF",
        (lambda x, lo, hi: step(x - lo, 1) * step(hi - x, 1),
         lambda x, lo, hi: step(lo - x, 0),
-        lambda x, lo, hi: step(x - hi, 0))),
+        lambda x, lo, hi: step(x - hi, 0)), arguments=("x", "lo", "hi")),
     Op("where", 3, _E, _where, "where",
        r"\begin{{cases}} {1} & \text{{if }} {0} \\ {2} & \text{{otherwise}} \end{{cases}}",
-       "where(cond, a, b): a where cond holds, else b (cond is a comparison)"),
+       "where(cond, a, b): a where cond holds, else b (cond is a comparison)",
+       arguments=("cond", "a", "b")),
     Op("xlogy", 2, _E, xlogy, "math.xlogy", r"{0} \log\left({1}\right)",
        "x*log(y), and 0 where x == 0 (even at y == 0)",
-       (lambda x, y: _zero_where_x_is_zero(x, sympy.log(y)), lambda x, y: xdivy(x, y))),
+       (lambda x, y: _zero_where_x_is_zero(x, sympy.log(y)), lambda x, y: xdivy(x, y)),
+       arguments=("x", "y")),
     Op("xdivy", 2, _E, xdivy, "math.xdivy", r"\frac{{{0}}}{{{1}}}",
        "x/y, and 0 where x == 0 (even at y == 0)",
-       (lambda x, y: _zero_where_x_is_zero(x, 1 / y), lambda x, y: -xdivy(x, y**2))),
+       (lambda x, y: _zero_where_x_is_zero(x, 1 / y), lambda x, y: -xdivy(x, y**2)),
+       arguments=("x", "y")),
     Op("one_hot", 1, _E, one_hot, "lossdsl.tf_lower.one_hot_last_axis",
        r"\mathbb{{1}}\left[i = {0}\right]",
        "1 where the element's index along the last axis equals k (a class label "
        "such as y_true, or a number), else 0; labels are not differentiated",
-       (lambda k: sympy.Integer(0),), by_position=True),
+       (lambda k: sympy.Integer(0),), by_position=True, arguments=("k",)),
     Op("mean", 1, "reduction", None, "math.reduce_mean",
        r"\operatorname{{mean}}\left({0}\right)", "mean over the sample's axes (or axis=K)"),
     Op("sum", 1, "reduction", None, "math.reduce_sum",

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import sympy
 
 from lossdsl.errors import DSLShapeError, LossDSLError
-from lossdsl.ops import BY_SYMPY_HEAD, varies_by_position
+from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY, varies_by_position
 from lossdsl.symbolic import Axis, ReductionTable
 
 Tensor = Any  # tf.Tensor; TF is not imported at module load
@@ -245,9 +245,7 @@ def _symbol_step(symbol: sympy.Symbol) -> Step:
 
 def _reduction_node(symbol: sympy.Symbol, table: ReductionTable) -> _Node:
     reduction = table[symbol]
-    reduce = {"mean": "math.reduce_mean", "sum": "math.reduce_sum",
-              "max": "math.reduce_max", "min": "math.reduce_min",
-              "logsumexp": "math.reduce_logsumexp"}[reduction.kind]
+    reduce = REGISTRY[reduction.kind].tf
     # An argument without an input is smaller than a sample; reductions see it
     # broadcast back to the full shape (sum(1) counts elements).
     broadcast = not (reduction.arg.free_symbols & table.inputs)
@@ -261,12 +259,18 @@ def _reduction_node(symbol: sympy.Symbol, table: ReductionTable) -> _Node:
 
 # ---------------------------------------------------------------- SymPy's own nodes
 
-def _add(expr: sympy.Add):
+def split_sum(expr: sympy.Add) -> tuple[list[int], list[sympy.Expr]]:
+    """The terms of a sum as (signs, positive terms): ``a - b`` is ``a`` minus ``b``."""
     signs, children = [], []
     for term in expr.args:
         negative = term.could_extract_minus_sign()
         signs.append(-1 if negative else 1)
         children.append(-term if negative else term)
+    return signs, children
+
+
+def _add(expr: sympy.Add):
+    signs, children = split_sum(expr)
 
     def step(context: _Context, args: list[Tensor]) -> Tensor:
         total = args[0] if signs[0] > 0 else -args[0]
@@ -276,15 +280,19 @@ def _add(expr: sympy.Add):
     return children, step
 
 
-def _mul(expr: sympy.Mul):
+def split_product(expr: sympy.Mul) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
+    """The factors of a product as (numerator, denominator): ``a*b**-2`` is ``a / b**2``."""
     numerator, denominator = [], []
     for factor in expr.args:
         if isinstance(factor, sympy.Pow) and factor.exp.is_number and factor.exp.is_negative:
             denominator.append(factor.base ** (-factor.exp))
         else:
             numerator.append(factor)
-    if not numerator:
-        numerator = [sympy.Integer(1)]
+    return numerator or [sympy.Integer(1)], denominator
+
+
+def _mul(expr: sympy.Mul):
+    numerator, denominator = split_product(expr)
     split = len(numerator)
 
     def step(context: _Context, args: list[Tensor]) -> Tensor:
@@ -304,15 +312,21 @@ def _pow(expr: sympy.Pow):
     return [base, exponent], lambda context, args: context.tf.pow(args[0], args[1])
 
 
+# Small exponents get dedicated ops: `pow(x, 2.0)` is slow in eager mode, and
+# sqrt/rsqrt have exact gradients at the edges of their domains. Exponents 1 and 3
+# are written out (`x`, `x*x*x`). The exporter reads this table too.
+POWER_FUNCTIONS: dict[float, str] = {2.0: "math.square", 0.5: "math.sqrt",
+                                     -0.5: "math.rsqrt", -1.0: "math.reciprocal"}
+
+
 def _numeric_power(exponent: float) -> Step:
-    # Small exponents get dedicated ops: `pow(x, 2.0)` is slow in eager mode,
-    # and sqrt/rsqrt have exact gradients at the edges of their domains.
-    special = {2.0: lambda tf, x: tf.math.square(x), 1.0: lambda tf, x: x,
-               0.5: lambda tf, x: tf.math.sqrt(x), -0.5: lambda tf, x: tf.math.rsqrt(x),
-               -1.0: lambda tf, x: tf.math.reciprocal(x), 3.0: lambda tf, x: x * x * x}
-    if exponent in special:
-        rule = special[exponent]
-        return lambda context, args: rule(context.tf, args[0])
+    if exponent in POWER_FUNCTIONS:
+        path = POWER_FUNCTIONS[exponent]
+        return lambda context, args: tf_function(path)(args[0])
+    if exponent == 1.0:
+        return lambda context, args: args[0]
+    if exponent == 3.0:
+        return lambda context, args: args[0] * args[0] * args[0]
     return lambda context, args: context.tf.pow(args[0], context.constant(exponent))
 
 
@@ -348,7 +362,7 @@ def _heaviside(expr: sympy.Heaviside):
 
 def _relation(function: str):
     def rule(expr: sympy.core.relational.Relational):
-        return list(expr.args), lambda context, args: getattr(context.tf.math, function)(*args)
+        return list(expr.args), lambda context, args: tf_function(function)(*args)
     return rule
 
 
@@ -357,7 +371,7 @@ def _logic(function: str):
         def step(context: _Context, args: list[Tensor]) -> Tensor:
             result = args[0]
             for arg in args[1:]:
-                result = getattr(context.tf.math, function)(result, arg)
+                result = tf_function(function)(result, arg)
             return result
         return list(expr.args), step
     return rule
@@ -369,20 +383,24 @@ def _unary(function: str):
     return rule
 
 
+# SymPy nodes that map to one TF function (dotted path under `tensorflow`), by kind;
+# the exporter prints the same paths.
+RELATIONS: dict[type, str] = {
+    sympy.Eq: "math.equal", sympy.Ne: "math.not_equal",
+    sympy.StrictLessThan: "math.less", sympy.LessThan: "math.less_equal",
+    sympy.StrictGreaterThan: "math.greater", sympy.GreaterThan: "math.greater_equal",
+}
+LOGIC: dict[type, str] = {sympy.And: "math.logical_and", sympy.Or: "math.logical_or"}
+UNARY: dict[type, str] = {sympy.Not: "math.logical_not",
+                          sympy.sinh: "math.sinh"}  # sinh: d/dx cosh(x)
+
 INTERNAL: dict[type, Callable] = {
     sympy.Add: _add,
     sympy.Mul: _mul,
     sympy.Pow: _pow,
     sympy.Piecewise: _piecewise,
     sympy.Heaviside: _heaviside,
-    sympy.Eq: _relation("equal"),
-    sympy.Ne: _relation("not_equal"),
-    sympy.StrictLessThan: _relation("less"),
-    sympy.LessThan: _relation("less_equal"),
-    sympy.StrictGreaterThan: _relation("greater"),
-    sympy.GreaterThan: _relation("greater_equal"),
-    sympy.And: _logic("logical_and"),
-    sympy.Or: _logic("logical_or"),
-    sympy.Not: _unary("math.logical_not"),
-    sympy.sinh: _unary("math.sinh"),  # d/dx cosh(x)
+    **{kind: _relation(path) for kind, path in RELATIONS.items()},
+    **{kind: _logic(path) for kind, path in LOGIC.items()},
+    **{kind: _unary(path) for kind, path in UNARY.items()},
 }
