@@ -20,7 +20,7 @@ from lossdsl.check import GradientReport, check_gradients
 from lossdsl.compiler import CompiledExpression, analyze, compile_expression
 from lossdsl.errors import (DSLArityError, DSLAxisError, DSLConfigError, DSLLimitError,
                             DSLNameError, DSLShapeError, DSLSyntaxError, DSLTypeError,
-                            GradientMismatchError, LossDSLError)
+                            GradientMismatchError, LossDSLError, LossDSLWarning)
 from lossdsl.ir import parse_source
 
 if TYPE_CHECKING:
@@ -90,5 +90,5 @@ __all__ = [
     "compile", "check_gradients", "GradientReport", "analyze", "compile_expression",
     "CompiledExpression", "parse_source", "DSLLoss", "LossDSLError", "DSLSyntaxError",
     "DSLNameError", "DSLArityError", "DSLAxisError", "DSLTypeError", "DSLLimitError",
-    "DSLShapeError", "DSLConfigError", "GradientMismatchError",
+    "DSLShapeError", "DSLConfigError", "GradientMismatchError", "LossDSLWarning",
 ]

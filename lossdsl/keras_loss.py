@@ -17,11 +17,12 @@ import sympy
 import tensorflow as tf
 
 from lossdsl.compiler import CompiledExpression, compile_expression
+from lossdsl.custom_gradient import symbolic_loss
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.tf_lower import TFPlan
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
-GRADIENT_MODES = ("autodiff",)
+GRADIENT_MODES = ("autodiff", "symbolic")
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,), "params": (dict,), "name": (str, type(None)),
     "reduction": (str, type(None)), "dtype": (str, type(None)), "gradient": (str,),
@@ -69,7 +70,9 @@ class DSLLoss(keras.losses.Loss):
         reduction: any Keras reduction (``"sum_over_batch_size"``, ``"sum"``,
             ``"mean"``, ``"mean_with_sample_weight"``, ``"none"``, None).
         dtype: the dtype the loss computes in; defaults to ``keras.config.floatx()``.
-        gradient: ``"autodiff"``: TensorFlow differentiates the forward ops.
+        gradient: ``"autodiff"`` (default): TensorFlow differentiates the forward
+            ops; ``"symbolic"``: the derived, stabilised gradient formula is the
+            backward pass (``tf.custom_gradient``), see the README.
 
     Examples:
 
@@ -94,6 +97,8 @@ class DSLLoss(keras.losses.Loss):
         super().__init__(name=name or "lossdsl", reduction=reduction, dtype=dtype)
         self.gradient_mode = gradient
         self._plan = forward_plan(self.compiled)
+        self._symbolic = symbolic_loss(self.compiled, self._plan) if gradient == "symbolic" \
+            else None
 
     # The symbolic side, for reading: formulas are SymPy expressions.
     source = property(lambda self: self.compiled.source, doc="The source text.")
@@ -109,6 +114,8 @@ class DSLLoss(keras.losses.Loss):
         y_pred = tf.convert_to_tensor(y_pred)
         y_true = tf.cast(y_true, y_pred.dtype)
         y_true, y_pred = align_ranks(y_true, y_pred)
+        if self._symbolic is not None:
+            return self._symbolic(y_true, y_pred)
         return self._plan.run({"y_true": y_true, "y_pred": y_pred}, {})["loss"]
 
     def get_config(self) -> dict[str, Any]:

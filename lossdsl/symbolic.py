@@ -79,6 +79,12 @@ class ReductionTable:
     def in_order(self) -> list[Reduction]:
         return list(self.reductions.values())
 
+    def with_inputs(self, extra: frozenset[sympy.Symbol]) -> "ReductionTable":
+        """A copy that also counts ``extra`` as inputs (varying along every axis)."""
+        table = ReductionTable(inputs=self.inputs | extra)
+        table.reductions, table._by_key = dict(self.reductions), dict(self._by_key)
+        return table
+
     def substituted(self, values: dict[sympy.Symbol, sympy.Expr]) -> "ReductionTable":
         """The same reductions with ``values`` put into their arguments (symbols kept)."""
         table = ReductionTable(inputs=self.inputs)

@@ -104,14 +104,24 @@ class TFPlan:
             (broadcast to the inputs' shape: the gradient w.r.t. an input).
         table: what the reduction symbols of the formulas stand for.
         loss_output: the loss formula, which decides the per-sample shape.
+        guard_where: evaluate each branch of a ``where`` on inputs whose gradient
+            is cut where the branch is not taken (the "double where"), so that
+            the tape's gradient gets no NaN/Inf from an untaken branch. Plans
+            that are never differentiated can leave it off.
     """
 
     def __init__(self, outputs: Mapping[str, tuple[sympy.Expr, str]],
-                 table: ReductionTable, loss_output: sympy.Expr) -> None:
+                 table: ReductionTable, loss_output: sympy.Expr,
+                 guard_where: bool = True) -> None:
         self.outputs = dict(outputs)
         self.table = table
         self.loss_output = loss_output
-        self.nodes = build_plan([formula for formula, _ in self.outputs.values()], table)
+        self.nodes = build_plan([formula for formula, _ in self.outputs.values()], table,
+                                guard_where=guard_where)
+
+    def squeezed_axes(self, rank: int) -> list[int]:
+        """The axes of rank-``rank`` inputs that the per-sample loss output drops."""
+        return _Context(None, None, rank, None, self.table, self.loss_output).output_axes()
 
     def run(self, inputs: Mapping[str, Tensor], symbols: Mapping[sympy.Symbol, Tensor]
             ) -> dict[str, Tensor]:
@@ -160,8 +170,12 @@ def _finish(context: _Context, value: Tensor, finish: str) -> Tensor:
 
 # ---------------------------------------------------------------- planning
 
-def build_plan(roots: Sequence[sympy.Expr], table: ReductionTable) -> list[_Node]:
-    """Every distinct subexpression of ``roots``, children before parents."""
+def build_plan(roots: Sequence[sympy.Expr], table: ReductionTable, *,
+               leaves: frozenset = frozenset(), guard_where: bool = True) -> list[_Node]:
+    """Every distinct subexpression of ``roots``, children before parents.
+
+    ``leaves`` are taken as given (their value is supplied when the plan runs).
+    """
     order: list[_Node] = []
     done: set[sympy.Basic] = set()
     stack: list[tuple[sympy.Basic, bool]] = [(sympy.sympify(r), False) for r in reversed(roots)]
@@ -174,16 +188,19 @@ def build_plan(roots: Sequence[sympy.Expr], table: ReductionTable) -> list[_Node
             done.add(expr)
             order.append(pending.pop(expr))
             continue
-        node = pending.get(expr) or _node(expr, table)
+        node = pending.get(expr) or (
+            _Node(expr, (), _given_step(expr)) if expr in leaves else _node(expr, table, guard_where))
         pending[expr] = node
         stack.append((expr, True))
         stack.extend((child, False) for child in reversed(node.children) if child not in done)
     return order
 
 
-def _node(expr: sympy.Basic, table: ReductionTable) -> _Node:
+def _node(expr: sympy.Basic, table: ReductionTable, guard_where: bool = True) -> _Node:
     if expr in table:
         return _reduction_node(expr, table)
+    if guard_where and isinstance(expr, sympy.Piecewise) and _needs_guard(expr):
+        return _guarded_piecewise_node(expr, table)
     if isinstance(expr, sympy.Symbol):
         return _Node(expr, (), _symbol_step(expr))
     if expr.is_Number or isinstance(expr, sympy.NumberSymbol) or expr in _SPECIAL_VALUES:
@@ -206,6 +223,12 @@ def _node(expr: sympy.Basic, table: ReductionTable) -> _Node:
 
 _SPECIAL_VALUES = {sympy.oo: float("inf"), -sympy.oo: float("-inf"),
                    sympy.zoo: float("inf"), sympy.nan: float("nan")}
+
+
+def _given_step(expr: sympy.Basic) -> Step:
+    def missing(context: _Context, _: list) -> Tensor:
+        raise LossDSLError(f"Internal error: no value given for `{expr}`.")
+    return missing
 
 
 def _symbol_step(symbol: sympy.Symbol) -> Step:
@@ -310,6 +333,75 @@ def _piecewise(expr: sympy.Piecewise):
             result = tf.where(condition, value, result)
         return result
     return children, step
+
+
+# Nodes whose derivative can be infinite (or NaN) somewhere: a `where` branch
+# containing one gets the double-where guard.
+_CAN_BLOW_UP = (sympy.log, sympy.exp, sympy.cosh, sympy.sinh, sympy.tan)
+
+
+def _needs_guard(expr: sympy.Piecewise) -> bool:
+    for value, _ in expr.args:
+        for node in sympy.preorder_traversal(value):
+            own = BY_SYMPY_HEAD.get(type(node))
+            risky = isinstance(node, _CAN_BLOW_UP) or (own is not None and own.name in (
+                "log1p", "expm1", "xlogy", "xdivy", "xlog1py")) or (
+                isinstance(node, sympy.Pow)
+                and not (node.exp.is_integer and node.exp.is_nonnegative))
+            if risky:
+                return True
+    return False
+
+
+def _is_count(symbol: sympy.Symbol) -> bool:
+    return symbol.name in ("n", "n_out") or symbol.name.startswith("n[")
+
+
+def _guarded_piecewise_node(expr: sympy.Piecewise, table: ReductionTable) -> _Node:
+    """``where`` whose branches see ``where(taken, x, stop_gradient(x))`` for each leaf ``x``.
+
+    The value is unchanged; in the backward pass the inner ``where`` *selects*
+    (rather than multiplies), so a NaN or Inf made by an untaken branch's
+    derivative never reaches the inputs (TF issue #38349; the "double where").
+    """
+    values = [value for value, _ in expr.args]
+    conditions = [cond for _, cond in expr.args if cond is not sympy.true]
+    has_default = expr.args[-1].cond is sympy.true
+    leaves = sorted(set().union(*(v.free_symbols for v in values)), key=str)
+    masked = [leaf for leaf in leaves if not _is_count(leaf)]
+    branch_plans = [build_plan([value], table, leaves=frozenset(leaves)) for value in values]
+
+    def step(context: _Context, args: list[Tensor]) -> Tensor:
+        tf = context.tf
+        taken_by = _taken_masks(tf, args[:len(conditions)], has_default)
+        leaf_values = dict(zip(leaves, args[len(conditions):]))
+        branches = []
+        for taken, value, plan in zip(taken_by, values, branch_plans):
+            given = dict(leaf_values)
+            for leaf in masked:
+                given[leaf] = tf.where(taken, given[leaf], tf.stop_gradient(given[leaf]))
+            for node in plan:
+                if node.expr not in given:
+                    given[node.expr] = node.step(context, [given[c] for c in node.children])
+            branches.append(given[value])
+        result = branches[-1] if has_default else context.constant(float("nan"))
+        for condition, branch in reversed(list(zip(args[:len(conditions)], branches))):
+            result = tf.where(condition, branch, result)
+        return result
+
+    return _Node(expr, tuple(conditions) + tuple(leaves), step)
+
+
+def _taken_masks(tf: Any, conditions: list[Tensor], has_default: bool) -> list[Tensor]:
+    """Where each branch is the one taken: its condition and no earlier one."""
+    masks, none_before = [], None
+    for condition in conditions:
+        masks.append(condition if none_before is None else tf.logical_and(condition, none_before))
+        negated = tf.logical_not(condition)
+        none_before = negated if none_before is None else tf.logical_and(none_before, negated)
+    if has_default:
+        masks.append(none_before)
+    return masks
 
 
 def _heaviside(expr: sympy.Heaviside):
