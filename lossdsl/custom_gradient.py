@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from lossdsl.backward import backward
 from lossdsl.compiler import CompiledExpression
+from lossdsl.fuse import fuse_reductions
 from lossdsl.tf_lower import TFPlan
 
 LossFunction = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -30,10 +31,11 @@ def gradient_plan(compiled: CompiledExpression, forward: TFPlan) -> TFPlan:
     """The plan of the seeded gradient, parameter values built in (inputs: y_true, y_pred, upstream)."""
     seeded = backward(compiled.source, wrt=compiled.wrt)
     values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
-    formula = seeded.formula.xreplace(values)
+    formula, table = fuse_reductions(seeded.formula.xreplace(values),
+                                     seeded.table.substituted(values))
     # Evaluated, never differentiated: no double-where guard needed.
-    return TFPlan({"gradient": (formula, "elementwise")}, seeded.table.substituted(values),
-                  forward.loss_output, guard_where=False)
+    return TFPlan({"gradient": (formula, "elementwise")}, table,
+                  compiled.expression.xreplace(values), guard_where=False)
 
 
 def symbolic_loss(compiled: CompiledExpression, forward: TFPlan) -> LossFunction:

@@ -19,6 +19,7 @@ import tensorflow as tf
 from lossdsl.compiler import CompiledExpression, compile_expression
 from lossdsl.custom_gradient import symbolic_loss
 from lossdsl.errors import DSLConfigError, LossDSLError
+from lossdsl.fuse import fuse_reductions
 from lossdsl.tf_lower import TFPlan
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
@@ -51,9 +52,10 @@ def align_ranks(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
 def forward_plan(compiled: CompiledExpression) -> TFPlan:
     """The TF plan of a compiled loss with its parameter values built in."""
     values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
-    expression = compiled.expression.xreplace(values)
-    return TFPlan({"loss": (expression, "per_sample")},
-                  compiled.table.substituted(values), expression)
+    # Reductions split for the symbolic work are merged back: one pass over the data.
+    expression, table = fuse_reductions(compiled.expression.xreplace(values),
+                                        compiled.table.substituted(values))
+    return TFPlan({"loss": (expression, "per_sample")}, table, expression)
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLLoss")

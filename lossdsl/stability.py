@@ -17,11 +17,11 @@ down, before the node's arguments are rewritten; the rest are tried on the way u
     >>> from lossdsl.ops import sigmoid
     >>> from lossdsl.symbolic import ReductionTable
     >>> x = sympy.Symbol("y_pred", real=True)
-    >>> result = stabilize(ReductionTable(), [sympy.log(sigmoid(x)) + sympy.log(1 + sympy.exp(x))])
-    >>> result.exprs[0]
-    -softplus(-y_pred) + softplus(y_pred)
+    >>> result = stabilize(ReductionTable(), [sympy.log(sigmoid(x)), sympy.log(1 + sympy.exp(x))])
+    >>> result.exprs
+    (-softplus(-y_pred), softplus(y_pred))
     >>> result.fired
-    ('log_one_plus_exp', 'log_sigmoid')
+    ('log_sigmoid', 'log_one_plus_exp')
 
 A value that is infinite in exact arithmetic (``log(y_pred)`` at ``y_pred = 0``)
 cannot be rewritten away; :func:`infinity_warnings` finds the cases that are
@@ -89,14 +89,76 @@ def _log_one_minus_sigmoid(node: sympy.Expr, table: ReductionTable) -> sympy.Exp
 
 
 def _one_minus_sigmoid(node: sympy.Expr, table: ReductionTable) -> sympy.Expr | None:
+    # 1 - sum(c_i*sigmoid(z_i)) with sum(c_i) == 1 is sum(c_i*sigmoid(-z_i)): with c = 1
+    # this is 1 - sigmoid(x); with c = (y, 1 - y) it is the focal loss's 1 - p_t.
     terms = list(node.args)
     if sympy.S.One not in terms:
         return None
-    for term in terms:
-        if isinstance(-term, sigmoid):
-            terms.remove(sympy.S.One)
-            terms.remove(term)
-            return sympy.Add(sigmoid(-(-term).args[0]), *terms)
+    weighted = [(term, *_negated_sigmoid_term(term)) for term in terms]
+    weighted = [(term, c, z) for term, c, z in weighted if c is not None]
+    if not weighted or sympy.expand(sum(c for _, c, _ in weighted)) != 1:
+        return None
+    rest = [t for t in terms if all(t is not w for w, _, _ in weighted)]
+    rest.remove(sympy.S.One)
+    return sympy.Add(*(c * sigmoid(-z) for _, c, z in weighted), *rest)
+
+
+def _negated_sigmoid_term(term: sympy.Expr) -> tuple[sympy.Expr | None, sympy.Expr | None]:
+    """``(c, z)`` when ``term`` is ``-c*sigmoid(z)``."""
+    factors = sympy.Mul.make_args(-term)
+    sigmoids = [f for f in factors if isinstance(f, sigmoid)]
+    if len(sigmoids) != 1:
+        return None, None
+    return sympy.Mul(*[f for f in factors if f is not sigmoids[0]]), sigmoids[0].args[0]
+
+
+def _pair(function: type, reflect: Callable[[sympy.Expr, sympy.Expr], tuple[sympy.Expr, sympy.Expr]]
+          ) -> Match:
+    """a*f(-z) + b*f(z) -> c*f(z) + d when c is a number: one call of f, not two.
+
+    ``reflect(a, z)`` gives ``(s, d)`` with ``a*f(-z) = s*a*f(z) + d``:
+    sigmoid(-z) = 1 - sigmoid(z), softplus(-z) = softplus(z) - z.
+    """
+    def match(node: sympy.Expr, table: ReductionTable) -> sympy.Expr | None:
+        found: dict[sympy.Expr, list[sympy.Expr]] = {}
+        for term in node.args:
+            calls = [f for f in sympy.Mul.make_args(term) if isinstance(f, function)]
+            if len(calls) == 1:
+                found.setdefault(calls[0].args[0], []).append(term)
+        for z, terms in found.items():
+            partners = found.get(-z)
+            if not partners or z.could_extract_minus_sign():
+                continue
+            a = sympy.Add(*(t / function(-z) for t in partners))
+            b = sympy.Add(*(t / function(z) for t in terms))
+            sign, shift = reflect(a, z)
+            coefficient = sympy.expand(b + sign * a)
+            if not coefficient.is_number:
+                continue
+            rest = [t for t in node.args if t not in terms and t not in partners]
+            return sympy.Add(coefficient * function(z), shift, *rest)
+        return None
+    return match
+
+
+def _combine_powers(node: sympy.Expr, table: ReductionTable) -> sympy.Expr | None:
+    # SymPy leaves b**g/b alone when b is a sum; at b = 0 it is 0*inf.
+    bases = [f.base if isinstance(f, sympy.Pow) else f for f in node.args]
+    symbolic = {f.base for f in node.args if isinstance(f, sympy.Pow) and not f.exp.is_number}
+    if any(bases.count(base) > 1 for base in symbolic):
+        return sympy.powsimp(node, combine="exp", deep=False)
+    return None
+
+
+def _cancel_power_division(node: sympy.Expr, table: ReductionTable) -> sympy.Expr | None:
+    # b**g * (u/b + v) -> u*b**(g - 1) + v*b**g: no 0*inf where b is 0 (the focal gradient).
+    powers = [f for f in node.args if isinstance(f, sympy.Pow) and not f.exp.is_number]
+    for power in powers:
+        for factor in node.args:
+            if isinstance(factor, sympy.Add) and any(
+                    1 / power.base in sympy.Mul.make_args(term) for term in factor.args):
+                others = [f for f in node.args if f is not power and f is not factor]
+                return sympy.Mul(sympy.Add(*(power * term for term in factor.args)), *others)
     return None
 
 
@@ -254,7 +316,15 @@ RULES: tuple[Rule, ...] = (
     # Only on the way up: log(1 - 1/(1 + exp(-x))) must first become log(sigmoid(-x)).
     Rule("log_one_plus", "log(1 + x) -> log1p(x)", (sympy.log,), _log_one_plus,
          phases=("post",)),
-    Rule("one_minus_sigmoid", "1 - sigmoid(x) -> sigmoid(-x)", (sympy.Add,), _one_minus_sigmoid),
+    Rule("one_minus_sigmoid", "1 - sigmoid(x) -> sigmoid(-x) (also 1 - y*sigmoid(x) - (1-y)*sigmoid(-x))",
+         (sympy.Add,), _one_minus_sigmoid),
+    Rule("sigmoid_pair", "a*sigmoid(-x) + b*sigmoid(x) -> (b-a)*sigmoid(x) + a, b-a a number",
+         (sympy.Add,), _pair(sigmoid, lambda a, z: (-1, a))),
+    Rule("softplus_pair", "a*softplus(-x) + b*softplus(x) -> (a+b)*softplus(x) - a*x, a+b a number",
+         (sympy.Add,), _pair(softplus, lambda a, z: (1, -a * z))),
+    Rule("combine_powers", "b**g/b -> b**(g-1)", (sympy.Mul,), _combine_powers),
+    Rule("cancel_power_division", "b**g*(u/b + v) -> u*b**(g-1) + v*b**g", (sympy.Mul,),
+         _cancel_power_division),
     Rule("tanh", "1 - 2*sigmoid(-2x) -> tanh(x)", (sympy.Add,), _tanh_from_sigmoid),
     Rule("sign_times_tanh_abs", "sign(x)*tanh(|x|) -> tanh(x)", (sympy.Mul,),
          _sign_times_tanh_abs),
@@ -300,6 +370,11 @@ def stabilize(table: ReductionTable, exprs: Sequence[sympy.Expr]) -> Stabilized:
             renamed[reduction.symbol] = value
     rewritten = tuple(rewriter.rewrite(sympy.sympify(e).xreplace(renamed)) for e in exprs)
     return Stabilized(stable_table, rewritten, tuple(rewriter.fired))
+
+
+def rewrite_with_rules(expr: sympy.Expr, table: ReductionTable) -> sympy.Expr:
+    """``expr`` rewritten by :data:`RULES` over an existing ``table`` (which may gain symbols)."""
+    return _Rewriter(table).rewrite(sympy.sympify(expr))
 
 
 class _Rewriter:
@@ -407,4 +482,4 @@ def _zero_on_unit_box(argument: sympy.Expr, inputs: frozenset) -> str | None:
     return None
 
 
-__all__ = ["RULES", "Rule", "Stabilized", "stabilize", "infinity_warnings"]
+__all__ = ["RULES", "Rule", "Stabilized", "stabilize", "rewrite_with_rules", "infinity_warnings"]

@@ -102,6 +102,13 @@ class ReductionTable:
             return arg
         return self._symbol(kind, arg, axis)
 
+    def opaque(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Symbol:
+        """The symbol of ``kind(arg, axis)`` as one reduction, not distributed over ``arg``'s terms.
+
+        For lowering only (one pass over the data); the symbolic core uses :meth:`reduce`.
+        """
+        return self._symbol(kind, sympy.sympify(arg), axis)
+
     def _linear(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Expr:
         # mean/sum distribute over + and pull out factors constant along `axis`;
         # that keeps gradients such as the variance's small (their sums cancel).

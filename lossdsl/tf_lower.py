@@ -12,6 +12,7 @@ TensorFlow is imported when a plan first runs, not when this module is.
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
@@ -44,6 +45,7 @@ class _Context:
     shape: Tensor
     table: ReductionTable
     output: sympy.Expr
+    static: tuple = ()  # the full shape as far as it is known before running (None: unknown)
 
     def constant(self, value: float) -> Tensor:
         return self.tf.constant(value, dtype=self.dtype)
@@ -77,10 +79,15 @@ class _Context:
         return sorted(axes)
 
     def count(self, axes: list[int]) -> Tensor:
+        known = [self.static[a] for a in axes]
+        if all(size is not None for size in known):  # a constant: no shape ops at run time
+            return self.constant(float(math.prod(known)))
         sizes = self.tf.gather(self.shape, axes) if axes else self.tf.ones([1], "int32")
         return self.tf.cast(self.tf.reduce_prod(sizes), self.dtype)
 
     def full(self, value: Tensor) -> Tensor:
+        if _same_static_shape(value.shape, self.static):
+            return value
         return self.tf.broadcast_to(value, self.shape)
 
 
@@ -136,7 +143,8 @@ class TFPlan:
         dynamic = tf.shape(first)
         for tensor in inputs.values():
             dynamic = tf.broadcast_dynamic_shape(dynamic, tf.shape(tensor))
-        context = _Context(tf, first.dtype, rank, dynamic, self.table, self.loss_output)
+        context = _Context(tf, first.dtype, rank, dynamic, self.table, self.loss_output,
+                           tuple(shape.as_list()))
         values: dict[sympy.Basic, Tensor] = {}
         for name, tensor in inputs.items():
             values[sympy.Symbol(name, real=True)] = context.full(tensor) \
@@ -147,6 +155,15 @@ class TFPlan:
                 values[node.expr] = node.step(context, [values[c] for c in node.children])
         return {name: _finish(context, values[formula], finish)
                 for name, (formula, finish) in self.outputs.items()}
+
+
+def _same_static_shape(shape: Any, static: tuple) -> bool:
+    """Whether a tensor of ``shape`` certainly has the full shape (only the batch may be unknown)."""
+    if shape.rank != len(static) or not static:
+        return False
+    dims = shape.as_list()
+    return dims[0] == static[0] and all(
+        d is not None and d == s for d, s in zip(dims[1:], static[1:]))
 
 
 def _smaller(shape: Any, full: Any) -> bool:
@@ -161,11 +178,24 @@ def _finish(context: _Context, value: Tensor, finish: str) -> Tensor:
     if finish == "elementwise":
         return context.full(value)
     axes = context.output_axes() if finish == "per_sample" else list(range(1, context.rank))
+    if _has_kept_shape(value.shape, context.static, axes):
+        return tf.squeeze(value, axis=axes) if axes else value
     keep = tf.tensor_scatter_nd_update(
         context.shape, [[a] for a in axes], tf.ones([len(axes)], context.shape.dtype)) \
         if axes else context.shape
     value = tf.broadcast_to(value, keep)
     return tf.squeeze(value, axis=axes) if axes else value
+
+
+def _has_kept_shape(shape: Any, static: tuple, axes: list[int]) -> bool:
+    """Whether ``shape`` is the full shape with 1 at ``axes`` (a reduction's keepdims result)."""
+    if shape.rank != len(static) or not static:
+        return False
+    dims = shape.as_list()
+    if dims[0] != static[0]:
+        return False
+    return all(d == 1 if i in axes else (d is not None and d == static[i])
+               for i, d in enumerate(dims) if i > 0)
 
 
 # ---------------------------------------------------------------- planning

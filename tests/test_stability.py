@@ -90,6 +90,18 @@ STABILITY_CASES = [
      "p = sigmoid(y_pred); mean(-alpha*y_true*(1-p)^gamma*log(p)"
      " - (1-alpha)*(1-y_true)*p^gamma*log(1-p))", {"alpha": 0.25, "gamma": 2.0},
      _focal_logits, BINARY_LABELS, LOGIT_PAIRS),
+    ("focal_on_logits_keras_p_t_form",
+     "p = sigmoid(y_pred); p_t = y_true*p + (1 - y_true)*(1 - p);"
+     " mean((1 - p_t)^gamma*-(y_true*log(p) + (1 - y_true)*log(1 - p)))", {"gamma": 2.0},
+     lambda t, x: _row_mean(tf.where(t > 0, tf.sigmoid(-x), tf.sigmoid(x)) ** 2
+                            * tf.nn.sigmoid_cross_entropy_with_logits(labels=t, logits=x)),
+     BINARY_LABELS, LOGIT_PAIRS),
+    ("focal_fractional_gamma",
+     "p = sigmoid(y_pred); p_t = y_true*p + (1 - y_true)*(1 - p);"
+     " mean((1 - p_t)^gamma*-(y_true*log(p) + (1 - y_true)*log(1 - p)))", {"gamma": 1.5},
+     lambda t, x: _row_mean(tf.where(t > 0, tf.sigmoid(-x), tf.sigmoid(x)) ** 1.5
+                            * tf.nn.sigmoid_cross_entropy_with_logits(labels=t, logits=x)),
+     BINARY_LABELS, LOGIT_PAIRS),
     ("bce_probabilities_at_0_and_1", "mean(-(y_true*log(y_pred) + (1-y_true)*log(1-y_pred)))",
      {}, _bce_probs, PROB_LABELS, PROBS),
     ("cce_via_log_softmax", "-sum(y_true*log(softmax(y_pred)))", {},
@@ -192,6 +204,14 @@ RULE_EXAMPLES = {
     "sign_times_tanh_abs": ("sign(y_pred)*tanh(abs(y_pred))", lambda t, p: np.tanh(p)),
     "exp_minus_one": ("exp(y_pred) - 1 + y_true", lambda t, p: np.exp(p) - 1 + t),
     "reciprocal_one_plus_exp": ("1/(1 + exp(y_pred))", lambda t, p: 1 / (1 + np.exp(p))),
+    "sigmoid_pair": ("(1 - y_true)*sigmoid(y_pred) - y_true*sigmoid(-y_pred)",
+                     lambda t, p: (1 - t) / (1 + np.exp(-p)) - t / (1 + np.exp(p))),
+    "softplus_pair": ("(1 - y_true)*softplus(y_pred) + y_true*softplus(-y_pred)",
+                      lambda t, p: (1 - t) * np.log1p(np.exp(p)) + t * np.log1p(np.exp(-p))),
+    "combine_powers": ("(y_true + y_pred^2)^y_true/(y_true + y_pred^2)",
+                       lambda t, p: (t + p**2) ** (t - 1)),
+    "cancel_power_division": ("(1 + y_pred^2)^y_true*(y_true/(1 + y_pred^2) + y_pred)",
+                              lambda t, p: (1 + p**2) ** t * (t / (1 + p**2) + p)),
     "xlogy": ("y_true*log(y_pred^2)", lambda t, p: t * np.log(p**2)),
     "xlog1py": ("y_true*log(1 + y_pred^2)", lambda t, p: t * np.log1p(p**2)),
 }
@@ -221,7 +241,7 @@ def test_rewrites_reach_reduction_arguments_and_rename_them():
 
 def test_rewrites_are_recorded_in_order_and_once():
     analysis = lossdsl.analyze(STABILITY_CASES[0][1])
-    assert analysis.rewrites == ("log_sigmoid", "log_one_minus_sigmoid")
+    assert analysis.rewrites == ("log_sigmoid", "log_one_minus_sigmoid", "sigmoid_pair")
     assert lossdsl.analyze("mean((y_true - y_pred)^2)").rewrites == ()
 
 
