@@ -35,12 +35,14 @@ def gradient_plan(compiled: CompiledExpression, forward: TFPlan) -> TFPlan:
                                      seeded.table.substituted(values))
     # Evaluated, never differentiated: no double-where guard needed.
     return TFPlan({"gradient": (formula, "elementwise")}, table,
-                  compiled.expression.xreplace(values), guard_where=False)
+                  compiled.expression.xreplace(values), differentiable=False)
 
 
 def symbolic_loss(compiled: CompiledExpression, forward: TFPlan) -> LossFunction:
     """``(y_true, y_pred) -> per-sample loss`` whose gradient is the derived formula."""
     gradient = gradient_plan(compiled, forward)
+    # Inside tf.custom_gradient the forward ops are not differentiated by the tape.
+    forward = TFPlan(forward.outputs, forward.table, forward.loss_output, differentiable=False)
 
     def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         squeezed = forward.squeezed_axes(y_pred.shape.rank)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
@@ -46,6 +46,12 @@ class _Context:
     table: ReductionTable
     output: sympy.Expr
     static: tuple = ()  # the full shape as far as it is known before running (None: unknown)
+    memo: dict = field(default_factory=dict)  # values shared between nodes (exp(-|z|))
+
+    def in_xla(self) -> bool:
+        """Whether the ops are being traced for XLA (``jit_compile=True``)."""
+        from tensorflow.python.ops import control_flow_util  # no public equivalent
+        return control_flow_util.GraphOrParentsInXlaContext(self.tf.compat.v1.get_default_graph())
 
     def constant(self, value: float) -> Tensor:
         return self.tf.constant(value, dtype=self.dtype)
@@ -111,20 +117,22 @@ class TFPlan:
             (broadcast to the inputs' shape: the gradient w.r.t. an input).
         table: what the reduction symbols of the formulas stand for.
         loss_output: the loss formula, which decides the per-sample shape.
-        guard_where: evaluate each branch of a ``where`` on inputs whose gradient
-            is cut where the branch is not taken (the "double where"), so that
-            the tape's gradient gets no NaN/Inf from an untaken branch. Plans
-            that are never differentiated can leave it off.
+        differentiable: whether the tape will differentiate the plan's ops. If so,
+            each branch of a ``where`` is evaluated on inputs whose gradient is
+            cut where the branch is not taken (the "double where"), so that the
+            tape's gradient gets no NaN/Inf from an untaken branch. If not (the
+            plans behind ``gradient="symbolic"``), no guard is needed, and under
+            XLA ``sigmoid(±x)``/``softplus(±x)`` share one ``exp(-|x|)``.
     """
 
     def __init__(self, outputs: Mapping[str, tuple[sympy.Expr, str]],
                  table: ReductionTable, loss_output: sympy.Expr,
-                 guard_where: bool = True) -> None:
+                 differentiable: bool = True) -> None:
         self.outputs = dict(outputs)
         self.table = table
         self.loss_output = loss_output
         self.nodes = build_plan([formula for formula, _ in self.outputs.values()], table,
-                                guard_where=guard_where)
+                                differentiable=differentiable)
 
     def squeezed_axes(self, rank: int) -> list[int]:
         """The axes of rank-``rank`` inputs that the per-sample loss output drops."""
@@ -201,7 +209,7 @@ def _has_kept_shape(shape: Any, static: tuple, axes: list[int]) -> bool:
 # ---------------------------------------------------------------- planning
 
 def build_plan(roots: Sequence[sympy.Expr], table: ReductionTable, *,
-               leaves: frozenset = frozenset(), guard_where: bool = True) -> list[_Node]:
+               leaves: frozenset = frozenset(), differentiable: bool = True) -> list[_Node]:
     """Every distinct subexpression of ``roots``, children before parents.
 
     ``leaves`` are taken as given (their value is supplied when the plan runs).
@@ -219,18 +227,21 @@ def build_plan(roots: Sequence[sympy.Expr], table: ReductionTable, *,
             order.append(pending.pop(expr))
             continue
         node = pending.get(expr) or (
-            _Node(expr, (), _given_step(expr)) if expr in leaves else _node(expr, table, guard_where))
+            _Node(expr, (), _given_step(expr)) if expr in leaves
+            else _node(expr, table, differentiable))
         pending[expr] = node
         stack.append((expr, True))
         stack.extend((child, False) for child in reversed(node.children) if child not in done)
     return order
 
 
-def _node(expr: sympy.Basic, table: ReductionTable, guard_where: bool = True) -> _Node:
+def _node(expr: sympy.Basic, table: ReductionTable, differentiable: bool = True) -> _Node:
     if expr in table:
         return _reduction_node(expr, table)
-    if guard_where and isinstance(expr, sympy.Piecewise) and _needs_guard(expr):
+    if differentiable and isinstance(expr, sympy.Piecewise) and _needs_guard(expr):
         return _guarded_piecewise_node(expr, table)
+    if not differentiable and type(expr).__name__ in _SHARED_EXP:
+        return _shared_exp_node(expr)
     if isinstance(expr, sympy.Symbol):
         return _Node(expr, (), _symbol_step(expr))
     if expr.is_Number or isinstance(expr, sympy.NumberSymbol) or expr in _SPECIAL_VALUES:
@@ -363,6 +374,35 @@ def _piecewise(expr: sympy.Piecewise):
             result = tf.where(condition, value, result)
         return result
     return children, step
+
+
+_SHARED_EXP = ("sigmoid", "softplus")
+
+
+def _shared_exp_node(expr: sympy.Basic) -> _Node:
+    """sigmoid(z) or softplus(z) from ``e = exp(-|z|)``, shared with every sibling under XLA.
+
+    sigmoid(z) = where(z >= 0, 1, e)/(1 + e) and softplus(z) = relu(z) + log1p(e): one
+    exp for sigmoid(z), sigmoid(-z), softplus(z) and softplus(-z) together (a focal
+    loss and its gradient need all four), and never an overflow (e <= 1). Not for
+    plans the tape differentiates: d|z|/dz is 0 at z = 0 in TF.
+    """
+    (z,) = expr.args
+    key, is_sigmoid = sympy.Abs(z), type(expr).__name__ == "sigmoid"
+    function = "math.sigmoid" if is_sigmoid else "math.softplus"
+
+    def step(context: _Context, args: list[Tensor]) -> Tensor:
+        tf, value = context.tf, args[0]
+        if not context.in_xla():
+            return tf_function(function)(value)  # one fused TF kernel beats four ops
+        e = context.memo.get(key)
+        if e is None:
+            e = context.memo[key] = tf.exp(-tf.abs(value))
+        if is_sigmoid:
+            return tf.where(value >= 0, tf.ones_like(e), e) / (1 + e)
+        return tf.nn.relu(value) + tf.math.log1p(e)
+
+    return _Node(expr, (z,), step)
 
 
 # Nodes whose derivative can be infinite (or NaN) somewhere: a `where` branch

@@ -279,3 +279,31 @@ def test_finite_losses_do_not_warn(source):
     with warnings.catch_warnings():
         warnings.simplefilter("error", lossdsl.LossDSLWarning)
         lossdsl.compile(source)
+
+
+@pytest.mark.parametrize("name, source, params, reference, y_true, y_pred",
+                         STABILITY_CASES[:9], ids=[case[0] for case in STABILITY_CASES[:9]])
+def test_symbolic_mode_under_xla_at_extreme_inputs(name, source, params, reference,
+                                                   y_true, y_pred):
+    # Under XLA the symbolic plans lower sigmoid/softplus through a shared exp(-|x|).
+    loss = lossdsl.compile(source, reduction="sum", gradient="symbolic", **params)
+    variable = tf.Variable(y_pred.astype("float32"))
+
+    @tf.function(jit_compile=True)
+    def step(labels):
+        with tf.GradientTape() as tape:
+            value = loss(labels, variable)
+        return value, tape.gradient(value, variable)
+
+    value, gradient = (t.numpy() for t in step(tf.constant(y_true.astype("float32"))))
+    want_value, want_gradient = _reference(reference, y_true, y_pred)
+    np.testing.assert_allclose(value, want_value, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(gradient, want_gradient, rtol=2e-5, atol=1e-6)
+
+
+def test_readme_lists_every_rule():
+    import pathlib
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Numerical stability", 1)[1].split("\n## ", 1)[0]
+    for rule in RULES:
+        assert f"| `{rule.name}` |" in section, rule.name
