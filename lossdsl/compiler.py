@@ -86,11 +86,12 @@ def analyze(source: str, inputs: tuple[str, ...] = INPUT_NAMES,
     lowered = replace(lowered, output=forward.exprs[0], table=forward.table)
     raw_gradient = derive(lowered, sympy.Symbol(wrt, real=True))
     names = list(lowered.parameters)
-    formulas = [simplify(lowered.output), simplify(raw_gradient), raw_gradient] + [
+    formulas = [simplify(lowered.output), simplify(raw_gradient)] + [
         simplify(derive(lowered, lowered.parameters[name])) for name in names]
     # Again after differentiating and simplifying, which can build unstable forms.
     final = stabilize(lowered.table, formulas)
-    expression, gradient, as_derived, *parameter_gradients = final.exprs
+    expression, gradient, *parameter_gradients = final.exprs
+    as_derived = raw_gradient.xreplace(final.renamed)
     return Analysis(
         source=source,
         program=program,

@@ -14,20 +14,21 @@ through labels).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
 import sympy
 import tensorflow as tf
 
 from lossdsl.backward import backward
-from lossdsl.compiler import CompiledExpression
+from lossdsl.compiler import COMPILE_CACHE_SIZE, CompiledExpression, compile_expression
 from lossdsl.fuse import fuse_reductions
 from lossdsl.tf_lower import TFPlan
 
 LossFunction = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
 
-def gradient_plan(compiled: CompiledExpression, forward: TFPlan) -> TFPlan:
+def gradient_plan(compiled: CompiledExpression) -> TFPlan:
     """The plan of the seeded gradient, parameter values built in (inputs: y_true, y_pred, upstream)."""
     seeded = backward(compiled.source, wrt=compiled.wrt)
     values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
@@ -38,11 +39,19 @@ def gradient_plan(compiled: CompiledExpression, forward: TFPlan) -> TFPlan:
                   compiled.expression.xreplace(values), differentiable=False)
 
 
-def symbolic_loss(compiled: CompiledExpression, forward: TFPlan) -> LossFunction:
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def _plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]) -> tuple[TFPlan, TFPlan]:
+    """(forward, gradient) plans, cached: compiling a loss again must cost no SymPy work."""
+    from lossdsl.keras_loss import forward_plan  # keras_loss imports this module
+
+    compiled = compile_expression(source, dict(params), wrt=wrt)
+    # Inside tf.custom_gradient the tape does not differentiate the forward ops.
+    return forward_plan(compiled, differentiable=False), gradient_plan(compiled)
+
+
+def symbolic_loss(compiled: CompiledExpression) -> LossFunction:
     """``(y_true, y_pred) -> per-sample loss`` whose gradient is the derived formula."""
-    gradient = gradient_plan(compiled, forward)
-    # Inside tf.custom_gradient the forward ops are not differentiated by the tape.
-    forward = TFPlan(forward.outputs, forward.table, forward.loss_output, differentiable=False)
+    forward, gradient = _plans(compiled.source, compiled.wrt, tuple(sorted(compiled.params.items())))
 
     def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         squeezed = forward.squeezed_axes(y_pred.shape.rank)

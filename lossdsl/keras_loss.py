@@ -49,13 +49,14 @@ def align_ranks(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
     return y_true, y_pred
 
 
-def forward_plan(compiled: CompiledExpression) -> TFPlan:
+def forward_plan(compiled: CompiledExpression, differentiable: bool = True) -> TFPlan:
     """The TF plan of a compiled loss with its parameter values built in."""
     values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
     # Reductions split for the symbolic work are merged back: one pass over the data.
     expression, table = fuse_reductions(compiled.expression.xreplace(values),
                                         compiled.table.substituted(values))
-    return TFPlan({"loss": (expression, "per_sample")}, table, expression)
+    return TFPlan({"loss": (expression, "per_sample")}, table, expression,
+                  differentiable=differentiable)
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLLoss")
@@ -99,8 +100,7 @@ class DSLLoss(keras.losses.Loss):
         super().__init__(name=name or "lossdsl", reduction=reduction, dtype=dtype)
         self.gradient_mode = gradient
         self._plan = forward_plan(self.compiled)
-        self._symbolic = symbolic_loss(self.compiled, self._plan) if gradient == "symbolic" \
-            else None
+        self._symbolic = symbolic_loss(self.compiled) if gradient == "symbolic" else None
 
     # The symbolic side, for reading: formulas are SymPy expressions.
     source = property(lambda self: self.compiled.source, doc="The source text.")

@@ -32,7 +32,7 @@ visible in the formula, and the compiler turns them into a
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Literal, Sequence
 
 import sympy
@@ -351,11 +351,14 @@ class Stabilized:
             renamed after their new text).
         exprs: the given expressions, rewritten, over ``table``'s symbols.
         fired: names of the rules that fired, in first-fired order, once each.
+        renamed: old reduction symbol -> its expression over ``table`` (for
+            formulas over the old table that were not rewritten).
     """
 
     table: ReductionTable
     exprs: tuple[sympy.Expr, ...]
     fired: tuple[str, ...]
+    renamed: dict = field(default_factory=dict)
 
 
 def stabilize(table: ReductionTable, exprs: Sequence[sympy.Expr]) -> Stabilized:
@@ -369,7 +372,7 @@ def stabilize(table: ReductionTable, exprs: Sequence[sympy.Expr]) -> Stabilized:
         if value != reduction.symbol:
             renamed[reduction.symbol] = value
     rewritten = tuple(rewriter.rewrite(sympy.sympify(e).xreplace(renamed)) for e in exprs)
-    return Stabilized(stable_table, rewritten, tuple(rewriter.fired))
+    return Stabilized(stable_table, rewritten, tuple(rewriter.fired), renamed)
 
 
 def rewrite_with_rules(expr: sympy.Expr, table: ReductionTable) -> sympy.Expr:
