@@ -325,9 +325,10 @@ def _sources_in(name, mapping):
 
 
 def _clear_caches():
-    from lossdsl import backward, compiler
-    compiler.analyze.cache_clear()
-    backward.backward.cache_clear()
+    from lossdsl import backward, compiler, custom_gradient, keras_loss
+    for cached in (compiler.analyze, backward.backward, custom_gradient._plans,
+                   keras_loss._forward_plan):
+        cached.cache_clear()
 
 
 def bench_compile(repeats):

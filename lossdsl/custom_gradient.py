@@ -21,7 +21,7 @@ import sympy
 import tensorflow as tf
 
 from lossdsl.backward import backward
-from lossdsl.compiler import COMPILE_CACHE_SIZE, CompiledExpression, compile_expression
+from lossdsl.compiler import COMPILE_CACHE_SIZE, CompiledExpression, analyze
 from lossdsl.fuse import fuse_reductions
 from lossdsl.tf_lower import TFPlan
 
@@ -44,7 +44,7 @@ def _plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]) -> tupl
     """(forward, gradient) plans, cached: compiling a loss again must cost no SymPy work."""
     from lossdsl.keras_loss import forward_plan  # keras_loss imports this module
 
-    compiled = compile_expression(source, dict(params), wrt=wrt)
+    compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
     # Inside tf.custom_gradient the tape does not differentiate the forward ops.
     return forward_plan(compiled, differentiable=False), gradient_plan(compiled)
 
