@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from lossdsl.compiler import CompiledExpression, analyze, compile_expression
 from lossdsl.errors import (DSLArityError, DSLAxisError, DSLConfigError, DSLLimitError,
                             DSLNameError, DSLShapeError, DSLSyntaxError, DSLTypeError,
-                            GradientMismatchError, LossDSLError)
+                            GradientMismatchError, LossDSLError, LossDSLWarning)
 from lossdsl.explain import Explanation, explain
 from lossdsl.ir import parse_source
 from lossdsl import losses  # the loss library; TF is imported only when a loss is built
@@ -155,5 +155,5 @@ __all__ = [
     "CompiledExpression", "parse_source", "DSLLoss", "DSLMetric",
     "DSLRegularizer", "DSLActivityPenalty", "ActivityPenalty", "LossDSLError", "DSLSyntaxError",
     "DSLNameError", "DSLArityError", "DSLAxisError", "DSLTypeError", "DSLLimitError",
-    "DSLShapeError", "DSLConfigError", "GradientMismatchError",
+    "DSLShapeError", "DSLConfigError", "GradientMismatchError", "LossDSLWarning",
 ]

@@ -1,6 +1,7 @@
 """The symbolic pipeline as one straight line, without TensorFlow:
 
-    source --parse_source--> IR --lower--> SymPy --derive--> gradients --simplify--> Analysis
+    source --parse_source--> IR --lower--> SymPy --stabilize--> --derive--> gradients
+           --simplify--> --stabilize--> Analysis
 
 :func:`analyze` is cached by source text (the work does not depend on
 parameter values, which stay symbols); :func:`compile_expression` adds the
@@ -18,7 +19,8 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Mapping
@@ -26,10 +28,11 @@ from typing import Mapping
 import sympy
 
 from lossdsl import ir
-from lossdsl.errors import DSLNameError, DSLTypeError
+from lossdsl.errors import DSLNameError, DSLTypeError, LossDSLWarning
 from lossdsl.gradient import derive
 from lossdsl.ops import INPUT_NAMES
 from lossdsl.simplify import simplify
+from lossdsl.stability import infinity_warnings, stabilize
 from lossdsl.symbolic import Lowered, ReductionTable, lower
 
 COMPILE_CACHE_SIZE = 512
@@ -51,6 +54,9 @@ class Analysis:
         parameters: the parameters' SymPy symbols, in order of first use.
         defaults: parameter defaults bound in the source.
         wrt: the input the gradient is taken with respect to.
+        rewrites: names of the stability rewrites that fired (see ``lossdsl.stability``).
+        warnings: why the loss is infinite somewhere, when that is visible in the
+            formula; :func:`compile_expression` emits each as a ``LossDSLWarning``.
     """
 
     source: str
@@ -65,31 +71,42 @@ class Analysis:
     defaults: Mapping[str, float] = field(repr=False)
     lowered: Lowered = field(repr=False)
     wrt: str = "y_pred"
+    rewrites: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
 def analyze(source: str, inputs: tuple[str, ...] = INPUT_NAMES,
             wrt: str = "y_pred") -> Analysis:
-    """Parse, lower, differentiate and simplify ``source`` (cached by its text)."""
+    """Parse, lower, stabilize, differentiate and simplify ``source`` (cached by its text)."""
     program = ir.parse_source(source)
     lowered = lower(program, source, inputs)
-    wrt_symbol = sympy.Symbol(wrt, real=True)
-    raw_gradient = derive(lowered, wrt_symbol)
-    parameter_gradients = {name: simplify(derive(lowered, symbol))
-                           for name, symbol in lowered.parameters.items()}
+    # Stable forms first, so that derivatives are taken of them (d softplus = sigmoid).
+    forward = stabilize(lowered.table, [lowered.output])
+    lowered = replace(lowered, output=forward.exprs[0], table=forward.table)
+    raw_gradient = derive(lowered, sympy.Symbol(wrt, real=True))
+    names = list(lowered.parameters)
+    formulas = [simplify(lowered.output), simplify(raw_gradient)] + [
+        simplify(derive(lowered, lowered.parameters[name])) for name in names]
+    # Again after differentiating and simplifying, which can build unstable forms.
+    final = stabilize(lowered.table, formulas)
+    expression, gradient, *parameter_gradients = final.exprs
+    as_derived = raw_gradient.xreplace(final.renamed)
     return Analysis(
         source=source,
         program=program,
         canonical=str(program),
-        expression=simplify(lowered.output),
-        gradient=simplify(raw_gradient),
-        gradient_as_derived=raw_gradient,
-        parameter_gradients=MappingProxyType(parameter_gradients),
-        table=lowered.table,
+        expression=expression,
+        gradient=gradient,
+        gradient_as_derived=as_derived,
+        parameter_gradients=MappingProxyType(dict(zip(names, parameter_gradients))),
+        table=final.table,
         parameters=MappingProxyType(dict(lowered.parameters)),
         defaults=MappingProxyType(dict(lowered.defaults)),
-        lowered=lowered,
+        lowered=replace(lowered, output=expression, table=final.table),
         wrt=wrt,
+        rewrites=tuple(dict.fromkeys(forward.fired + final.fired)),
+        warnings=infinity_warnings([expression], final.table),
     )
 
 
@@ -118,7 +135,10 @@ def compile_expression(source: str, params: Mapping[str, object] | None = None, 
         DSLTypeError: a parameter value is not a finite real number.
     """
     analysis = analyze(source, tuple(inputs), wrt)
-    return CompiledExpression(analysis, bind_parameters(analysis, params or {}))
+    values = bind_parameters(analysis, params or {})  # a mistake is reported before warnings
+    for message in analysis.warnings:
+        warnings.warn(LossDSLWarning(message), stacklevel=3)
+    return CompiledExpression(analysis, values)
 
 
 def bind_parameters(analysis: Analysis, given: Mapping[str, object], *,

@@ -112,6 +112,10 @@ def _nodes(formula: sympy.Basic, table: ReductionTable) -> Iterator[sympy.Basic]
                 pending.append(table[node].arg)
 
 
+_GUARDED = {"xlogy": (lambda y: y > 0, "log"), "xlog1py": (lambda y: y > -1, "log1p"),
+            "xdivy": (lambda y: sympy.Ne(y, 0), "division")}
+
+
 def _rules(node: sympy.Basic, values: dict) -> Iterator[tuple[sympy.Basic, str, Kind]]:
     name = type(node).__name__
     args = node.args
@@ -120,10 +124,11 @@ def _rules(node: sympy.Basic, values: dict) -> Iterator[tuple[sympy.Basic, str, 
         yield args[0] > 0, f"{text} is undefined below 0 and -oo at 0", "domain"
     elif name == "log1p":
         yield args[0] > -1, f"{text} is undefined below -1 and -oo at -1", "domain"
-    elif name in ("xlogy", "xdivy"):
-        what = "log" if name == "xlogy" else "division"
-        yield (sympy.Or(args[1] > 0, sympy.Eq(args[0], 0)) if name == "xlogy"
-               else sympy.Or(sympy.Ne(args[1], 0), sympy.Eq(args[0], 0))), \
+    elif name in _GUARDED:
+        # The condition binds only where the factor x is nonzero; saying so in the
+        # text keeps the condition itself as short as log's.
+        condition, what = _GUARDED[name]
+        yield condition(args[1]), \
             f"{text}: its {what} of {_text(args[1])} needs this unless {_text(args[0])} = 0", \
             "domain"
     elif isinstance(node, sympy.Pow):

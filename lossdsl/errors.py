@@ -129,3 +129,12 @@ class DSLConfigError(LossDSLError):
 
 class GradientMismatchError(LossDSLError):
     """The symbolic gradient disagrees with TensorFlow's tape."""
+
+
+class LossDSLWarning(UserWarning):
+    """A compile-time warning: the source is valid, but something about it deserves a look.
+
+    Emitted, for example, when the loss is mathematically infinite somewhere on its
+    inputs' natural domain (``log(y_pred)`` at ``y_pred = 0``): no rewrite can make
+    an infinite value finite, so lossdsl says so instead of silently producing ``inf``.
+    """

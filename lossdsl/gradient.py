@@ -29,14 +29,17 @@ import sympy
 from lossdsl.symbolic import Axis, Lowered, Reduction, ReductionTable, count_symbol
 
 
-def derive(lowered: Lowered, wrt: sympy.Symbol) -> sympy.Expr:
-    """d (sum of the per-sample loss) / d ``wrt``, as an elementwise SymPy expression.
+def derive(lowered: Lowered, wrt: sympy.Symbol, seed: sympy.Expr = sympy.Integer(1)
+           ) -> sympy.Expr:
+    """d (sum of the per-sample loss, each element times ``seed``) / d ``wrt``, elementwise.
 
     For an input (``y_pred``) this is the gradient at each element. For a
     parameter, which is one number for every element, it is the per-sample
-    total, already summed over the sample's axes.
+    total, already summed over the sample's axes. ``seed`` is the upstream
+    gradient of each output element (a symbol the table counts as an input, so
+    that it is never pulled out of a reduction); 1 by default, as for the tape.
     """
-    return _Backward(lowered.table, wrt).run(lowered.output)
+    return _Backward(lowered.table, wrt).run(lowered.output, seed)
 
 
 class _Backward:
@@ -45,9 +48,9 @@ class _Backward:
         self.adjoints: dict[sympy.Symbol, sympy.Expr] = {}
         self.per_element: list[sympy.Expr] = []
 
-    def run(self, output: sympy.Expr) -> sympy.Expr:
+    def run(self, output: sympy.Expr, seed: sympy.Expr) -> sympy.Expr:
         forward = self.table.in_order()  # snapshot: backward sums are added as we go
-        self._send(output, 1 / _copies(self.table, output))
+        self._send(output, seed / _copies(self.table, output))
         for reduction in reversed(forward):
             adjoint = self.adjoints.pop(reduction.symbol, sympy.Integer(0))
             if adjoint != 0:

@@ -10,21 +10,24 @@ in safe mode with no pickled code.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Mapping
 
 import keras
 import sympy
 import tensorflow as tf
 
-from lossdsl.compiler import CompiledExpression, compile_expression
+from lossdsl.compiler import COMPILE_CACHE_SIZE, CompiledExpression, analyze, compile_expression
+from lossdsl.custom_gradient import symbolic_loss
 from lossdsl.errors import DSLConfigError, LossDSLError
+from lossdsl.fuse import fuse_reductions
 from lossdsl.tf_lower import TFPlan
 
 if TYPE_CHECKING:
     from lossdsl.explain import Explanation
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
-GRADIENT_MODES = ("autodiff",)
+GRADIENT_MODES = ("autodiff", "symbolic")
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,), "params": (dict,), "name": (str, type(None)),
     "reduction": (str, type(None)), "dtype": (str, type(None)), "gradient": (str,),
@@ -50,12 +53,22 @@ def align_ranks(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
     return y_true, y_pred
 
 
-def forward_plan(compiled: CompiledExpression) -> TFPlan:
-    """The TF plan of a compiled loss with its parameter values built in."""
+def forward_plan(compiled: CompiledExpression, differentiable: bool = True) -> TFPlan:
+    """The TF plan of a compiled loss with its parameter values built in (cached)."""
+    return _forward_plan(compiled.source, compiled.wrt, tuple(sorted(compiled.params.items())),
+                         differentiable)
+
+
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def _forward_plan(source: str, wrt: str, params: tuple[tuple[str, float], ...],
+                  differentiable: bool) -> TFPlan:
+    compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
     values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
-    expression = compiled.expression.xreplace(values)
-    return TFPlan({"loss": (expression, "per_sample")},
-                  compiled.table.substituted(values), expression)
+    # Reductions split for the symbolic work are merged back: one pass over the data.
+    expression, table = fuse_reductions(compiled.expression.xreplace(values),
+                                        compiled.table.substituted(values))
+    return TFPlan({"loss": (expression, "per_sample")}, table, expression,
+                  differentiable=differentiable)
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLLoss")
@@ -72,7 +85,9 @@ class DSLLoss(keras.losses.Loss):
         reduction: any Keras reduction (``"sum_over_batch_size"``, ``"sum"``,
             ``"mean"``, ``"mean_with_sample_weight"``, ``"none"``, None).
         dtype: the dtype the loss computes in; defaults to ``keras.config.floatx()``.
-        gradient: ``"autodiff"``: TensorFlow differentiates the forward ops.
+        gradient: ``"autodiff"`` (default): TensorFlow differentiates the forward
+            ops; ``"symbolic"``: the derived, stabilised gradient formula is the
+            backward pass (``tf.custom_gradient``), see the README.
 
     Examples:
 
@@ -97,6 +112,7 @@ class DSLLoss(keras.losses.Loss):
         super().__init__(name=name or "lossdsl", reduction=reduction, dtype=dtype)
         self.gradient_mode = gradient
         self._plan = forward_plan(self.compiled)
+        self._symbolic = symbolic_loss(self.compiled) if gradient == "symbolic" else None
 
     # The symbolic side, for reading: formulas are SymPy expressions.
     source = property(lambda self: self.compiled.source, doc="The source text.")
@@ -117,6 +133,10 @@ class DSLLoss(keras.losses.Loss):
         return self.explain()._repr_latex_()
 
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        if self._symbolic is not None:
+            y_pred = tf.convert_to_tensor(y_pred)
+            y_true, y_pred = align_ranks(tf.cast(y_true, y_pred.dtype), y_pred)
+            return self._symbolic(y_true, y_pred)
         return per_sample_values(self._plan, y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:

@@ -105,6 +105,7 @@ clip = _own("clip", 3)
 xlogy = _own("xlogy", 2)
 xdivy = _own("xdivy", 2)
 one_hot = _own("one_hot", 1)
+xlog1py = _own("xlog1py", 2)
 
 
 def step(x: sympy.Expr, at_zero: int) -> sympy.Expr:
@@ -163,6 +164,10 @@ OPS: tuple[Op, ...] = (
     Op("xlogy", 2, _E, xlogy, "math.xlogy", r"{0} \log\left({1}\right)",
        "x*log(y), and 0 where x == 0 (even at y == 0)",
        (lambda x, y: _zero_where_x_is_zero(x, sympy.log(y)), lambda x, y: xdivy(x, y)),
+       arguments=("x", "y")),
+    Op("xlog1py", 2, _E, xlog1py, "math.xlog1py", r"{0} \operatorname{{log1p}}\left({1}\right)",
+       "x*log1p(y), and 0 where x == 0 (even at y == -1)",
+       (lambda x, y: _zero_where_x_is_zero(x, log1p(y)), lambda x, y: xdivy(x, 1 + y)),
        arguments=("x", "y")),
     Op("xdivy", 2, _E, xdivy, "math.xdivy", r"\frac{{{0}}}{{{1}}}",
        "x/y, and 0 where x == 0 (even at y == 0)",

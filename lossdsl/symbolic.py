@@ -79,6 +79,12 @@ class ReductionTable:
     def in_order(self) -> list[Reduction]:
         return list(self.reductions.values())
 
+    def with_inputs(self, extra: frozenset[sympy.Symbol]) -> "ReductionTable":
+        """A copy that also counts ``extra`` as inputs (varying along every axis)."""
+        table = ReductionTable(inputs=self.inputs | extra)
+        table.reductions, table._by_key = dict(self.reductions), dict(self._by_key)
+        return table
+
     def substituted(self, values: dict[sympy.Symbol, sympy.Expr]) -> "ReductionTable":
         """The same reductions with ``values`` put into their arguments (symbols kept)."""
         table = ReductionTable(inputs=self.inputs)
@@ -95,6 +101,13 @@ class ReductionTable:
         if self.is_constant_along(arg, axis) and kind in ("max", "min"):
             return arg
         return self._symbol(kind, arg, axis)
+
+    def opaque(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Symbol:
+        """The symbol of ``kind(arg, axis)`` as one reduction, not distributed over ``arg``'s terms.
+
+        For lowering only (one pass over the data); the symbolic core uses :meth:`reduce`.
+        """
+        return self._symbol(kind, sympy.sympify(arg), axis)
 
     def _linear(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Expr:
         # mean/sum distribute over + and pull out factors constant along `axis`;

@@ -12,7 +12,8 @@ TensorFlow is imported when a plan first runs, not when this module is.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
@@ -51,6 +52,13 @@ class _Context:
     shape: Tensor
     table: ReductionTable
     output: sympy.Expr
+    static: tuple = ()  # the full shape as far as it is known before running (None: unknown)
+    memo: dict = field(default_factory=dict)  # values shared between nodes (exp(-|z|))
+
+    def in_xla(self) -> bool:
+        """Whether the ops are being traced for XLA (``jit_compile=True``)."""
+        from tensorflow.python.ops import control_flow_util  # no public equivalent
+        return control_flow_util.GraphOrParentsInXlaContext(self.tf.compat.v1.get_default_graph())
 
     def constant(self, value: float) -> Tensor:
         return self.tf.constant(value, dtype=self.dtype)
@@ -84,10 +92,15 @@ class _Context:
         return sorted(axes)
 
     def count(self, axes: list[int]) -> Tensor:
+        known = [self.static[a] for a in axes]
+        if all(size is not None for size in known):  # a constant: no shape ops at run time
+            return self.constant(float(math.prod(known)))
         sizes = self.tf.gather(self.shape, axes) if axes else self.tf.ones([1], "int32")
         return self.tf.cast(self.tf.reduce_prod(sizes), self.dtype)
 
     def full(self, value: Tensor) -> Tensor:
+        if _same_static_shape(value.shape, self.static):
+            return value
         return self.tf.broadcast_to(value, self.shape)
 
 
@@ -111,14 +124,26 @@ class TFPlan:
             (broadcast to the inputs' shape: the gradient w.r.t. an input).
         table: what the reduction symbols of the formulas stand for.
         loss_output: the loss formula, which decides the per-sample shape.
+        differentiable: whether the tape will differentiate the plan's ops. If so,
+            each branch of a ``where`` is evaluated on inputs whose gradient is
+            cut where the branch is not taken (the "double where"), so that the
+            tape's gradient gets no NaN/Inf from an untaken branch. If not (the
+            plans behind ``gradient="symbolic"``), no guard is needed, and under
+            XLA ``sigmoid(±x)``/``softplus(±x)`` share one ``exp(-|x|)``.
     """
 
     def __init__(self, outputs: Mapping[str, tuple[sympy.Expr, str]],
-                 table: ReductionTable, loss_output: sympy.Expr) -> None:
+                 table: ReductionTable, loss_output: sympy.Expr,
+                 differentiable: bool = True) -> None:
         self.outputs = dict(outputs)
         self.table = table
         self.loss_output = loss_output
-        self.nodes = build_plan([formula for formula, _ in self.outputs.values()], table)
+        self.nodes = build_plan([formula for formula, _ in self.outputs.values()], table,
+                                differentiable=differentiable)
+
+    def squeezed_axes(self, rank: int) -> list[int]:
+        """The axes of rank-``rank`` inputs that the per-sample loss output drops."""
+        return _Context(None, None, rank, None, self.table, self.loss_output).output_axes()
 
     def run(self, inputs: Mapping[str, Tensor], symbols: Mapping[sympy.Symbol, Tensor]
             ) -> dict[str, Tensor]:
@@ -133,7 +158,8 @@ class TFPlan:
         dynamic = tf.shape(first)
         for tensor in inputs.values():
             dynamic = tf.broadcast_dynamic_shape(dynamic, tf.shape(tensor))
-        context = _Context(tf, first.dtype, rank, dynamic, self.table, self.loss_output)
+        context = _Context(tf, first.dtype, rank, dynamic, self.table, self.loss_output,
+                           tuple(shape.as_list()))
         values: dict[sympy.Basic, Tensor] = {}
         for name, tensor in inputs.items():
             values[sympy.Symbol(name, real=True)] = context.full(tensor) \
@@ -144,6 +170,15 @@ class TFPlan:
                 values[node.expr] = node.step(context, [values[c] for c in node.children])
         return {name: _finish(context, values[formula], finish)
                 for name, (formula, finish) in self.outputs.items()}
+
+
+def _same_static_shape(shape: Any, static: tuple) -> bool:
+    """Whether a tensor of ``shape`` certainly has the full shape (only the batch may be unknown)."""
+    if shape.rank != len(static) or not static:
+        return False
+    dims = shape.as_list()
+    return dims[0] == static[0] and all(
+        d is not None and d == s for d, s in zip(dims[1:], static[1:]))
 
 
 def _smaller(shape: Any, full: Any) -> bool:
@@ -158,6 +193,8 @@ def _finish(context: _Context, value: Tensor, finish: str) -> Tensor:
     if finish == "elementwise":
         return context.full(value)
     axes = context.output_axes() if finish == "per_sample" else list(range(1, context.rank))
+    if _has_kept_shape(value.shape, context.static, axes):
+        return tf.squeeze(value, axis=axes) if axes else value
     keep = tf.tensor_scatter_nd_update(
         context.shape, [[a] for a in axes], tf.ones([len(axes)], context.shape.dtype)) \
         if axes else context.shape
@@ -177,10 +214,25 @@ def one_hot_last_axis(positions: Tensor) -> Tensor:
     return tf.cast(tf.equal(positions, index), positions.dtype)
 
 
+def _has_kept_shape(shape: Any, static: tuple, axes: list[int]) -> bool:
+    """Whether ``shape`` is the full shape with 1 at ``axes`` (a reduction's keepdims result)."""
+    if shape.rank != len(static) or not static:
+        return False
+    dims = shape.as_list()
+    if dims[0] != static[0]:
+        return False
+    return all(d == 1 if i in axes else (d is not None and d == static[i])
+               for i, d in enumerate(dims) if i > 0)
+
+
 # ---------------------------------------------------------------- planning
 
-def build_plan(roots: Sequence[sympy.Expr], table: ReductionTable) -> list[_Node]:
-    """Every distinct subexpression of ``roots``, children before parents."""
+def build_plan(roots: Sequence[sympy.Expr], table: ReductionTable, *,
+               leaves: frozenset = frozenset(), differentiable: bool = True) -> list[_Node]:
+    """Every distinct subexpression of ``roots``, children before parents.
+
+    ``leaves`` are taken as given (their value is supplied when the plan runs).
+    """
     order: list[_Node] = []
     done: set[sympy.Basic] = set()
     stack: list[tuple[sympy.Basic, bool]] = [(sympy.sympify(r), False) for r in reversed(roots)]
@@ -193,16 +245,22 @@ def build_plan(roots: Sequence[sympy.Expr], table: ReductionTable) -> list[_Node
             done.add(expr)
             order.append(pending.pop(expr))
             continue
-        node = pending.get(expr) or _node(expr, table)
+        node = pending.get(expr) or (
+            _Node(expr, (), _given_step(expr)) if expr in leaves
+            else _node(expr, table, differentiable))
         pending[expr] = node
         stack.append((expr, True))
         stack.extend((child, False) for child in reversed(node.children) if child not in done)
     return order
 
 
-def _node(expr: sympy.Basic, table: ReductionTable) -> _Node:
+def _node(expr: sympy.Basic, table: ReductionTable, differentiable: bool = True) -> _Node:
     if expr in table:
         return _reduction_node(expr, table)
+    if differentiable and isinstance(expr, sympy.Piecewise) and _needs_guard(expr):
+        return _guarded_piecewise_node(expr, table)
+    if not differentiable and type(expr).__name__ in _SHARED_EXP:
+        return _shared_exp_node(expr)
     if isinstance(expr, sympy.Symbol):
         return _Node(expr, (), _symbol_step(expr))
     if expr.is_Number or isinstance(expr, sympy.NumberSymbol) or expr in _SPECIAL_VALUES:
@@ -228,6 +286,12 @@ def _node(expr: sympy.Basic, table: ReductionTable) -> _Node:
 
 _SPECIAL_VALUES = {sympy.oo: float("inf"), -sympy.oo: float("-inf"),
                    sympy.zoo: float("inf"), sympy.nan: float("nan")}
+
+
+def _given_step(expr: sympy.Basic) -> Step:
+    def missing(context: _Context, _: list) -> Tensor:
+        raise LossDSLError(f"Internal error: no value given for `{expr}`.")
+    return missing
 
 
 def _symbol_step(symbol: sympy.Symbol) -> Step:
@@ -346,6 +410,104 @@ def _piecewise(expr: sympy.Piecewise):
             result = tf.where(condition, value, result)
         return result
     return children, step
+
+
+_SHARED_EXP = ("sigmoid", "softplus")
+
+
+def _shared_exp_node(expr: sympy.Basic) -> _Node:
+    """sigmoid(z) or softplus(z) from ``e = exp(-|z|)``, shared with every sibling under XLA.
+
+    sigmoid(z) = where(z >= 0, 1, e)/(1 + e) and softplus(z) = relu(z) + log1p(e): one
+    exp for sigmoid(z), sigmoid(-z), softplus(z) and softplus(-z) together (a focal
+    loss and its gradient need all four), and never an overflow (e <= 1). Not for
+    plans the tape differentiates: d|z|/dz is 0 at z = 0 in TF.
+    """
+    (z,) = expr.args
+    key, is_sigmoid = sympy.Abs(z), type(expr).__name__ == "sigmoid"
+    function = "math.sigmoid" if is_sigmoid else "math.softplus"
+
+    def step(context: _Context, args: list[Tensor]) -> Tensor:
+        tf, value = context.tf, args[0]
+        if not context.in_xla():
+            return tf_function(function)(value)  # one fused TF kernel beats four ops
+        e = context.memo.get(key)
+        if e is None:
+            e = context.memo[key] = tf.exp(-tf.abs(value))
+        if is_sigmoid:
+            return tf.where(value >= 0, tf.ones_like(e), e) / (1 + e)
+        return tf.nn.relu(value) + tf.math.log1p(e)
+
+    return _Node(expr, (z,), step)
+
+
+# Nodes whose derivative can be infinite (or NaN) somewhere: a `where` branch
+# containing one gets the double-where guard.
+_CAN_BLOW_UP = (sympy.log, sympy.exp, sympy.cosh, sympy.sinh, sympy.tan)
+
+
+def _needs_guard(expr: sympy.Piecewise) -> bool:
+    for value, _ in expr.args:
+        for node in sympy.preorder_traversal(value):
+            own = BY_SYMPY_HEAD.get(type(node))
+            risky = isinstance(node, _CAN_BLOW_UP) or (own is not None and own.name in (
+                "log1p", "expm1", "xlogy", "xdivy", "xlog1py")) or (
+                isinstance(node, sympy.Pow)
+                and not (node.exp.is_integer and node.exp.is_nonnegative))
+            if risky:
+                return True
+    return False
+
+
+def _is_count(symbol: sympy.Symbol) -> bool:
+    return symbol.name in ("n", "n_out") or symbol.name.startswith("n[")
+
+
+def _guarded_piecewise_node(expr: sympy.Piecewise, table: ReductionTable) -> _Node:
+    """``where`` whose branches see ``where(taken, x, stop_gradient(x))`` for each leaf ``x``.
+
+    The value is unchanged; in the backward pass the inner ``where`` *selects*
+    (rather than multiplies), so a NaN or Inf made by an untaken branch's
+    derivative never reaches the inputs (TF issue #38349; the "double where").
+    """
+    values = [value for value, _ in expr.args]
+    conditions = [cond for _, cond in expr.args if cond is not sympy.true]
+    has_default = expr.args[-1].cond is sympy.true
+    leaves = sorted(set().union(*(v.free_symbols for v in values)), key=str)
+    masked = [leaf for leaf in leaves if not _is_count(leaf)]
+    branch_plans = [build_plan([value], table, leaves=frozenset(leaves)) for value in values]
+
+    def step(context: _Context, args: list[Tensor]) -> Tensor:
+        tf = context.tf
+        taken_by = _taken_masks(tf, args[:len(conditions)], has_default)
+        leaf_values = dict(zip(leaves, args[len(conditions):]))
+        branches = []
+        for taken, value, plan in zip(taken_by, values, branch_plans):
+            given = dict(leaf_values)
+            for leaf in masked:
+                given[leaf] = tf.where(taken, given[leaf], tf.stop_gradient(given[leaf]))
+            for node in plan:
+                if node.expr not in given:
+                    given[node.expr] = node.step(context, [given[c] for c in node.children])
+            branches.append(given[value])
+        result = branches[-1] if has_default else context.constant(float("nan"))
+        for condition, branch in reversed(list(zip(args[:len(conditions)], branches))):
+            result = tf.where(condition, branch, result)
+        return result
+
+    return _Node(expr, tuple(conditions) + tuple(leaves), step)
+
+
+def _taken_masks(tf: Any, conditions: list[Tensor], has_default: bool) -> list[Tensor]:
+    """Where each branch is the one taken: its condition and no earlier one."""
+    masks, none_before = [], None
+    for condition in conditions:
+        masks.append(condition if none_before is None else tf.logical_and(condition, none_before))
+        negated = tf.logical_not(condition)
+        none_before = negated if none_before is None else tf.logical_and(none_before, negated)
+    if has_default:
+        masks.append(none_before)
+    return masks
 
 
 def _heaviside(expr: sympy.Heaviside):
