@@ -25,7 +25,7 @@ from typing import Mapping
 
 import sympy
 
-from lossdsl import ir
+from lossdsl import ir, limits
 from lossdsl.errors import DSLNameError, DSLTypeError
 from lossdsl.gradient import derive
 from lossdsl.ops import INPUT_NAMES
@@ -74,9 +74,10 @@ def analyze(source: str, inputs: tuple[str, ...] = INPUT_NAMES,
     program = ir.parse_source(source)
     lowered = lower(program, source, inputs)
     wrt_symbol = sympy.Symbol(wrt, real=True)
-    raw_gradient = derive(lowered, wrt_symbol)
-    parameter_gradients = {name: simplify(derive(lowered, symbol))
-                           for name, symbol in lowered.parameters.items()}
+    with limits.located_in(source):  # a derivative too large to build concerns all the source
+        raw_gradient = derive(lowered, wrt_symbol)
+        parameter_gradients = {name: simplify(derive(lowered, symbol))
+                               for name, symbol in lowered.parameters.items()}
     return Analysis(
         source=source,
         program=program,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sympy
 
+from lossdsl import limits
 from lossdsl.symbolic import Axis, Lowered, Reduction, ReductionTable, count_symbol
 
 
@@ -44,6 +45,7 @@ class _Backward:
         self.table, self.wrt = table, wrt
         self.adjoints: dict[sympy.Symbol, sympy.Expr] = {}
         self.per_element: list[sympy.Expr] = []
+        self.work = 0  # tree nodes differentiated so far, bounded by limits
 
     def run(self, output: sympy.Expr) -> sympy.Expr:
         forward = self.table.in_order()  # snapshot: backward sums are added as we go
@@ -59,15 +61,27 @@ class _Backward:
 
     def _send(self, expr: sympy.Expr, adjoint: sympy.Expr) -> None:
         """Propagate ``adjoint`` (of the full-shape ``expr``) to its inputs and reductions."""
+        limits.check_formula_size(adjoint, "derived gradient")
         for symbol in sorted(expr.free_symbols & set(self.table.reductions), key=str):
-            partial = _drop_dirac(sympy.diff(expr, symbol))
+            partial = self._partial(expr, symbol)
             if partial != 0:
                 axis = self.table[symbol].axis
                 contribution = self.table.reduce("sum", adjoint * partial, axis)
                 self.adjoints[symbol] = self.adjoints.get(symbol, 0) + contribution
-        partial = _drop_dirac(sympy.diff(expr, self.wrt))
+                limits.check_formula_size(self.adjoints[symbol], "derived gradient")
+        partial = self._partial(expr, self.wrt)
         if partial != 0:
             self.per_element.append(adjoint * partial)
+            limits.check_formula_size(self.per_element[-1], "derived gradient")
+
+    def _partial(self, expr: sympy.Expr, symbol: sympy.Symbol) -> sympy.Expr:
+        """d ``expr`` / d ``symbol``, refused up front when it would be too large to build."""
+        # Only the terms that mention the symbol: a loss summing R reductions would
+        # otherwise differentiate all R terms for each of them (R * R work).
+        terms = [term for term in sympy.Add.make_args(expr) if term.has(symbol)]
+        self.work += sum(limits.check_derivative_work(term, symbol) for term in terms)
+        limits.check_total_work(self.work)
+        return _drop_dirac(sympy.Add(*(sympy.diff(term, symbol) for term in terms)))
 
 
 def _copies(table: ReductionTable, output: sympy.Expr) -> sympy.Expr:
@@ -90,7 +104,8 @@ def _local_derivative(table: ReductionTable, reduction: Reduction) -> sympy.Expr
     if kind == "logsumexp":
         return sympy.exp(arg - value)
     # max/min: TF shares the gradient equally among the elements that tie for it.
-    hit = sympy.Piecewise((1, sympy.Eq(arg, value)), (0, True))
+    # evaluate=False: asking SymPy whether arg == value can never decide, and is slow.
+    hit = sympy.Piecewise((1, sympy.Eq(arg, value, evaluate=False)), (0, True))
     return hit / table.reduce("sum", hit, axis)
 
 
