@@ -197,11 +197,24 @@ def _node(expr: sympy.Basic, table: ReductionTable) -> _Node:
     op = BY_SYMPY_HEAD.get(type(expr))
     if op is not None and op.tf is not None:
         function_path = op.tf
-        return _Node(expr, tuple(expr.args),
-                     lambda context, args: tf_function(function_path)(*args))
+        if op.arity == 1:
+            return _Node(expr, tuple(expr.args),
+                         lambda context, args: tf_function(function_path)(*args))
+        # Not every TF function broadcasts its first argument: clip_by_value(2, lo, hi)
+        # with tensor bounds raised a ValueError (found by tests/test_fuzz.py).
+        return _Node(expr, tuple(expr.args), lambda context, args: tf_function(function_path)(
+            _broadcast_against(context.tf, args[0], args[1:]), *args[1:]))
     raise LossDSLError(
         f"Internal error: lossdsl cannot lower the SymPy node {type(expr).__name__} "
         f"({expr}) to TensorFlow. Please report this with the source that produced it.")
+
+
+def _broadcast_against(tf: Any, value: Tensor, others: Sequence[Tensor]) -> Tensor:
+    """``value`` broadcast to the common shape of itself and ``others`` (no larger)."""
+    shape = tf.shape(value)
+    for other in others:
+        shape = tf.broadcast_dynamic_shape(shape, tf.shape(other))
+    return tf.broadcast_to(value, shape)
 
 
 _SPECIAL_VALUES = {sympy.oo: float("inf"), -sympy.oo: float("-inf"),
