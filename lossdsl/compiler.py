@@ -162,7 +162,15 @@ def _missing(analysis: Analysis, name: str) -> DSLNameError:
 
 def _number(name: str, value: object) -> float:
     is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not is_real or not math.isfinite(float(value)):
+    if not is_real or not _is_finite_float(value):
         raise DSLTypeError(
             f"The parameter `{name}` must be a finite real number. Received: {value!r}.")
     return float(value)
+
+
+def _is_finite_float(value: numbers.Real) -> bool:
+    # float() of a 400-digit int raises OverflowError (seen in a crafted .keras config).
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
