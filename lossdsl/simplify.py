@@ -5,8 +5,8 @@ sometimes makes formulas larger or numerically worse (it turns a focal loss's
 gradient into ratios of ``exp`` that overflow). Here a few cheap, local
 rewrites are tried in turn; a candidate replaces the current form only if it
 has fewer operations and no more overflow-prone nodes (``exp`` and powers
-with a symbolic exponent). Large expressions, or a spent time budget, stop
-the search and keep what there is.
+with a symbolic exponent). Large expressions stop the search and keep what
+there is; the bounds are on size, never on time, so results are deterministic.
 
     >>> import sympy
 
@@ -27,7 +27,7 @@ import sympy
 from lossdsl.limits import exceeds
 
 SIMPLIFY_BUDGET_SECONDS = 0.05
-"""Time after which no further simplification is attempted on one expression."""
+"""A wall-clock budget callers may pass to :func:`simplify`; not the default (see there)."""
 MAX_OPS_TO_SIMPLIFY = 400
 """Expressions with more operations than this are left as derived."""
 
@@ -82,15 +82,20 @@ def overflow_risk(expr: sympy.Expr) -> int:
     return exps + powers
 
 
-def simplify(expr: sympy.Expr, budget: float = SIMPLIFY_BUDGET_SECONDS) -> sympy.Expr:
-    """The smallest form of ``expr`` the cheap rewrites reach within ``budget`` seconds."""
+def simplify(expr: sympy.Expr, budget: float | None = None) -> sympy.Expr:
+    """The smallest form of ``expr`` the cheap rewrites reach (within ``budget`` seconds if given).
+
+    By default there is no wall-clock deadline: with one, the same source came out
+    simplified differently under load or from several threads at once
+    (tests/test_threads.py). The size guards here bound the work instead.
+    """
     # Counting nodes stops at the limit; count_ops on a huge tree alone takes seconds.
     if exceeds(expr, 4 * MAX_OPS_TO_SIMPLIFY) or cost(expr)[0] > MAX_OPS_TO_SIMPLIFY:
         return expr
-    deadline = time.perf_counter() + budget
+    deadline = None if budget is None else time.perf_counter() + budget
     best, best_cost, best_risk = expr, cost(expr), overflow_risk(expr)
     for rewrite in REWRITES:
-        if time.perf_counter() > deadline:
+        if deadline is not None and time.perf_counter() > deadline:
             break
         candidate = rewrite(best)
         candidate_cost = cost(candidate)
