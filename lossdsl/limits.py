@@ -158,7 +158,8 @@ def check_real_constant(value: sympy.Expr, source: str | None, span: Span) -> No
     """A subexpression made only of numbers must have a finite real value."""
     if not value.is_number:
         return
-    if value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I) or value.is_extended_real is False:
+    not_finite_real = value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I)
+    if not_finite_real or value.is_extended_real is False:
         raise DSLTypeError(
             f"This part of the loss is a constant without a finite real value ({value}).",
             source=source, span=span,

@@ -73,7 +73,8 @@ ACCEPTED = {
     "power tower of 10": "^".join(["y_pred"] * 10),
     "exp 25 deep": _nested("exp({})", 25),
     "softmax 8 deep": _nested("softmax({})", 8),
-    "variance of a variance": "v = mean((y_pred - mean(y_pred))^2); mean((y_pred*v - mean(y_pred*v))^2)",
+    "variance of a variance":
+        "v = mean((y_pred - mean(y_pred))^2); mean((y_pred*v - mean(y_pred*v))^2)",
     "a 1000 exponent": "mean((y_pred+1)^1000)",
     "10^300 constant": "y_pred * 10^300",
     "a deep division chain": _nested("y_pred/({})", 30),

@@ -1,4 +1,4 @@
-"""Saved models reload in safe mode with the loss intact; hostile configs load nothing and run nothing.
+"""Saved models reload in safe mode with the loss intact; hostile configs load and run nothing.
 
 Hostile `.keras` files are made the way an attacker would: save a real model,
 then edit the loss's entry in its config.json inside the zip.

@@ -1,0 +1,76 @@
+"""One test per bug that hardening found, each against an independent reference.
+
+(The hangs and blow-ups are in tests/test_limits.py, one per pathological input.)
+"""
+
+import numpy as np
+import pytest
+
+import lossdsl
+from lossdsl import simplify
+
+
+@pytest.mark.parametrize("source", ["mean(\n", "y_pred +\n\n", "mean(y_pred)\n)"])
+def test_error_at_the_end_of_a_source_ending_in_a_newline_prints(source):
+    """str(error) raised IndexError: splitlines() drops the final empty line."""
+    with pytest.raises(lossdsl.DSLSyntaxError) as caught:
+        lossdsl.compile_expression(source)
+    lines = source.split("\n")
+    assert f"line {caught.value.line}, column {caught.value.column}" in str(caught.value)
+    assert caught.value.line <= len(lines)
+
+
+def test_too_long_source_error_has_a_position():
+    source = "y_pred+" * 2000 + "y_pred"
+    with pytest.raises(lossdsl.DSLLimitError) as caught:
+        lossdsl.compile_expression(source)
+    assert (caught.value.line, caught.value.column) == (1, 10_001)
+
+
+def test_clip_of_a_constant_between_tensor_bounds():
+    """clip(2, y_true, y_pred) raised TF's ValueError: clip_by_value does not broadcast x."""
+    y_true = np.array([[0.1, 0.5, 3.0]])
+    y_pred = np.array([[0.9, 4.0, 5.0]])
+    loss = lossdsl.compile("clip(2, y_true, y_pred)", reduction="none", dtype="float64")
+    np.testing.assert_allclose(loss(y_true, y_pred), [[0.9, 2.0, 3.0]])  # by hand
+
+
+def test_constant_without_a_real_value_is_a_located_error_not_an_internal_one():
+    """y_pred + sqrt(-1) used to fail in TF lowering with 'Internal error: ... ImaginaryUnit'."""
+    with pytest.raises(lossdsl.DSLTypeError) as caught:
+        lossdsl.compile("mean(y_pred) + sqrt(-1)")
+    assert (caught.value.line, caught.value.column) == (1, 16)
+
+
+def test_huge_literal_is_a_limit_error_not_a_value_error():
+    """Python refuses int() of a 4,300+ digit string with ValueError."""
+    with pytest.raises(lossdsl.DSLLimitError):
+        lossdsl.compile_expression("9" * 5000)
+
+
+def test_huge_integer_parameter_is_a_type_error_not_an_overflow():
+    with pytest.raises(lossdsl.DSLTypeError):
+        lossdsl.compile_expression("mean(alpha*y_pred)", {"alpha": 10**400})
+
+
+def test_bad_dtype_is_a_config_error_not_a_keras_value_error():
+    with pytest.raises(lossdsl.DSLConfigError):
+        lossdsl.compile("mean(y_pred)", dtype="not_a_dtype")
+
+
+def test_simplify_result_does_not_depend_on_the_clock(monkeypatch):
+    """A 50 ms wall-clock deadline made one source simplify differently under load."""
+    source = "p = clip(y_pred, 1e-7, 1 - 1e-7); mean(-y_true*(1-p)^2*log(p))"
+    lossdsl.analyze.cache_clear()
+    relaxed = str(lossdsl.analyze(source).gradient)
+    lossdsl.analyze.cache_clear()
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(simplify.time, "perf_counter", lambda: float(next(ticks)))
+    assert str(lossdsl.analyze(source).gradient) == relaxed  # each clock read: +1 s
+    lossdsl.analyze.cache_clear()
+
+
+def test_long_reduction_argument_does_not_spell_out_huge_names():
+    """Names embedded inner names: nested softmax built exponentially long strings."""
+    analysis = lossdsl.analyze("softmax(softmax(softmax(softmax(softmax(y_pred)))))")
+    assert max(len(str(symbol)) for symbol in analysis.table.reductions) < 200
