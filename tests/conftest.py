@@ -17,6 +17,9 @@ settings.register_profile("long", max_examples=2_500, deadline=None,
                           suppress_health_check=_SLOW_OK, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# A script run in a subprocess by test_distribute.py, not a module of tests.
+collect_ignore = ["distribute_check.py"]
+
 
 @pytest.fixture(autouse=True)
 def _floatx_float32():

@@ -13,10 +13,6 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
-
-_CPU = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfiguration()] * 2)
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -80,7 +76,14 @@ def _difference(one, two) -> float:
     return max(float(np.max(np.abs(a - b) / (1e-6 + np.abs(a)))) for a, b in pairs)
 
 
+def _two_logical_cpus() -> None:
+    """Split the CPU in two devices; only possible before TensorFlow's runtime starts."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
 def main(modes: list[str]) -> int:
+    _two_logical_cpus()
     one_device = tf.distribute.get_strategy()  # the default: no distribution at all
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert mirrored.num_replicas_in_sync == 2
