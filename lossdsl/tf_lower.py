@@ -186,6 +186,9 @@ def _node(expr: sympy.Basic, table: ReductionTable) -> _Node:
         return _reduction_node(expr, table)
     if isinstance(expr, sympy.Symbol):
         return _Node(expr, (), _symbol_step(expr))
+    if expr is sympy.true or expr is sympy.false:
+        truth = bool(expr)
+        return _Node(expr, (), lambda context, _: context.tf.constant(truth))
     if expr.is_Number or isinstance(expr, sympy.NumberSymbol) or expr in _SPECIAL_VALUES:
         value = _SPECIAL_VALUES.get(expr, None)
         value = float(expr) if value is None else value
@@ -375,5 +378,9 @@ INTERNAL: dict[type, Callable] = {
     sympy.And: _logic("logical_and"),
     sympy.Or: _logic("logical_or"),
     sympy.Not: _unary("math.logical_not"),
+    sympy.Xor: _logic("logical_xor"),
+    # SymPy folds a comparison of a Piecewise into ITE (found by tests/test_fuzz.py).
+    sympy.ITE: lambda expr: (list(expr.args),
+                             lambda context, args: context.tf.where(*args)),
     sympy.sinh: _unary("math.sinh"),  # d/dx cosh(x)
 }

@@ -74,3 +74,35 @@ def test_long_reduction_argument_does_not_spell_out_huge_names():
     """Names embedded inner names: nested softmax built exponentially long strings."""
     analysis = lossdsl.analyze("softmax(softmax(softmax(softmax(softmax(y_pred)))))")
     assert max(len(str(symbol)) for symbol in analysis.table.reductions) < 200
+
+
+def test_symbolic_exponent_of_a_dsl_function_is_not_a_type_error():
+    """`x^-softplus(2)`: check_exponent compared abs(-softplus(2)) > 1000, undecidable."""
+    loss = lossdsl.compile("mean(exp(y_true)^-softplus(2))", dtype="float64")
+    y_true = np.array([[0.2, 0.4]])
+    expected = np.mean(np.exp(y_true) ** -np.logaddexp(0.0, 2.0))  # NumPy, by hand
+    np.testing.assert_allclose(loss(y_true, y_true), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("y_true, y_pred", [
+    ([[0.61, 0.2, 0.9]], [[0.59, 0.5, 0.3]]),   # lo > hi: the value is lo
+    ([[0.3, 0.3, 0.7]], [[0.5, 0.3, 0.7]]),     # ties at both bounds
+])
+def test_clip_gradient_matches_the_tape_even_when_lo_exceeds_hi(y_true, y_pred):
+    """The rules assumed lo <= hi; TF computes maximum(minimum(x, hi), lo)."""
+    for source in ("clip(y_true, y_true, y_pred)", "clip(y_pred, y_true, 0.6)",
+                   "clip(0.4, y_true, y_pred)", "clip(y_pred, 0.5, y_true)"):
+        report = lossdsl.check_gradients(source, y_true, y_pred)
+        assert report.passed, f"{source}\n{report}"
+
+
+def test_comparison_of_a_where_lowers_to_tensorflow():
+    """SymPy folds Eq(Piecewise, x) into ITE, which had no TF lowering (internal error)."""
+    y_true = np.array([[0.5, -0.5]])
+    for source, by_hand in [
+        ("where(where(y_true == abs(y_true), abs(y_true), y_true) == y_true, y_true, 2)",
+         [[0.5, -0.5]]),  # the condition always holds
+        ("where(where(y_true > 0, abs(y_true), 0) == y_true, y_true, 2)", [[0.5, 2.0]]),
+    ]:
+        loss = lossdsl.compile(source, reduction="none", dtype="float64")
+        np.testing.assert_allclose(loss(y_true, y_true), by_hand)
