@@ -81,7 +81,40 @@ class _Backward:
         terms = [term for term in sympy.Add.make_args(expr) if term.has(symbol)]
         self.work += sum(limits.check_derivative_work(term, symbol) for term in terms)
         limits.check_total_work(self.work)
-        return _drop_dirac(sympy.Add(*(sympy.diff(term, symbol) for term in terms)))
+        return _drop_dirac(sympy.Add(*(_real_diff(term, symbol) for term in terms)))
+
+
+class _RealAbs(sympy.Function):
+    """``Abs`` of a real argument: d|u|/du = sign(u), as TF computes it."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sympy.sign(self.args[0])
+
+
+class _RealSign(sympy.Function):
+    """``sign`` of a real argument: derivative 0 wherever defined, as in TF."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sympy.Integer(0)
+
+
+def _real_diff(expr: sympy.Expr, symbol: sympy.Symbol) -> sympy.Expr:
+    """``sympy.diff`` with the DSL's real semantics for ``abs`` and ``sign``.
+
+    SymPy only uses sign(u) for d|u|/du when it can prove ``u`` real; for
+    ``abs(log(y_pred))`` it returns a complex formula in re/im/atan2, and for
+    ``sign(log(y_pred))`` an unevaluated Derivative, neither of which TF can run
+    (found by tests/test_fuzz.py). Every DSL value is real, so both are masked.
+    """
+    if not expr.has(sympy.Abs, sympy.sign):
+        return sympy.diff(expr, symbol)
+    masked = expr.replace(sympy.Abs, _RealAbs).replace(sympy.sign, _RealSign)
+    derivative = sympy.diff(masked, symbol)
+    return derivative.replace(_RealAbs, sympy.Abs).replace(_RealSign, sympy.sign)
 
 
 def _copies(table: ReductionTable, output: sympy.Expr) -> sympy.Expr:

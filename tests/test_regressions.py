@@ -5,6 +5,7 @@
 
 import numpy as np
 import pytest
+import sympy
 
 import lossdsl
 from lossdsl import simplify
@@ -106,3 +107,15 @@ def test_comparison_of_a_where_lowers_to_tensorflow():
     ]:
         loss = lossdsl.compile(source, reduction="none", dtype="float64")
         np.testing.assert_allclose(loss(y_true, y_true), by_hand)
+
+
+@pytest.mark.parametrize("source", ["abs(log(y_pred))", "sign(y_true + log(y_pred))",
+                                    "mean(abs(sqrt(y_pred) - y_true))",
+                                    "sign(sqrt(y_pred))*y_pred"])
+def test_abs_and_sign_of_arguments_not_provably_real_differentiate_like_tf(source):
+    """SymPy gave re/im/atan2 formulas or an unevaluated Derivative: internal errors."""
+    analysis = lossdsl.analyze(source)
+    assert not analysis.gradient.has(sympy.re, sympy.im, sympy.atan2, sympy.Derivative)
+    y_true, y_pred = np.array([[0.2, 0.7, 0.4]]), np.array([[0.3, 0.9, 0.5]])
+    report = lossdsl.check_gradients(source, y_true, y_pred)
+    assert report.passed, report
