@@ -27,7 +27,7 @@ from typing import Mapping
 
 import sympy
 
-from lossdsl import ir
+from lossdsl import ir, limits
 from lossdsl.errors import DSLNameError, DSLTypeError, LossDSLWarning
 from lossdsl.gradient import derive
 from lossdsl.ops import INPUT_NAMES
@@ -84,10 +84,11 @@ def analyze(source: str, inputs: tuple[str, ...] = INPUT_NAMES,
     # Stable forms first, so that derivatives are taken of them (d softplus = sigmoid).
     forward = stabilize(lowered.table, [lowered.output])
     lowered = replace(lowered, output=forward.exprs[0], table=forward.table)
-    raw_gradient = derive(lowered, sympy.Symbol(wrt, real=True))
     names = list(lowered.parameters)
-    formulas = [simplify(lowered.output), simplify(raw_gradient)] + [
-        simplify(derive(lowered, lowered.parameters[name])) for name in names]
+    with limits.located_in(source):  # a derivative too large to build concerns all the source
+        raw_gradient = derive(lowered, sympy.Symbol(wrt, real=True))
+        formulas = [simplify(lowered.output), simplify(raw_gradient)] + [
+            simplify(derive(lowered, lowered.parameters[name])) for name in names]
     # Again after differentiating and simplifying, which can build unstable forms.
     final = stabilize(lowered.table, formulas)
     expression, gradient, *parameter_gradients = final.exprs
@@ -194,7 +195,15 @@ def _missing(analysis: Analysis, name: str) -> DSLNameError:
 
 def _number(name: str, value: object) -> float:
     is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not is_real or not math.isfinite(float(value)):
+    if not is_real or not _is_finite_float(value):
         raise DSLTypeError(
             f"The parameter `{name}` must be a finite real number. Received: {value!r}.")
     return float(value)
+
+
+def _is_finite_float(value: numbers.Real) -> bool:
+    # float() of a 400-digit int raises OverflowError (seen in a crafted .keras config).
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False

@@ -86,7 +86,10 @@ class LossDSLError(Exception):
 
 def _caret_picture(source: str, span: Span) -> str:
     line, column = span.line_and_column(source)
-    text = source.splitlines()[line - 1] if source.strip() else source
+    # Split on "\n" only, as line_and_column counts: splitlines() also splits on
+    # \r, \x1c, \u2028 ... and drops a final empty line, so an error at the end of
+    # "mean(\n" had no line to show (IndexError while printing the error).
+    text = source.split("\n")[line - 1]
     # Long lines are windowed around the caret so the picture stays readable.
     start = max(0, column - 1 - 60)
     shown = text[start : start + 120]

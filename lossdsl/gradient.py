@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sympy
 
+from lossdsl import limits
 from lossdsl.symbolic import Axis, Lowered, Reduction, ReductionTable, count_symbol
 
 
@@ -47,6 +48,7 @@ class _Backward:
         self.table, self.wrt = table, wrt
         self.adjoints: dict[sympy.Symbol, sympy.Expr] = {}
         self.per_element: list[sympy.Expr] = []
+        self.work = 0  # tree nodes differentiated so far, bounded by limits
 
     def run(self, output: sympy.Expr, seed: sympy.Expr) -> sympy.Expr:
         forward = self.table.in_order()  # snapshot: backward sums are added as we go
@@ -62,15 +64,60 @@ class _Backward:
 
     def _send(self, expr: sympy.Expr, adjoint: sympy.Expr) -> None:
         """Propagate ``adjoint`` (of the full-shape ``expr``) to its inputs and reductions."""
+        limits.check_formula_size(adjoint, "derived gradient")
         for symbol in sorted(expr.free_symbols & set(self.table.reductions), key=str):
-            partial = _drop_dirac(sympy.diff(expr, symbol))
+            partial = self._partial(expr, symbol)
             if partial != 0:
                 axis = self.table[symbol].axis
                 contribution = self.table.reduce("sum", adjoint * partial, axis)
                 self.adjoints[symbol] = self.adjoints.get(symbol, 0) + contribution
-        partial = _drop_dirac(sympy.diff(expr, self.wrt))
+                limits.check_formula_size(self.adjoints[symbol], "derived gradient")
+        partial = self._partial(expr, self.wrt)
         if partial != 0:
             self.per_element.append(adjoint * partial)
+            limits.check_formula_size(self.per_element[-1], "derived gradient")
+
+    def _partial(self, expr: sympy.Expr, symbol: sympy.Symbol) -> sympy.Expr:
+        """d ``expr`` / d ``symbol``, refused up front when it would be too large to build."""
+        # Only the terms that mention the symbol: a loss summing R reductions would
+        # otherwise differentiate all R terms for each of them (R * R work).
+        terms = [term for term in sympy.Add.make_args(expr) if term.has(symbol)]
+        self.work += sum(limits.check_derivative_work(term, symbol) for term in terms)
+        limits.check_total_work(self.work)
+        return _drop_dirac(sympy.Add(*(_real_diff(term, symbol) for term in terms)))
+
+
+class _RealAbs(sympy.Function):
+    """``Abs`` of a real argument: d|u|/du = sign(u), as TF computes it."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sympy.sign(self.args[0])
+
+
+class _RealSign(sympy.Function):
+    """``sign`` of a real argument: derivative 0 wherever defined, as in TF."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sympy.Expr:
+        return sympy.Integer(0)
+
+
+def _real_diff(expr: sympy.Expr, symbol: sympy.Symbol) -> sympy.Expr:
+    """``sympy.diff`` with the DSL's real semantics for ``abs`` and ``sign``.
+
+    SymPy only uses sign(u) for d|u|/du when it can prove ``u`` real; for
+    ``abs(log(y_pred))`` it returns a complex formula in re/im/atan2, and for
+    ``sign(log(y_pred))`` an unevaluated Derivative, neither of which TF can run
+    (found by tests/test_fuzz.py). Every DSL value is real, so both are masked.
+    """
+    if not expr.has(sympy.Abs, sympy.sign):
+        return sympy.diff(expr, symbol)
+    masked = expr.replace(sympy.Abs, _RealAbs).replace(sympy.sign, _RealSign)
+    derivative = sympy.diff(masked, symbol)
+    return derivative.replace(_RealAbs, sympy.Abs).replace(_RealSign, sympy.sign)
 
 
 def _copies(table: ReductionTable, output: sympy.Expr) -> sympy.Expr:
@@ -93,7 +140,8 @@ def _local_derivative(table: ReductionTable, reduction: Reduction) -> sympy.Expr
     if kind == "logsumexp":
         return sympy.exp(arg - value)
     # max/min: TF shares the gradient equally among the elements that tie for it.
-    hit = sympy.Piecewise((1, sympy.Eq(arg, value)), (0, True))
+    # evaluate=False: asking SymPy whether arg == value can never decide, and is slow.
+    hit = sympy.Piecewise((1, sympy.Eq(arg, value, evaluate=False)), (0, True))
     return hit / table.reduce("sum", hit, axis)
 
 

@@ -32,6 +32,13 @@ MAX_DEPTH = 64
 """Deepest accepted nesting of the expression tree."""
 MAX_NODES = 2_000
 """Most IR nodes accepted in one source."""
+MAX_REDUCTION_NESTING = 8
+"""Most reductions/normalizers nested inside one another (through bindings too).
+
+The chain rule through nested reductions revisits each inner one, so the
+gradient's size and the time to derive it grow exponentially with nesting
+(``softmax`` 16 deep takes seconds, 30 deep hours); realistic losses nest 2 or 3.
+"""
 
 _NO_SPAN = Span(0, 0)
 
@@ -126,7 +133,41 @@ def parse_source(source: str) -> Program:
         raise
     _check_bindings(program, source)
     _check_comparisons(program, source)
+    _check_reduction_nesting(program, source)
     return program
+
+
+def _check_reduction_nesting(program: Program, source: str) -> None:
+    """Refuse reductions nested more than :data:`MAX_REDUCTION_NESTING` deep."""
+    levels: dict[str, int] = {}
+    for binding in program.bindings:
+        levels[binding.name] = _reduction_level(binding.value, levels, source)
+    _reduction_level(program.body, levels, source)
+
+
+def _reduction_level(root: Expr, levels: dict[str, int], source: str) -> int:
+    """How many reductions are nested in ``root``, names counting as what they are bound to."""
+    level_of: dict[int, int] = {}
+    stack: list[tuple[Expr, bool]] = [(root, False)]
+    while stack:  # post-order without recursion
+        node, children_done = stack.pop()
+        if not children_done:
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+            continue
+        inner = max((level_of[id(child)] for child in _children(node)), default=0)
+        if isinstance(node, Name):
+            inner = levels.get(node.id, 0)
+        if isinstance(node, Call) and REGISTRY[node.function].kind != "elementwise":
+            inner += 1
+            if inner > MAX_REDUCTION_NESTING:
+                raise DSLLimitError(
+                    f"Reductions are nested more than {MAX_REDUCTION_NESTING} deep here.",
+                    source=source, span=node.span,
+                    hint="the gradient through nested reductions grows exponentially with "
+                         "their depth; realistic losses nest two or three")
+        level_of[id(node)] = inner
+    return level_of[id(root)]
 
 
 def _check_comparisons(program: Program, source: str) -> None:

@@ -109,7 +109,10 @@ class DSLLoss(keras.losses.Loss):
             raise DSLConfigError(
                 f"Invalid gradient mode. Expected one of {GRADIENT_MODES}. Received: {gradient!r}.")
         self.compiled = compile_expression(source, params)
-        super().__init__(name=name or "lossdsl", reduction=reduction, dtype=dtype)
+        try:
+            super().__init__(name=name or "lossdsl", reduction=reduction, dtype=dtype)
+        except (ValueError, TypeError) as error:  # Keras refuses the dtype policy
+            raise DSLConfigError(f"Invalid dtype {dtype!r}: {error}") from error
         self.gradient_mode = gradient
         self._plan = forward_plan(self.compiled)
         self._symbolic = symbolic_loss(self.compiled) if gradient == "symbolic" else None

@@ -122,6 +122,14 @@ def _where(condition: sympy.Basic, if_true: sympy.Expr, if_false: sympy.Expr) ->
     return sympy.Piecewise((if_true, condition), (if_false, True))
 
 
+# TF computes clip_by_value as maximum(minimum(x, hi), lo); the rules follow that
+# composition so they also match the tape when lo > hi (the value is then lo).
+_CLIP_DERIVATIVES: tuple[DerivativeRule, ...] = (
+    lambda x, lo, hi: step(minimum(x, hi) - lo, 1) * step(hi - x, 1),
+    lambda x, lo, hi: step(lo - minimum(x, hi), 0),
+    lambda x, lo, hi: step(minimum(x, hi) - lo, 1) * step(x - hi, 0),
+)
+
 _E = "elementwise"
 
 OPS: tuple[Op, ...] = (
@@ -154,9 +162,7 @@ OPS: tuple[Op, ...] = (
        (lambda a, b: step(b - a, 1), lambda a, b: step(a - b, 0)), arguments=("a", "b")),
     Op("clip", 3, _E, clip, "clip_by_value", r"\operatorname{{clip}}\left({0}, {1}, {2}\right)",
        "x limited to [lo, hi]; gradient 1 inside, bounds included, as in TF",
-       (lambda x, lo, hi: step(x - lo, 1) * step(hi - x, 1),
-        lambda x, lo, hi: step(lo - x, 0),
-        lambda x, lo, hi: step(x - hi, 0)), arguments=("x", "lo", "hi")),
+       _CLIP_DERIVATIVES, arguments=("x", "lo", "hi")),
     Op("where", 3, _E, _where, "where",
        r"\begin{{cases}} {1} & \text{{if }} {0} \\ {2} & \text{{otherwise}} \end{{cases}}",
        "where(cond, a, b): a where cond holds, else b (cond is a comparison)",

@@ -60,6 +60,7 @@ def parse_tree(source: str) -> lark.Tree:
     if len(source) > MAX_SOURCE_LENGTH:
         raise DSLLimitError(
             f"The source is {len(source)} characters long; the limit is {MAX_SOURCE_LENGTH}.",
+            source=source, span=Span(MAX_SOURCE_LENGTH, len(source)),
             hint="split the loss into named parts with `name = ...;` bindings")
     if not source.strip():
         raise DSLSyntaxError("The source is empty.", source=source, span=Span(0, 0),

@@ -5,10 +5,11 @@ sometimes makes formulas larger or numerically worse (it turns a focal loss's
 gradient into ratios of ``exp`` that overflow). Here a few cheap, local
 rewrites are tried in turn; a candidate replaces the current form only if it
 has fewer operations and no more overflow-prone nodes (``exp`` and powers
-with a symbolic exponent). Large expressions, or a spent time budget, stop
-the search and keep what there is.
+with a symbolic exponent). Large expressions stop the search and keep what
+there is; the bounds are on size, never on time, so results are deterministic.
 
     >>> import sympy
+
     >>> y, t, n = sympy.symbols("y_pred y_true n", real=True)
     >>> simplify((2*y - 2*t)/n)
     2*(y_pred - y_true)/n
@@ -23,8 +24,10 @@ from typing import Callable
 
 import sympy
 
+from lossdsl.limits import exceeds
+
 SIMPLIFY_BUDGET_SECONDS = 0.05
-"""Time after which no further simplification is attempted on one expression."""
+"""A wall-clock budget callers may pass to :func:`simplify`; not the default (see there)."""
 MAX_OPS_TO_SIMPLIFY = 400
 """Expressions with more operations than this are left as derived."""
 
@@ -50,10 +53,20 @@ def _sinh_over_cosh_args(node: sympy.Mul) -> list[sympy.Expr]:
             and f.base.args[0] in sinh_args]
 
 
+MAX_DENOMINATORS_TO_COMBINE = 8
+"""``together`` multiplies out every distinct denominator; beyond this many it is skipped."""
+
+
+def _together_if_few_denominators(expr: sympy.Expr) -> sympy.Expr:
+    """``together``, which is quadratic in the number of denominators (seconds at 100)."""
+    denominators = {p.base for p in expr.atoms(sympy.Pow) if p.exp.is_negative}
+    return expr if len(denominators) > MAX_DENOMINATORS_TO_COMBINE else sympy.together(expr)
+
+
 REWRITES: tuple[Callable[[sympy.Expr], sympy.Expr], ...] = (
     _hyperbolic_ratio,
     sympy.factor_terms,
-    sympy.together,
+    _together_if_few_denominators,
 )
 
 
@@ -69,14 +82,20 @@ def overflow_risk(expr: sympy.Expr) -> int:
     return exps + powers
 
 
-def simplify(expr: sympy.Expr, budget: float = SIMPLIFY_BUDGET_SECONDS) -> sympy.Expr:
-    """The smallest form of ``expr`` the cheap rewrites reach within ``budget`` seconds."""
-    if cost(expr)[0] > MAX_OPS_TO_SIMPLIFY:
+def simplify(expr: sympy.Expr, budget: float | None = None) -> sympy.Expr:
+    """The smallest form of ``expr`` the cheap rewrites reach (within ``budget`` seconds if given).
+
+    By default there is no wall-clock deadline: with one, the same source came out
+    simplified differently under load or from several threads at once
+    (tests/test_threads.py). The size guards here bound the work instead.
+    """
+    # Counting nodes stops at the limit; count_ops on a huge tree alone takes seconds.
+    if exceeds(expr, 4 * MAX_OPS_TO_SIMPLIFY) or cost(expr)[0] > MAX_OPS_TO_SIMPLIFY:
         return expr
-    deadline = time.perf_counter() + budget
+    deadline = None if budget is None else time.perf_counter() + budget
     best, best_cost, best_risk = expr, cost(expr), overflow_risk(expr)
     for rewrite in REWRITES:
-        if time.perf_counter() > deadline:
+        if deadline is not None and time.perf_counter() > deadline:
             break
         candidate = rewrite(best)
         candidate_cost = cost(candidate)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from lossdsl import ir
+from lossdsl import limits
 from lossdsl.errors import DSLNameError, Span
 from lossdsl.ops import INPUT_NAMES, REGISTRY, Op, varies_by_position
 
@@ -138,10 +139,22 @@ class ReductionTable:
     def _symbol(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Symbol:
         key = (kind, arg, axis)
         if key not in self._by_key:
-            symbol = sympy.Symbol(f"{kind}({sympy.sstr(arg)}{axis_text(axis)})", real=True)
+            symbol = sympy.Symbol(self._name(kind, arg, axis), real=True)
             self._by_key[key] = symbol
             self.reductions[symbol] = Reduction(kind, arg, axis, symbol)
         return self._by_key[key]
+
+    def _name(self, kind: str, arg: sympy.Expr, axis: Axis) -> str:
+        """The reduction's own text, or a numbered stand-in when that text would be long.
+
+        Names embed the names of inner reductions, so spelling every one out
+        grows exponentially with nesting; ``…`` cannot occur in a source, so a
+        numbered name never collides with a spelled-out one.
+        """
+        text = None if limits.exceeds(arg, limits.MAX_REDUCTION_NAME) else sympy.sstr(arg)
+        if text is None or len(text) > limits.MAX_REDUCTION_NAME:
+            text = f"…{len(self.reductions)}"
+        return f"{kind}({text}{axis_text(axis)})"
 
     def is_constant_along(self, expr: sympy.Expr, axis: Axis) -> bool:
         """Whether ``expr`` provably takes one value along every axis in ``axis``."""
@@ -225,9 +238,13 @@ class _Lowerer:
 
     def expr(self, node: ir.Expr) -> sympy.Expr:
         method = getattr(self, "_" + type(node).__name__.lower())
-        return method(node)
+        value = method(node)
+        if not isinstance(node, ir.Compare):
+            limits.check_real_constant(value, self.source, node.span)
+        return value
 
     def _number(self, node: ir.Number) -> sympy.Expr:
+        limits.check_number(node.text, self.source, node.span)
         value = sympy.Float(node.text) if any(c in node.text for c in ".eE") else \
             sympy.Integer(node.text)
         return value
@@ -256,6 +273,8 @@ class _Lowerer:
             return left * right
         if node.op == "/":
             return left / right
+        limits.check_exponent(right, self.source, node.span)
+        limits.check_constant_power(left, right, self.source, node.span)
         return left**right
 
     def _compare(self, node: ir.Compare) -> sympy.Basic:

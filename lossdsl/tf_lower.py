@@ -263,6 +263,9 @@ def _node(expr: sympy.Basic, table: ReductionTable, differentiable: bool = True)
         return _shared_exp_node(expr)
     if isinstance(expr, sympy.Symbol):
         return _Node(expr, (), _symbol_step(expr))
+    if expr is sympy.true or expr is sympy.false:
+        truth = bool(expr)
+        return _Node(expr, (), lambda context, _: context.tf.constant(truth))
     if expr.is_Number or isinstance(expr, sympy.NumberSymbol) or expr in _SPECIAL_VALUES:
         value = _SPECIAL_VALUES.get(expr, None)
         value = float(expr) if value is None else value
@@ -273,15 +276,28 @@ def _node(expr: sympy.Basic, table: ReductionTable, differentiable: bool = True)
             return _Node(expr, tuple(children), step)
     op = BY_SYMPY_HEAD.get(type(expr))
     if op is not None and op.tf is not None:
-        function_path, by_position = op.tf, op.by_position
-        if by_position:  # its value depends on where each element sits: give it the full shape
+        function_path = op.tf
+        if op.by_position:  # its value depends on where each element sits: give it the full shape
             return _Node(expr, tuple(expr.args), lambda context, args: tf_function(
                 function_path)(*(context.full(arg) for arg in args)))
-        return _Node(expr, tuple(expr.args),
-                     lambda context, args: tf_function(function_path)(*args))
+        if op.arity == 1:
+            return _Node(expr, tuple(expr.args),
+                         lambda context, args: tf_function(function_path)(*args))
+        # Not every TF function broadcasts its first argument: clip_by_value(2, lo, hi)
+        # with tensor bounds raised a ValueError (found by tests/test_fuzz.py).
+        return _Node(expr, tuple(expr.args), lambda context, args: tf_function(function_path)(
+            _broadcast_against(context.tf, args[0], args[1:]), *args[1:]))
     raise LossDSLError(
         f"Internal error: lossdsl cannot lower the SymPy node {type(expr).__name__} "
         f"({expr}) to TensorFlow. Please report this with the source that produced it.")
+
+
+def _broadcast_against(tf: Any, value: Tensor, others: Sequence[Tensor]) -> Tensor:
+    """``value`` broadcast to the common shape of itself and ``others`` (no larger)."""
+    shape = tf.shape(value)
+    for other in others:
+        shape = tf.broadcast_dynamic_shape(shape, tf.shape(other))
+    return tf.broadcast_to(value, shape)
 
 
 _SPECIAL_VALUES = {sympy.oo: float("inf"), -sympy.oo: float("-inf"),
@@ -552,7 +568,8 @@ RELATIONS: dict[type, str] = {
     sympy.StrictLessThan: "math.less", sympy.LessThan: "math.less_equal",
     sympy.StrictGreaterThan: "math.greater", sympy.GreaterThan: "math.greater_equal",
 }
-LOGIC: dict[type, str] = {sympy.And: "math.logical_and", sympy.Or: "math.logical_or"}
+LOGIC: dict[type, str] = {sympy.And: "math.logical_and", sympy.Or: "math.logical_or",
+                          sympy.Xor: "math.logical_xor"}
 UNARY: dict[type, str] = {sympy.Not: "math.logical_not",
                           sympy.sinh: "math.sinh"}  # sinh: d/dx cosh(x)
 
@@ -565,4 +582,7 @@ INTERNAL: dict[type, Callable] = {
     **{kind: _relation(path) for kind, path in RELATIONS.items()},
     **{kind: _logic(path) for kind, path in LOGIC.items()},
     **{kind: _unary(path) for kind, path in UNARY.items()},
+    # SymPy folds a comparison of a Piecewise into ITE (found by tests/test_fuzz.py).
+    sympy.ITE: lambda expr: (list(expr.args),
+                             lambda context, args: context.tf.where(*args)),
 }

@@ -1,0 +1,220 @@
+"""Hypothesis strategies for lossdsl sources, and an independent NumPy interpreter of the IR.
+
+The generator draws functions from :data:`lossdsl.ops.OPS`, so a new row is
+generated automatically; only functions with a restricted domain need an
+entry in :data:`DOMAINS`. The interpreter is written here from the README's
+semantics (every subexpression full-shape, reductions broadcast back as with
+``keepdims``), not from lossdsl's SymPy or TF code, so it can disagree.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from hypothesis import strategies as st
+
+from lossdsl import ir
+from lossdsl.ops import OPS, REGISTRY
+
+PARAMETERS = ("alpha", "beta")
+SHAPE = (2, 3, 4)  # batch, then two sample axes of distinct sizes
+AXES = (None, (1,), (2,), (-1,), (-2,), (1, 2))
+COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+NUMBERS = ("2", "0.5", ".25", "3", "1e-3", "1.5", "0.1")
+
+# Per-op domains: which argument positions must be positive (all others: any value).
+DOMAINS: dict[str, tuple[int, ...]] = {
+    "log": (0,), "sqrt": (0,), "log1p": (0,), "xlogy": (1,), "xdivy": (1,),
+}
+
+
+def _leaf(draw, names: tuple[str, ...]) -> ir.Expr:
+    if draw(st.booleans()):
+        return ir.Number(draw(st.sampled_from(NUMBERS)))
+    return ir.Name(draw(st.sampled_from(("y_true", "y_pred") + PARAMETERS + names)))
+
+
+def _positive(draw, names: tuple[str, ...], depth: int) -> ir.Expr:
+    """An expression that is > 0 for inputs in (0, 1) and positive parameters."""
+    how = draw(st.sampled_from(("number", "input", "exp", "sigmoid", "square+")))
+    if how == "number":
+        return ir.Number(draw(st.sampled_from(NUMBERS)))
+    if how == "input":
+        return ir.Name(draw(st.sampled_from(("y_true", "y_pred"))))
+    inner = _expr(draw, names, depth - 1)
+    if how == "square+":
+        return ir.Binary("+", ir.Call("square", (inner,)), ir.Number("0.5"))
+    return ir.Call(how, (inner,))
+
+
+def _call(draw, names: tuple[str, ...], depth: int) -> ir.Call:
+    op = draw(st.sampled_from(OPS))
+    restricted = DOMAINS.get(op.name, ())
+    args = [_positive(draw, names, depth) if i in restricted else _expr(draw, names, depth - 1)
+            for i in range(op.arity)]
+    if op.name == "where":
+        args[0] = ir.Compare(draw(st.sampled_from(COMPARISONS)), args[0],
+                             _expr(draw, names, depth - 1))
+    axis = None
+    if op.kind == "reduction":
+        axis = draw(st.sampled_from(AXES))
+    elif op.kind == "normalizer":
+        axis = draw(st.sampled_from(AXES[1:]))
+    return ir.Call(op.name, tuple(args), axis)
+
+
+def _expr(draw, names: tuple[str, ...], depth: int) -> ir.Expr:
+    if depth <= 0 or draw(st.integers(0, 4)) == 0:
+        return _leaf(draw, names)
+    kind = draw(st.sampled_from(("call", "call", "call", "+-*", "/", "^", "neg")))
+    if kind == "call":
+        return _call(draw, names, depth)
+    if kind == "+-*":
+        return ir.Binary(draw(st.sampled_from("+-*")), _expr(draw, names, depth - 1),
+                         _expr(draw, names, depth - 1))
+    if kind == "/":
+        return ir.Binary("/", _expr(draw, names, depth - 1), _positive(draw, names, depth))
+    if kind == "^":
+        exponent = ir.Number(draw(st.sampled_from(("2", "3", "0.5", "1.5"))))
+        if draw(st.booleans()):
+            exponent = ir.Negate(exponent)
+        return ir.Binary("^", _positive(draw, names, depth), exponent)
+    return ir.Negate(_expr(draw, names, depth - 1))
+
+
+@st.composite
+def expressions(draw, names: tuple[str, ...] = (), depth: int = 4) -> ir.Expr:
+    """Random expression trees over every function of OPS, arithmetic, powers and where."""
+    return _expr(draw, names, depth)
+
+
+@st.composite
+def programs(draw, depth: int = 4) -> ir.Program:
+    """A program: parameter defaults, maybe a local binding, then a body that may use it."""
+    bindings = [ir.Binding(name, ir.Number(draw(st.sampled_from(("0.5", "2", "1.5")))))
+                for name in PARAMETERS]
+    local: tuple[str, ...] = ()
+    if draw(st.booleans()):
+        bindings.append(ir.Binding("p", draw(expressions((), depth - 1))))
+        local = ("p",)
+    return ir.Program(tuple(bindings), draw(expressions(local, depth)))
+
+
+# ---------------------------------------------------------------- near misses
+
+_TOKEN = re.compile(r"\*\*|==|!=|<=|>=|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+|[A-Za-z_]\w*|\S")
+
+
+def tokens(source: str) -> list[str]:
+    return _TOKEN.findall(source)
+
+
+@st.composite
+def near_misses(draw, depth: int = 4) -> str:
+    """A valid source with one token dropped, doubled or swapped with its neighbour."""
+    words = tokens(str(draw(programs(depth))))
+    index = draw(st.integers(0, len(words) - 1))
+    how = draw(st.sampled_from(("drop", "double", "swap")))
+    if how == "drop":
+        del words[index]
+    elif how == "double":
+        words.insert(index, words[index])
+    elif index + 1 < len(words):
+        words[index], words[index + 1] = words[index + 1], words[index]
+    return " ".join(words)
+
+
+DSL_ALPHABET = "y_predtrumanxlogsqcf()+-*/^,;=<>!.0123456789e# \n\tαx"
+
+
+# ---------------------------------------------------------------- NumPy interpreter
+
+def _reduce(kind: str, x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    if kind == "logsumexp":
+        top = np.max(x, axis=axes, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)
+        return np.log(np.sum(np.exp(x - top), axis=axes, keepdims=True)) + top
+    return {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min}[kind](
+        x, axis=axes, keepdims=True)
+
+
+def _xlogy(x, y):
+    with np.errstate(all="ignore"):
+        return np.where(x == 0, 0.0, x * np.log(y))
+
+
+def _xdivy(x, y):
+    with np.errstate(all="ignore"):
+        return np.where(x == 0, 0.0, x / y)
+
+
+NUMPY: dict[str, object] = {
+    "abs": np.abs, "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
+    "sqrt": np.sqrt, "square": np.square, "sin": np.sin, "cos": np.cos, "tanh": np.tanh,
+    "cosh": np.cosh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "softplus": lambda x: np.logaddexp(0.0, x), "relu": lambda x: np.maximum(x, 0.0),
+    "sign": np.sign, "maximum": np.maximum, "minimum": np.minimum,
+    # lo > hi is undefined (TF's clip_by_value returns max(x, lo), NumPy's clip hi): NaN skips it.
+    "clip": lambda x, lo, hi: np.where(lo <= hi, np.minimum(np.maximum(x, lo), hi), np.nan),
+    "where": np.where, "xlogy": _xlogy, "xdivy": _xdivy,
+}
+_COMPARE = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
+            ">": np.greater, ">=": np.greater_equal}
+
+
+class NumpyInterpreter:
+    """Evaluates IR at full shape in float64: reductions keep their dims and broadcast back."""
+
+    def __init__(self, program: ir.Program, y_true: np.ndarray, y_pred: np.ndarray,
+                 params: dict[str, float]) -> None:
+        self.shape = np.broadcast_shapes(y_true.shape, y_pred.shape)
+        self.rank = len(self.shape)
+        self.names: dict[str, np.ndarray] = {"y_true": y_true, "y_pred": y_pred}
+        self.names.update({k: np.float64(v) for k, v in params.items()})
+        self.program = program
+
+    def run(self) -> np.ndarray:
+        for binding in self.program.bindings:
+            if binding.name not in self.names:
+                self.names[binding.name] = self.eval(binding.value)
+        return self.full(self.eval(self.program.body))
+
+    def full(self, value) -> np.ndarray:
+        return np.broadcast_to(np.asarray(value, np.float64), self.shape)
+
+    def eval(self, node: ir.Expr):
+        with np.errstate(all="ignore"):
+            return self._eval(node)
+
+    def _eval(self, node: ir.Expr):
+        if isinstance(node, ir.Number):
+            return np.float64(node.text)
+        if isinstance(node, ir.Name):
+            return self.names[node.id]
+        if isinstance(node, ir.Negate):
+            return -self.eval(node.operand)
+        if isinstance(node, ir.Compare):
+            return _COMPARE[node.op](self.eval(node.left), self.eval(node.right))
+        if isinstance(node, ir.Binary):
+            a, b = self.eval(node.left), self.eval(node.right)
+            return {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
+                    "^": np.power}[node.op](a, b)
+        return self._call(node)
+
+    def _call(self, node: ir.Call):
+        op = REGISTRY[node.function]
+        args = [self.eval(arg) for arg in node.args]
+        if op.kind == "elementwise":
+            return NUMPY[op.name](*args)
+        axes = self.axes(node.axis)
+        x = self.full(args[0])
+        if op.kind == "reduction":
+            return _reduce(op.name, x, axes)
+        log_softmax = x - _reduce("logsumexp", x, axes)
+        return log_softmax if op.name == "log_softmax" else np.exp(log_softmax)
+
+    def axes(self, axis: tuple[int, ...] | None) -> tuple[int, ...]:
+        if axis is None:
+            return tuple(range(1, self.rank))
+        return tuple(a % self.rank for a in axis)

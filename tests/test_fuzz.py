@@ -1,0 +1,133 @@
+"""Property-based tests: bad input of every kind fails cleanly; generated valid losses are right.
+
+Example counts scale with the hypothesis profile (tests/conftest.py): the `ci`
+default keeps the suite in budget; `HYPOTHESIS_PROFILE=long` runs the long
+campaign (README, "Hardening"). See the counts with --hypothesis-show-statistics.
+"""
+
+import numpy as np
+import pytest
+from dsl_strategies import (DSL_ALPHABET, NUMPY, SHAPE, NumpyInterpreter,
+                            near_misses, programs)
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+import lossdsl
+from lossdsl import ir
+from lossdsl.ops import OPS
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def scaled(factor: float) -> settings:
+    """``factor`` times the profile's example count (100 in CI, 2,500 in the long run)."""
+    return settings(max_examples=max(1, int(settings.default.max_examples * factor)))
+
+
+def compiles_or_fails_cleanly(source: str, compile_fn=lossdsl.compile_expression) -> bool:
+    """True if ``source`` compiled; a LossDSLError must locate itself and print; nothing else."""
+    try:
+        compile_fn(source)
+        event("compiled")
+    except lossdsl.LossDSLError as error:
+        event(type(error).__name__)
+        assert error.source == source, f"{type(error).__name__} without its source: {error}"
+        assert error.line is not None and error.column is not None, f"no position: {error}"
+        assert 1 <= error.line <= source.count("\n") + 1
+        assert str(error)  # the caret picture renders
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- bad input
+
+@scaled(10)
+@given(st.text(max_size=200))
+def test_arbitrary_text_compiles_or_raises_a_located_error(source):
+    compiles_or_fails_cleanly(source)
+
+
+@scaled(10)
+@given(st.text(alphabet=DSL_ALPHABET, max_size=120))
+def test_dsl_like_text_compiles_or_raises_a_located_error(source):
+    compiles_or_fails_cleanly(source)
+
+
+@scaled(6)
+@given(near_misses())
+def test_near_miss_sources_compile_or_raise_a_located_error(source):
+    compiles_or_fails_cleanly(source)
+
+
+@scaled(0.5)
+@given(near_misses(depth=3))
+def test_near_miss_sources_through_keras_compile_or_raise_a_located_error(source):
+    compiles_or_fails_cleanly(source, lossdsl.compile)
+
+
+# ---------------------------------------------------------------- generated valid losses
+
+def test_the_numpy_interpreter_covers_every_op():
+    """A new row of OPS needs its independent NumPy form here (the generator picks it up)."""
+    missing = [op.name for op in OPS if op.kind == "elementwise" and op.name not in NUMPY]
+    assert not missing
+
+
+@scaled(5)
+@given(programs())
+def test_canonical_text_parses_back_to_the_same_program(program):
+    text = str(program)
+    parsed = ir.parse_source(text)
+    assert parsed == program
+    assert str(parsed) == text
+
+
+def _inputs(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.1, 0.9, SHAPE), rng.uniform(0.1, 0.9, SHAPE)
+
+
+def _compiled_or_skip(source: str, **kwargs):
+    """Compile a generated valid loss; hitting a documented limit is not a failure."""
+    try:
+        loss = lossdsl.compile(source, **kwargs)
+    except lossdsl.DSLTypeError as error:  # a constant like log(0.5 - 0.5): refused, not a bug
+        assert "constant" in error.message
+        event("refused: a constant without a real value")
+    except lossdsl.DSLLimitError as error:
+        event(f"refused: {error.message[:40]}")
+    else:
+        event("compiled")
+        return loss
+    return None
+
+
+def _expand_per_sample(per_sample: np.ndarray, full_shape: tuple[int, ...]) -> np.ndarray:
+    """Undo the squeeze of the axes along which the loss is constant (sizes are distinct)."""
+    squeezed = [axis for axis, size in enumerate(full_shape) if size not in per_sample.shape]
+    return np.broadcast_to(np.expand_dims(per_sample, squeezed), full_shape)
+
+
+@scaled(1.5)
+@given(programs(depth=3), st.integers(0, 2**16))
+def test_compiled_loss_agrees_with_numpy_float64(program, seed):
+    loss = _compiled_or_skip(str(program), dtype="float64")
+    if loss is None:
+        return
+    y_true, y_pred = _inputs(seed)
+    ours = _expand_per_sample(np.asarray(loss.call(y_true, y_pred)), SHAPE)
+    reference = NumpyInterpreter(program, y_true, y_pred, loss.params).run()
+    finite = np.isfinite(ours) & np.isfinite(reference)
+    np.testing.assert_allclose(ours[finite], reference[finite], rtol=1e-7, atol=1e-9)
+
+
+@scaled(1)
+@given(programs(depth=3), st.integers(0, 2**16))
+def test_symbolic_gradient_agrees_with_the_tape(program, seed):
+    loss = _compiled_or_skip(str(program))
+    if loss is None:
+        return
+    y_true, y_pred = _inputs(seed)
+    report = lossdsl.check_gradients(loss, y_true, y_pred, rtol=1e-6, atol=1e-8)
+    assert report.passed, f"{program}\n{report}"
+

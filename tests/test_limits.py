@@ -1,0 +1,117 @@
+"""Pathological sources: each returns a result or a clear DSLLimitError/DSLTypeError, quickly.
+
+pytest-timeout is the hang detector (no timing asserts): before the limits in
+lossdsl/limits.py and ir.MAX_REDUCTION_NESTING, several of these ran for minutes
+or hours, exhausted memory, or raised ValueError/IndexError.
+"""
+
+import sys
+
+import numpy as np
+import pytest
+import sympy
+
+import lossdsl
+from lossdsl import ir, limits
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _balanced(leaves: list[str], op: str) -> str:
+    while len(leaves) > 1:
+        leaves = [f"({leaves[i]}{op}{leaves[i + 1]})" if i + 1 < len(leaves) else leaves[i]
+                  for i in range(0, len(leaves), 2)]
+    return leaves[0]
+
+
+def _nested(template: str, depth: int) -> str:
+    text = "y_pred"
+    for _ in range(depth):
+        text = template.replace("{}", text)
+    return text
+
+
+REFUSED = {
+    "10^10^10 (exact integer of 10^10 digits)": ("10^10^10", lossdsl.DSLLimitError),
+    "y_pred*10^10^10^10": ("y_pred*10^10^10^10", lossdsl.DSLLimitError),
+    "(y_pred+1)^100000": ("(y_pred+1)^100000", lossdsl.DSLLimitError),
+    "a 5000-digit literal (ValueError)": ("9" * 5000 + "*y_pred", lossdsl.DSLLimitError),
+    "1e400": ("y_pred*1e400", lossdsl.DSLLimitError),
+    "(10^300)^2 folded": ("y_pred + (10^300)^2", lossdsl.DSLLimitError),
+    "((((...)))) 5000 deep": ("(" * 5000 + "y_pred" + ")" * 5000, lossdsl.DSLLimitError),
+    "------y_pred 3000": ("-" * 3000 + "y_pred", lossdsl.DSLLimitError),
+    "y_pred^y_pred^... 1000": ("^".join(["y_pred"] * 1000), lossdsl.DSLLimitError),
+    "exp(exp(...)) 500": (_nested("exp({})", 500), lossdsl.DSLLimitError),
+    "softmax 30 deep (hours)": (_nested("softmax({})", 30), lossdsl.DSLLimitError),
+    "softmax via bindings": ("a = softmax(y_pred); b = softmax(a); c = softmax(b); d = softmax(c);"
+                             " e = softmax(d); f = softmax(e); g = softmax(f); h = softmax(g);"
+                             " softmax(h)", lossdsl.DSLLimitError),
+    "y_pred^y_pred^... 60 (gradient blow-up)": ("^".join(["y_pred"] * 60), lossdsl.DSLLimitError),
+    "product of 500 factors (minutes)": (_balanced([f"(y_pred+{i})" for i in range(500)], "*"),
+                                         lossdsl.DSLLimitError),
+    "long sum of 1500 terms": ("+".join(["y_pred"] * 1500), lossdsl.DSLLimitError),
+    "sqrt(-1)": ("y_pred + sqrt(-1)", lossdsl.DSLTypeError),
+    "log(0)": ("y_pred + log(0)", lossdsl.DSLTypeError),
+    "(-8)^(1/3)": ("y_pred + (-8)^(1/3)", lossdsl.DSLTypeError),
+    "0/0": ("y_pred * (0/0)", lossdsl.DSLTypeError),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSED))
+def test_pathological_source_is_refused_with_a_located_error(name):
+    source, kind = REFUSED[name]
+    with pytest.raises(kind) as caught:
+        lossdsl.compile_expression(source)
+    assert caught.value.line is not None and caught.value.column is not None
+    assert str(caught.value)
+
+
+ACCEPTED = {
+    "many distinct reductions": _balanced([f"max(y_pred*{i})" for i in range(120)], "+"),
+    "sum of 100 ratios (together() takes seconds)": _balanced(
+        [f"(y_pred+{i})/(y_true+{i})" for i in range(100)], "+"),
+    "power tower of 10": "^".join(["y_pred"] * 10),
+    "exp 25 deep": _nested("exp({})", 25),
+    "softmax 8 deep": _nested("softmax({})", 8),
+    "variance of a variance":
+        "v = mean((y_pred - mean(y_pred))^2); mean((y_pred*v - mean(y_pred*v))^2)",
+    "a 1000 exponent": "mean((y_pred+1)^1000)",
+    "10^300 constant": "y_pred * 10^300",
+    "a deep division chain": _nested("y_pred/({})", 30),
+}
+
+
+@pytest.mark.parametrize("name", list(ACCEPTED))
+def test_large_but_legal_source_compiles_and_runs(name):
+    loss = lossdsl.compile(ACCEPTED[name], dtype="float64")
+    value = loss(np.full((2, 3), 0.4), np.full((2, 3), 0.6))
+    assert value.shape == ()
+    for formula in (loss.expression, loss.gradient):  # SymPy's recursive printers cope
+        assert sympy.sstr(formula) and sympy.latex(formula)
+
+
+def test_deep_formulas_print_and_lower_within_the_recursion_limit():
+    depth_limited = _nested("sigmoid({})", 30)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)  # the default, whatever other tests did
+    try:
+        loss = lossdsl.compile(depth_limited, dtype="float64")
+        report = lossdsl.check_gradients(loss, np.full((2, 3), 0.3), np.full((2, 3), 0.7))
+    finally:
+        sys.setrecursionlimit(old)
+    assert report.passed
+
+
+def test_reduction_names_stay_short_however_deep_the_nesting():
+    analysis = lossdsl.analyze(_nested("softmax({})", 8))
+    names = [str(symbol) for symbol in analysis.table.reductions]
+    assert max(map(len, names)) <= limits.MAX_REDUCTION_NAME + 20
+    assert len(set(names)) == len(names)  # numbered stand-ins never collide
+
+
+def test_limits_are_the_documented_values():
+    readme = open("README.md", encoding="utf-8").read()
+    for value in (ir.MAX_DEPTH, ir.MAX_NODES, ir.MAX_REDUCTION_NESTING, limits.MAX_EXPONENT,
+                  limits.MAX_FORMULA_NODES, limits.MAX_DERIVATIVE_WORK,
+                  limits.MAX_DIFFERENTIATION_WORK):
+        assert f"| {value:,} |" in readme, value
