@@ -55,6 +55,7 @@ class Analysis:
         defaults: parameter defaults bound in the source.
         wrt: the input the gradient is taken with respect to.
         rewrites: names of the stability rewrites that fired (see ``lossdsl.stability``).
+        inputs: the names of the elementwise inputs.
         warnings: why the loss is infinite somewhere, when that is visible in the
             formula; :func:`compile_expression` emits each as a ``LossDSLWarning``.
     """
@@ -71,6 +72,7 @@ class Analysis:
     defaults: Mapping[str, float] = field(repr=False)
     lowered: Lowered = field(repr=False)
     wrt: str = "y_pred"
+    inputs: tuple[str, ...] = INPUT_NAMES
     rewrites: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -106,6 +108,7 @@ def analyze(source: str, inputs: tuple[str, ...] = INPUT_NAMES,
         defaults=MappingProxyType(dict(lowered.defaults)),
         lowered=replace(lowered, output=expression, table=final.table),
         wrt=wrt,
+        inputs=inputs,
         rewrites=tuple(dict.fromkeys(forward.fired + final.fired)),
         warnings=infinity_warnings([expression], final.table),
     )
@@ -176,13 +179,13 @@ def _check_known(analysis: Analysis, given: Mapping[str, object]) -> None:
             message += f" Did you mean `{close[0]}`?"
         hint = (f"its parameters are: {', '.join(known)}" if known
                 else "this loss has no parameters")
-        if name in INPUT_NAMES or any(b.name == name for b in analysis.program.bindings):
+        if name in analysis.inputs or any(b.name == name for b in analysis.program.bindings):
             hint = f"`{name}` is an input or a local definition, not a parameter"
         raise DSLNameError(message, source=analysis.source, hint=hint)
 
 
 def _missing(analysis: Analysis, name: str) -> DSLNameError:
-    nearby = list(INPUT_NAMES) + [b.name for b in analysis.program.bindings]
+    nearby = list(analysis.inputs) + [b.name for b in analysis.program.bindings]
     close = difflib.get_close_matches(name, nearby, n=1)
     message = f"The parameter `{name}` has no value."
     if close:

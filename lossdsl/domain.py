@@ -11,7 +11,7 @@ values settle are dropped.
     >>> from lossdsl.compiler import analyze
     >>> for condition in find_conditions(analyze("mean(-y_true*log(y_pred))")):
     ...     print(condition)
-    y_pred > 0  [loss, gradient]  log(y_pred) is undefined below 0 and -oo at 0
+    y_pred > 0  [loss, gradient]  xlogy(y_true, y_pred): its log of y_pred needs this unless y_true = 0
 """
 
 from __future__ import annotations

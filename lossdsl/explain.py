@@ -10,7 +10,7 @@ and a dict/JSON, and typesets itself in Jupyter. Nothing here imports TensorFlow
     >>> import lossdsl
     >>> report = lossdsl.explain("mean(-y_true*log(y_pred))")
     >>> report.gradient
-    -y_true/(n*y_pred)
+    -xdivy(y_true, y_pred)/n
     >>> [condition.text for condition in report.conditions]
     ['y_pred > 0']
 """

@@ -55,14 +55,14 @@ def align_ranks(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
 
 def forward_plan(compiled: CompiledExpression, differentiable: bool = True) -> TFPlan:
     """The TF plan of a compiled loss with its parameter values built in (cached)."""
-    return _forward_plan(compiled.source, compiled.wrt, tuple(sorted(compiled.params.items())),
-                         differentiable)
+    return _forward_plan(compiled.source, compiled.inputs, compiled.wrt,
+                         tuple(sorted(compiled.params.items())), differentiable)
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
-def _forward_plan(source: str, wrt: str, params: tuple[tuple[str, float], ...],
-                  differentiable: bool) -> TFPlan:
-    compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
+def _forward_plan(source: str, inputs: tuple[str, ...], wrt: str,
+                  params: tuple[tuple[str, float], ...], differentiable: bool) -> TFPlan:
+    compiled = CompiledExpression(analyze(source, inputs, wrt), dict(params))
     values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
     # Reductions split for the symbolic work are merged back: one pass over the data.
     expression, table = fuse_reductions(compiled.expression.xreplace(values),

@@ -25,7 +25,7 @@ NUMBERS = ("2", "0.5", ".25", "3", "1e-3", "1.5", "0.1")
 
 # Per-op domains: which argument positions must be positive (all others: any value).
 DOMAINS: dict[str, tuple[int, ...]] = {
-    "log": (0,), "sqrt": (0,), "log1p": (0,), "xlogy": (1,), "xdivy": (1,),
+    "log": (0,), "sqrt": (0,), "log1p": (0,), "xlogy": (1,), "xdivy": (1,), "xlog1py": (1,),
 }
 
 
@@ -144,6 +144,16 @@ def _xlogy(x, y):
         return np.where(x == 0, 0.0, x * np.log(y))
 
 
+def _xlog1py(x, y):
+    with np.errstate(all="ignore"):
+        return np.where(x == 0, 0.0, x * np.log1p(y))
+
+
+def _one_hot(k):
+    """1 where the element's index along the last axis equals k there (k at full shape)."""
+    return (k == np.arange(k.shape[-1])).astype(np.float64)
+
+
 def _xdivy(x, y):
     with np.errstate(all="ignore"):
         return np.where(x == 0, 0.0, x / y)
@@ -157,7 +167,8 @@ NUMPY: dict[str, object] = {
     "sign": np.sign, "maximum": np.maximum, "minimum": np.minimum,
     # lo > hi is undefined (TF's clip_by_value returns max(x, lo), NumPy's clip hi): NaN skips it.
     "clip": lambda x, lo, hi: np.where(lo <= hi, np.minimum(np.maximum(x, lo), hi), np.nan),
-    "where": np.where, "xlogy": _xlogy, "xdivy": _xdivy,
+    "where": np.where, "xlogy": _xlogy, "xdivy": _xdivy, "xlog1py": _xlog1py,
+    "one_hot": _one_hot,
 }
 _COMPARE = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
             ">": np.greater, ">=": np.greater_equal}
@@ -206,6 +217,8 @@ class NumpyInterpreter:
         op = REGISTRY[node.function]
         args = [self.eval(arg) for arg in node.args]
         if op.kind == "elementwise":
+            if op.by_position:  # its value depends on where each element sits
+                args = [self.full(arg) for arg in args]
             return NUMPY[op.name](*args)
         axes = self.axes(node.axis)
         x = self.full(args[0])

@@ -33,6 +33,15 @@ def number_after(label: str, text: str) -> float:
     return float(match.group(1))
 
 
+def test_quickstart_prints_formulas_checks_them_and_trains():
+    out = run_example("quickstart.py")
+    assert "simplified : lam*mean((0.5 - y_pred)**2) + mean((-y_pred + y_true)**2)" in out
+    assert "d/dy_pred  : (lam*(2*y_pred - 1.0) + 2*y_pred - 2*y_true)/n" in out
+    assert "tape check : symbolic gradient and tape agree" in out
+    first, last = map(float, re.search(r"loss ([0-9.]+) -> ([0-9.]+)", out).groups())
+    assert last < first
+
+
 def test_fit_x_squared_learns_the_parabola():
     out = run_example("fit_x_squared.py")
     assert "tape check : passed" in out

@@ -59,7 +59,8 @@ _NUMERIC = {"clip": lambda x, lo, hi: sympy.Min(sympy.Max(x, lo), hi),
             "xlog1py": lambda x, y: x * sympy.log(1 + y),
             "xdivy": lambda x, y: x / y,
             "log1p": lambda x: sympy.log(1 + x),
-            "expm1": lambda x: sympy.exp(x) - 1}
+            "expm1": lambda x: sympy.exp(x) - 1,
+            "maximum": sympy.Max, "minimum": sympy.Min}
 
 
 def _value(expr):
