@@ -129,6 +129,25 @@ class CompiledExpression:
         return {self.analysis.parameters[name]: value for name, value in self.params.items()}
 
 
+class CompiledFormulas:
+    """Read access to the formulas of a Keras object compiled from a source.
+
+    Mixed into the loss, metric and penalty classes, which keep their
+    :class:`CompiledExpression` in ``self.compiled``.
+    """
+
+    compiled: CompiledExpression
+
+    source = property(lambda self: self.compiled.source, doc="The source text.")
+    params = property(lambda self: dict(self.compiled.params), doc="Parameter values.")
+    expression = property(lambda self: self.compiled.expression,
+                          doc="The simplified per-sample formula, parameters as symbols.")
+    gradient = property(lambda self: self.compiled.gradient,
+                        doc="d formula / d its differentiated input, elementwise, simplified.")
+    parameter_gradients = property(lambda self: dict(self.compiled.parameter_gradients),
+                                   doc="d formula / d parameter, per sample.")
+
+
 def compile_expression(source: str, params: Mapping[str, object] | None = None, *,
                        inputs: tuple[str, ...] = INPUT_NAMES,
                        wrt: str = "y_pred") -> CompiledExpression:

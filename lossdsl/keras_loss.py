@@ -17,7 +17,8 @@ import keras
 import sympy
 import tensorflow as tf
 
-from lossdsl.compiler import COMPILE_CACHE_SIZE, CompiledExpression, analyze, compile_expression
+from lossdsl.compiler import (COMPILE_CACHE_SIZE, CompiledExpression, CompiledFormulas, analyze,
+                              compile_expression)
 from lossdsl.custom_gradient import symbolic_loss
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.fuse import fuse_reductions
@@ -72,7 +73,7 @@ def _forward_plan(source: str, inputs: tuple[str, ...], wrt: str,
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLLoss")
-class DSLLoss(keras.losses.Loss):
+class DSLLoss(CompiledFormulas, keras.losses.Loss):
     """A Keras loss compiled from a one-line lossdsl expression.
 
     Formula: the ``source`` expression, evaluated per sample; Keras then
@@ -116,16 +117,6 @@ class DSLLoss(keras.losses.Loss):
         self.gradient_mode = gradient
         self._plan = forward_plan(self.compiled)
         self._symbolic = symbolic_loss(self.compiled) if gradient == "symbolic" else None
-
-    # The symbolic side, for reading: formulas are SymPy expressions.
-    source = property(lambda self: self.compiled.source, doc="The source text.")
-    params = property(lambda self: dict(self.compiled.params), doc="Parameter values.")
-    expression = property(lambda self: self.compiled.expression,
-                          doc="The simplified per-sample loss, parameters as symbols.")
-    gradient = property(lambda self: self.compiled.gradient,
-                        doc="d loss / d y_pred, elementwise, simplified.")
-    parameter_gradients = property(lambda self: dict(self.compiled.parameter_gradients),
-                                   doc="d loss / d parameter, per sample.")
 
     def explain(self) -> "Explanation":
         """The formulas of this loss, its gradients and where they break (see :func:`lossdsl.explain`)."""

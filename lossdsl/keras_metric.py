@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import keras
 import tensorflow as tf
 
-from lossdsl.compiler import compile_expression
+from lossdsl.compiler import CompiledFormulas, compile_expression
 from lossdsl.errors import DSLConfigError
 from lossdsl.keras_loss import forward_plan, per_sample_values, validated_config
 
@@ -27,7 +27,7 @@ DIRECTIONS = ("down", "up", None)
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLMetric")
-class DSLMetric(keras.metrics.MeanMetricWrapper):
+class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
     """A Keras metric: the mean of a lossdsl expression over the samples seen.
 
     Formula: ``result = sum_i(sample_weight_i * value_i) / sum_i(sample_weight_i)``
@@ -65,11 +65,6 @@ class DSLMetric(keras.metrics.MeanMetricWrapper):
         self.direction = direction
         if direction is not None:
             self._direction = direction  # read by Keras's monitor callbacks
-
-    source = property(lambda self: self.compiled.source, doc="The source text.")
-    params = property(lambda self: dict(self.compiled.params), doc="Parameter values.")
-    expression = property(lambda self: self.compiled.expression,
-                          doc="The simplified per-sample expression, parameters as symbols.")
 
     def _values(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         # Compute in the metric's dtype, as Keras's metrics cast their inputs.

@@ -26,7 +26,7 @@ import keras
 import sympy
 import tensorflow as tf
 
-from lossdsl.compiler import CompiledExpression, analyze, compile_expression
+from lossdsl.compiler import CompiledExpression, CompiledFormulas, analyze, compile_expression
 from lossdsl.errors import DSLNameError, DSLShapeError
 from lossdsl.keras_loss import forward_plan, validated_config
 from lossdsl.tf_lower import TFPlan
@@ -61,7 +61,7 @@ def compile_penalty(source: str, params: Mapping[str, float] | None, input_name:
     return compile_expression(source, params, inputs=(input_name,), wrt=input_name)
 
 
-class _PenaltyBase(keras.regularizers.Regularizer):
+class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
     """What both penalties share: compiled formulas, plans, config, gradient."""
 
     input_name: ClassVar[str]
@@ -71,15 +71,6 @@ class _PenaltyBase(keras.regularizers.Regularizer):
         self.compiled = compile_penalty(source, params, self.input_name, self.role)
         self._plan = forward_plan(self.compiled)
         self._gradient_plan = gradient_plan(self.compiled)
-
-    source = property(lambda self: self.compiled.source, doc="The source text.")
-    params = property(lambda self: dict(self.compiled.params), doc="Parameter values.")
-    expression = property(lambda self: self.compiled.expression,
-                          doc="The simplified penalty, parameters as symbols.")
-    gradient = property(lambda self: self.compiled.gradient,
-                        doc="d penalty / d input, elementwise, simplified.")
-    parameter_gradients = property(lambda self: dict(self.compiled.parameter_gradients),
-                                   doc="d penalty / d parameter.")
 
     def _batched(self, x: tf.Tensor) -> tf.Tensor:
         return tf.convert_to_tensor(x)
