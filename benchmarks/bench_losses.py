@@ -285,43 +285,9 @@ def report_fit(classes, results):
 # ---------------------------------------------------------------- compile latency
 
 def _library_sources():
-    """(name, source, params) of every loss in ``lossdsl.losses``, when that module exists."""
-    try:
-        import lossdsl.losses as library
-    except ImportError:
-        return []
-    found = []
-    for name in sorted(dir(library)):
-        if name.startswith("_"):
-            continue
-        obj = getattr(library, name)
-        try:
-            if isinstance(obj, str):
-                lossdsl.analyze(obj)
-                found.append((name, obj, {}))
-            elif isinstance(obj, dict):
-                found.extend(_sources_in(name, obj))
-            elif callable(obj) and not isinstance(obj, type):
-                loss = obj()
-                if hasattr(loss, "source") and hasattr(loss, "params"):
-                    found.append((name, loss.source, dict(loss.params)))
-        except Exception:  # noqa: BLE001 - anything that is not a loss is skipped
-            continue
-    return found
-
-
-def _sources_in(name, mapping):
-    found = []
-    for key, value in mapping.items():
-        source = getattr(value, "source", value)
-        params = dict(getattr(value, "params", {}) or {})
-        if isinstance(source, str):
-            try:
-                lossdsl.analyze(source)
-            except Exception:  # noqa: BLE001
-                continue
-            found.append((f"{name}[{key}]", source, params))
-    return found
+    """(name, source, params) of every loss in ``lossdsl.losses`` (defaults are bound in the source)."""
+    import lossdsl.losses as library
+    return [(spec.name, spec.source, {}) for spec in library.available()]
 
 
 def _clear_caches():
