@@ -57,8 +57,14 @@ class _Context:
 
     def in_xla(self) -> bool:
         """Whether the ops are being traced for XLA (``jit_compile=True``)."""
-        from tensorflow.python.ops import control_flow_util  # no public equivalent
-        return control_flow_util.GraphOrParentsInXlaContext(self.tf.compat.v1.get_default_graph())
+        # No public API tells; the private one may move in a later TF, and then the
+        # plans simply use the forms that are fastest outside XLA.
+        try:
+            from tensorflow.python.ops import control_flow_util
+            in_context = control_flow_util.GraphOrParentsInXlaContext
+        except (ImportError, AttributeError):
+            return False
+        return bool(in_context(self.tf.compat.v1.get_default_graph()))
 
     def constant(self, value: float) -> Tensor:
         return self.tf.constant(value, dtype=self.dtype)
