@@ -147,6 +147,11 @@ class CompiledFormulas:
     parameter_gradients = property(lambda self: dict(self.compiled.parameter_gradients),
                                    doc="d formula / d parameter, per sample.")
 
+    def _call_text(self, constructor: str) -> str:
+        """``constructor('source', name=value, ...)``: how the object is made, for ``repr``."""
+        params = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        return f"{constructor}({self.source!r}{params})"
+
 
 def compile_expression(source: str, params: Mapping[str, object] | None = None, *,
                        inputs: tuple[str, ...] = INPUT_NAMES,

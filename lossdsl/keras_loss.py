@@ -143,8 +143,7 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         return cls(**validated_config(config))
 
     def __repr__(self) -> str:
-        params = "".join(f", {k}={v!r}" for k, v in self.params.items())
-        return f"lossdsl.compile({self.source!r}{params})"
+        return self._call_text("lossdsl.compile")
 
 
 def per_sample_values(plan: TFPlan, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:

@@ -80,8 +80,7 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
         return cls(**validated_config(config, _METRIC_CONFIG_TYPES))
 
     def __repr__(self) -> str:
-        params = "".join(f", {k}={v!r}" for k, v in self.params.items())
-        return f"lossdsl.metric({self.source!r}{params})"
+        return self._call_text("lossdsl.metric")
 
 
 __all__ = ["DSLMetric"]

@@ -103,8 +103,7 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
         return cls(**validated_config(config, _PENALTY_CONFIG_TYPES))
 
     def __repr__(self) -> str:
-        params = "".join(f", {k}={v!r}" for k, v in self.params.items())
-        return f"{type(self).__name__}({self.source!r}{params})"
+        return self._call_text(type(self).__name__)
 
 
 def gradient_plan(compiled: CompiledExpression) -> TFPlan:
