@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import sympy
 
-from lossdsl.compiler import COMPILE_CACHE_SIZE, analyze
+from lossdsl.compiler import COMPILE_CACHE_SIZE, Analysis, analyze
 from lossdsl.gradient import derive
 from lossdsl.ops import INPUT_NAMES
 from lossdsl.simplify import simplify
@@ -52,12 +52,24 @@ class Backward:
     rederived: bool
 
 
+def is_separable(analysis: Analysis) -> bool:
+    """Whether each element of the loss's output depends only on the input elements it reduces.
+
+    True when the output is one number per sample (every reduction over the
+    whole sample) or elementwise (no reduction): the gradient of
+    sum(``upstream`` * output) is then ``upstream``, broadcast, times the
+    gradient of the output's sum, which can be computed before ``upstream`` is known.
+    """
+    output, table = analysis.expression, analysis.table
+    return table.constant_axis(output) is None or not (output.free_symbols & set(table.reductions))
+
+
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
 def backward(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_pred") -> Backward:
     """The seeded gradient of ``source`` (cached by its text)."""
     analysis = analyze(source, inputs, wrt)
-    output, table = analysis.expression, analysis.table
-    if table.constant_axis(output) is None or not (output.free_symbols & set(table.reductions)):
+    table = analysis.table
+    if is_separable(analysis):
         return Backward(UPSTREAM * analysis.gradient, table, rederived=False)
     seeded = table.with_inputs(frozenset({UPSTREAM}))
     raw = derive(replace(analysis.lowered, table=seeded), sympy.Symbol(wrt, real=True),
@@ -66,4 +78,4 @@ def backward(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_p
     return Backward(stable.exprs[0], stable.table, rederived=True)
 
 
-__all__ = ["UPSTREAM", "Backward", "backward"]
+__all__ = ["UPSTREAM", "Backward", "backward", "is_separable"]

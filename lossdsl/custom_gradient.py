@@ -7,6 +7,10 @@ backward pass receives the upstream gradient of each per-sample loss (Keras
 applies ``sample_weight`` and the batch reduction after ``Loss.call``) and
 evaluates :func:`lossdsl.backward.backward`'s seeded formula on it.
 
+Inside a graph that XLA does not compile (Keras's ``fit`` on a CPU), a large
+batch of a separable loss takes the fused path of :mod:`lossdsl.fused`: one XLA
+call computes the value and the derived gradient for an upstream gradient of 1.
+
 The gradient w.r.t. ``y_true`` is not derived: labels get ``None``, as a
 constant would (use the default ``gradient="autodiff"`` to differentiate
 through labels).
@@ -14,18 +18,17 @@ through labels).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Callable
 
 import sympy
 import tensorflow as tf
 
-from lossdsl.backward import backward
+from lossdsl.backward import backward, is_separable
 from lossdsl.compiler import COMPILE_CACHE_SIZE, CompiledExpression, analyze
 from lossdsl.fuse import fuse_reductions
-from lossdsl.tf_lower import TFPlan
-
-LossFunction = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+from lossdsl.fused import LossFunction, fused_loss, unbroadcast, worth_fusing
+from lossdsl.tf_lower import TFPlan, run_loss
 
 
 def gradient_plan(compiled: CompiledExpression) -> TFPlan:
@@ -40,31 +43,42 @@ def gradient_plan(compiled: CompiledExpression) -> TFPlan:
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
-def _plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]) -> tuple[TFPlan, TFPlan]:
-    """(forward, gradient) plans, cached: compiling a loss again must cost no SymPy work."""
+def _plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]
+           ) -> tuple[TFPlan, TFPlan, bool]:
+    """(forward, gradient, separable) plans, cached: compiling a loss again must cost no SymPy work.
+
+    ``separable``: the gradient is the upstream gradient times a formula of the
+    inputs alone, which the fused path evaluates before the upstream is known.
+    """
     from lossdsl.keras_loss import forward_plan  # keras_loss imports this module
 
     compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
     # Inside tf.custom_gradient the tape does not differentiate the forward ops.
-    return forward_plan(compiled, differentiable=False), gradient_plan(compiled)
+    return (forward_plan(compiled, differentiable=False), gradient_plan(compiled),
+            is_separable(compiled.analysis))
 
 
 def symbolic_loss(compiled: CompiledExpression) -> LossFunction:
     """``(y_true, y_pred) -> per-sample loss`` whose gradient is the derived formula."""
-    forward, gradient = _plans(compiled.source, compiled.wrt, tuple(sorted(compiled.params.items())))
+    forward, gradient, separable = _plans(compiled.source, compiled.wrt,
+                                          tuple(sorted(compiled.params.items())))
+    fused = fused_loss(partial(run_loss, forward), partial(_unit_gradient, gradient),
+                       labels_differentiable=False) if separable else None
 
     def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         squeezed = forward.squeezed_axes(y_pred.shape.rank)
+        if fused is not None and worth_fusing(y_true, y_pred, prediction_may_broadcast=True):
+            return fused(y_true, y_pred, squeezed)
 
         @tf.custom_gradient
         def loss(prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
-            value = forward.run({"y_true": y_true, "y_pred": prediction}, {})["loss"]
+            value = run_loss(forward, y_true, prediction)
 
             def grad(upstream: tf.Tensor) -> tf.Tensor:
                 for axis in squeezed:  # back to the inputs' rank, as keepdims would
                     upstream = tf.expand_dims(upstream, axis)
                 inputs = {"y_true": y_true, "y_pred": prediction, "upstream": upstream}
-                return _unbroadcast(gradient.run(inputs, {})["gradient"], prediction)
+                return unbroadcast(gradient.run(inputs, {})["gradient"], prediction)
             return value, grad
 
         return loss(y_pred)
@@ -72,15 +86,10 @@ def symbolic_loss(compiled: CompiledExpression) -> LossFunction:
     return per_sample_loss
 
 
-def _unbroadcast(gradient: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
-    """Sum ``gradient`` over the axes along which ``like`` was broadcast (y_pred of shape (b, 1))."""
-    if gradient.shape.as_list() == like.shape.as_list() and like.shape.is_fully_defined():
-        return gradient
-    if gradient.shape.rank == like.shape.rank and all(
-            g == p for g, p in zip(gradient.shape.as_list()[1:], like.shape.as_list()[1:])):
-        return gradient  # equal but for the (unknown) batch size, which is never broadcast
-    _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(gradient), s1=tf.shape(like))
-    return tf.reshape(tf.reduce_sum(gradient, axis=axes), tf.shape(like))
+def _unit_gradient(gradient: TFPlan, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """The seeded gradient for an upstream gradient of 1 (XLA folds the multiplications by it)."""
+    inputs = {"y_true": y_true, "y_pred": y_pred, "upstream": tf.ones([], y_pred.dtype)}
+    return gradient.run(inputs, {})["gradient"]
 
 
 __all__ = ["symbolic_loss", "gradient_plan"]

@@ -10,7 +10,7 @@ in safe mode with no pickled code.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, Mapping
 
 import keras
@@ -19,10 +19,12 @@ import tensorflow as tf
 
 from lossdsl.compiler import (COMPILE_CACHE_SIZE, CompiledExpression, CompiledFormulas, analyze,
                               compile_expression)
+from lossdsl.backward import is_separable
 from lossdsl.custom_gradient import symbolic_loss
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.fuse import fuse_reductions
-from lossdsl.tf_lower import TFPlan
+from lossdsl.fused import LossFunction, fused_loss, worth_fusing
+from lossdsl.tf_lower import TFPlan, run_loss
 
 if TYPE_CHECKING:
     from lossdsl.explain import Explanation
@@ -116,7 +118,8 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
             raise DSLConfigError(f"Invalid dtype {dtype!r}: {error}") from error
         self.gradient_mode = gradient
         self._plan = forward_plan(self.compiled)
-        self._symbolic = symbolic_loss(self.compiled) if gradient == "symbolic" else None
+        self._per_sample = symbolic_loss(self.compiled) if gradient == "symbolic" else \
+            autodiff_loss(self._plan, is_separable(self.compiled.analysis))
 
     def explain(self) -> "Explanation":
         """The formulas of this loss, its gradients and where they break (see :func:`lossdsl.explain`)."""
@@ -127,11 +130,9 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         return self.explain()._repr_latex_()
 
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        if self._symbolic is not None:
-            y_pred = tf.convert_to_tensor(y_pred)
-            y_true, y_pred = align_ranks(tf.cast(y_true, y_pred.dtype), y_pred)
-            return self._symbolic(y_true, y_pred)
-        return per_sample_values(self._plan, y_true, y_pred)
+        y_pred = tf.convert_to_tensor(y_pred)
+        y_true, y_pred = align_ranks(tf.cast(y_true, y_pred.dtype), y_pred)
+        return self._per_sample(y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:
         return {"source": self.source, "params": self.params, "name": self.name,
@@ -146,12 +147,38 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         return self._call_text("lossdsl.compile")
 
 
+def autodiff_loss(plan: TFPlan, separable: bool) -> LossFunction:
+    """``(y_true, y_pred) -> per-sample loss`` differentiated by TF's tape.
+
+    A large batch of a separable loss inside a graph takes the fused path of
+    :mod:`lossdsl.fused`: the tape runs inside one XLA call with the forward ops.
+    """
+    value = partial(run_loss, plan)
+    fused = fused_loss(value, partial(_unit_gradient_by_tape, value),
+                       labels_differentiable=True) if separable else None
+
+    def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        if fused is not None and worth_fusing(y_true, y_pred, prediction_may_broadcast=False):
+            return fused(y_true, y_pred, plan.squeezed_axes(y_pred.shape.rank))
+        return value(y_true, y_pred)
+
+    return per_sample_loss
+
+
+def _unit_gradient_by_tape(value: LossFunction, y_true: tf.Tensor, y_pred: tf.Tensor
+                           ) -> tf.Tensor:
+    with tf.GradientTape() as tape:
+        tape.watch(y_pred)
+        result = value(y_true, y_pred)
+    return tape.gradient(result, y_pred, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
 def per_sample_values(plan: TFPlan, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """Run a loss plan on a batch: ``y_true`` cast to ``y_pred``'s dtype, ranks aligned."""
     y_pred = tf.convert_to_tensor(y_pred)
     y_true = tf.cast(y_true, y_pred.dtype)
     y_true, y_pred = align_ranks(y_true, y_pred)
-    return plan.run({"y_true": y_true, "y_pred": y_pred}, {})["loss"]
+    return run_loss(plan, y_true, y_pred)
 
 
 def validated_config(config: Mapping[str, Any],

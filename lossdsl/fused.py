@@ -1,0 +1,136 @@
+"""The value and the gradient of a loss in one XLA call, inside graphs XLA does not compile.
+
+Keras trains on a CPU without XLA (``jit_compile="auto"`` resolves to False
+there), and outside XLA each TF op on a full-size tensor is one more pass over
+memory: a focal loss and its gradient take dozens. For a *separable* loss
+(:func:`lossdsl.backward.is_separable`: one number per sample, or elementwise)
+the gradient is the upstream gradient, broadcast, times a per-element *unit
+gradient* (the gradient of the output's sum) that does not depend on the
+upstream. So one ``tf.function(jit_compile=True)`` computes the per-sample
+value and the unit gradient together, in one or two passes, and the backward
+pass only scales it by the upstream gradient.
+
+Both gradient modes use it: ``"autodiff"`` takes the unit gradient from TF's
+tape inside the XLA function, ``"symbolic"`` from the derived formula. What
+stays exact:
+
+* second derivatives (a tape around the training tape) differentiate the unit
+  gradient's ops again, computed only when asked for;
+* in ``"autodiff"`` mode the gradient w.r.t. ``y_true`` is TF's, computed in the
+  backward pass; a graph that does not use it drops it unexecuted.
+
+Eager calls, calls under an outer ``jit_compile=True`` (XLA fuses the whole
+step anyway) and small batches (an XLA launch costs more than it saves) use
+the plain ops.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+from lossdsl.tf_lower import in_xla_context
+
+LossFunction = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+"""``(y_true, y_pred) -> per-sample loss`` (ranks aligned, same dtype)."""
+
+FUSED_MIN_ELEMENTS = 1 << 17
+"""Batches smaller than this (elements of the broadcast inputs) use the plain ops.
+
+``python benchmarks/bench_losses.py``: at (256, 10) an XLA launch inside a graph
+costs about what the whole loss does; at (4096, 1000) the fused call is
+1.5-3.5x faster than TF's separate kernels.
+"""
+ASSUMED_BATCH = 128
+"""The size counted for a dimension unknown when the graph is traced (Keras's batch axis)."""
+
+
+def worth_fusing(y_true: tf.Tensor, y_pred: tf.Tensor, *, prediction_may_broadcast: bool) -> bool:
+    """Whether to take the fused path for these inputs (decided when the graph is traced).
+
+    ``prediction_may_broadcast``: whether the unit gradient is right when
+    ``y_pred`` is smaller than ``y_true`` (the derived formula is elementwise and
+    is summed back; a tape's gradient is already summed, which is wrong then).
+    """
+    if tf.executing_eagerly() or in_xla_context():
+        return False
+    shape = tf.broadcast_static_shape(y_true.shape, y_pred.shape)
+    if shape.rank is None or shape.rank != y_pred.shape.rank:
+        return False
+    if not prediction_may_broadcast and shape.as_list()[1:] != y_pred.shape.as_list()[1:]:
+        return False
+    return math.prod(ASSUMED_BATCH if d is None else d for d in shape.as_list()) \
+        >= FUSED_MIN_ELEMENTS
+
+
+def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
+               labels_differentiable: bool) -> Callable[..., tf.Tensor]:
+    """``(y_true, y_pred, squeezed_axes) -> per-sample loss``, value and gradient from one XLA call.
+
+    ``unit_gradient(y_true, y_pred)`` is d sum(``value``) / d ``y_pred``,
+    elementwise (at the broadcast shape or ``y_pred``'s). ``squeezed_axes``: the
+    axes the per-sample output drops, which the upstream gradient gets back.
+    """
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def value_and_unit_gradient(y_true: tf.Tensor, y_pred: tf.Tensor
+                                ) -> tuple[tf.Tensor, tf.Tensor]:
+        return value(y_true, y_pred), unit_gradient(y_true, y_pred)
+
+    def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor, squeezed: list[int]) -> tf.Tensor:
+        @tf.custom_gradient
+        def loss(labels: tf.Tensor, prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+            # stop_gradient: no tape may record the XLA call's insides.
+            result, unit = value_and_unit_gradient(tf.stop_gradient(labels),
+                                                   tf.stop_gradient(prediction))
+
+            def grad(upstream: tf.Tensor) -> tuple[Optional[tf.Tensor], tf.Tensor]:
+                label_gradient = _gradient_by_tape(value, labels, prediction, upstream) \
+                    if labels_differentiable else None
+                for axis in squeezed:  # back to the inputs' rank, as keepdims would
+                    upstream = tf.expand_dims(upstream, axis)
+                unit_again = _with_second_derivative(unit, unit_gradient, labels, prediction)
+                return label_gradient, unbroadcast(upstream * unit_again, prediction)
+            return result, grad
+
+        return loss(y_true, y_pred)
+
+    return per_sample_loss
+
+
+def _with_second_derivative(unit: tf.Tensor, unit_gradient: LossFunction, labels: tf.Tensor,
+                            prediction: tf.Tensor) -> tf.Tensor:
+    """``unit`` itself, whose own derivative w.r.t. ``prediction`` is that of ``unit_gradient``."""
+    @tf.custom_gradient
+    def precomputed(prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+        def grad(upstream: tf.Tensor) -> tf.Tensor:
+            with tf.GradientTape() as tape:
+                tape.watch(prediction)
+                again = unit_gradient(labels, prediction)
+            return tape.gradient(again, prediction, output_gradients=upstream)
+        return tf.identity(unit), grad
+
+    return precomputed(prediction)
+
+
+def _gradient_by_tape(value: LossFunction, labels: tf.Tensor, prediction: tf.Tensor,
+                      upstream: tf.Tensor) -> tf.Tensor:
+    with tf.GradientTape() as tape:
+        tape.watch(labels)
+        result = value(labels, prediction)
+    return tape.gradient(result, labels, output_gradients=upstream)
+
+
+def unbroadcast(gradient: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """Sum ``gradient`` over the axes along which ``like`` was broadcast (y_pred of shape (b, 1))."""
+    if gradient.shape.as_list() == like.shape.as_list() and like.shape.is_fully_defined():
+        return gradient
+    if gradient.shape.rank == like.shape.rank and all(
+            g == p for g, p in zip(gradient.shape.as_list()[1:], like.shape.as_list()[1:])):
+        return gradient  # equal but for the (unknown) batch size, which is never broadcast
+    _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(gradient), s1=tf.shape(like))
+    return tf.reshape(tf.reduce_sum(gradient, axis=axes), tf.shape(like))
+
+
+__all__ = ["FUSED_MIN_ELEMENTS", "ASSUMED_BATCH", "worth_fusing", "fused_loss", "unbroadcast"]
