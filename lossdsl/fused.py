@@ -36,7 +36,7 @@ from lossdsl.tf_lower import in_xla_context
 LossFunction = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 """``(y_true, y_pred) -> per-sample loss`` (ranks aligned, same dtype)."""
 
-FUSED_MIN_ELEMENTS = 1 << 17
+FUSED_MIN_ELEMENTS = 100_000
 """Batches smaller than this (elements of the broadcast inputs) use the plain ops.
 
 ``python benchmarks/bench_losses.py``: at (256, 10) an XLA launch inside a graph
@@ -73,7 +73,8 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
     elementwise (at the broadcast shape or ``y_pred``'s). ``squeezed_axes``: the
     axes the per-sample output drops, which the upstream gradient gets back.
     """
-    @tf.function(jit_compile=True, reduce_retracing=True)
+    # autograph=False: the plans are plain Python driving TF ops, nothing to convert.
+    @tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
     def value_and_unit_gradient(y_true: tf.Tensor, y_pred: tf.Tensor
                                 ) -> tuple[tf.Tensor, tf.Tensor]:
         return value(y_true, y_pred), unit_gradient(y_true, y_pred)

@@ -1,0 +1,226 @@
+"""The speed paths give the plain paths' numbers: the fused XLA call inside graphs, and XLA lowerings.
+
+Each test runs the same loss twice, once forced onto the path under test and
+once kept off it, and compares values, gradients w.r.t. y_pred and y_true, and
+second derivatives; the tests that a path is taken read the traced graph.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import lossdsl
+from lossdsl import fused
+from lossdsl.keras_loss import GRADIENT_MODES
+
+RNG = np.random.default_rng(11)
+Y_TRUE = RNG.integers(0, 2, (8, 5)).astype("float32")
+Y_PRED = RNG.normal(0, 3, (8, 5)).astype("float32")
+WEIGHTS = RNG.uniform(0, 2, (8,)).astype("float32")
+
+SEPARABLE = [
+    "mean((y_true - y_pred)^2)",
+    "mean(-(y_true*log(sigmoid(y_pred)) + (1 - y_true)*log(1 - sigmoid(y_pred))))",
+    "-sum(y_true*log(softmax(y_pred)))",
+    "1 - 2*sum(y_true*y_pred)/(sum(y_true) + sum(y_pred) + 1e-7)",
+    "p = sigmoid(y_pred); p_t = y_true*p + (1 - y_true)*(1 - p); "
+    "mean((1 - p_t)^2*-(y_true*log(p) + (1 - y_true)*log(1 - p)))",
+    "abs(y_pred - y_true)^3",  # elementwise: no reduction at all
+]
+
+
+@pytest.fixture
+def always_fuse(monkeypatch):
+    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 0)
+
+
+@pytest.fixture
+def never_fuse(monkeypatch):
+    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", float("inf"))
+
+
+def _derivatives(loss, y_true, y_pred, sample_weight):
+    """Value, d/d y_pred and d/d y_true of a weighted, non-uniformly seeded total, and a
+    Hessian-vector product (d/d y_pred of the squared gradient), all in one tf.function."""
+    @tf.function
+    def run(y_true, y_pred):
+        with tf.GradientTape() as outer:
+            outer.watch(y_pred)
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch([y_true, y_pred])
+                value = loss(y_true, y_pred, sample_weight=sample_weight)
+                # Not 1 everywhere: a backward pass that ignored the upstream would fail.
+                seed = tf.reshape(tf.cast(tf.range(tf.size(value)), value.dtype) + 1.0,
+                                  tf.shape(value))
+                total = tf.reduce_sum(value * seed)
+            by_prediction = tape.gradient(total, y_pred)
+            by_labels = tape.gradient(total, y_true)
+            squared = tf.reduce_sum(by_prediction ** 2)
+        curvature = outer.gradient(squared, y_pred)
+        if by_labels is None:
+            by_labels = tf.zeros([0])
+        return value, by_prediction, by_labels, curvature
+    return [t.numpy() for t in run(tf.constant(y_true), tf.constant(y_pred))]
+
+
+def _compare(source, mode, reduction, monkeypatch, y_true=Y_TRUE, y_pred=Y_PRED):
+    loss = lossdsl.compile(source, gradient=mode, reduction=reduction)
+    rank = loss.call(tf.constant(y_true), tf.constant(y_pred)).shape.rank
+    weights = WEIGHTS.reshape((-1,) + (1,) * (rank - 1)) if reduction != "none" else None
+    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", float("inf"))
+    plain = _derivatives(lossdsl.compile(source, gradient=mode, reduction=reduction),
+                         y_true, y_pred, weights)
+    monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 0)
+    fast = _derivatives(lossdsl.compile(source, gradient=mode, reduction=reduction),
+                        y_true, y_pred, weights)
+    for name, a, b in zip(("value", "d/dy_pred", "d/dy_true", "Hessian-vector"), plain, fast):
+        np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6, err_msg=f"{source}: {name}")
+    return plain, fast
+
+
+@pytest.mark.parametrize("source", SEPARABLE)
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "none"])
+def test_fused_path_equals_plain_ops(source, mode, reduction, monkeypatch):
+    plain, _ = _compare(source, mode, reduction, monkeypatch)
+    assert np.abs(plain[1]).max() > 0  # a gradient that is not trivially zero
+
+
+def test_autodiff_keeps_the_gradient_through_labels_on_the_fused_path(monkeypatch):
+    _, fast = _compare("mean((y_true - y_pred)^2)", "autodiff", "sum", monkeypatch)
+    # d/d y_true of sum_i w_i * mean_j (y_true - y_pred)^2, by hand ("sum" gives one number):
+    by_hand = 2 * (Y_TRUE - Y_PRED) / Y_PRED.shape[1] * WEIGHTS[:, None]
+    np.testing.assert_allclose(fast[2], by_hand, rtol=1e-5)
+
+
+def test_broadcast_predictions_stay_correct(monkeypatch):
+    """y_pred (batch, 1) against labels (batch, k): the tape's unit gradient is already summed."""
+    for mode in GRADIENT_MODES:
+        _compare("abs(y_pred - y_true)^3", mode, "sum", monkeypatch, y_pred=Y_PRED[:, :1])
+        _compare("mean((y_true - y_pred)^2)", mode, "sum", monkeypatch, y_pred=Y_PRED[:, :1])
+
+
+def _xla_calls(loss, y_true, y_pred, jit_compile=False):
+    """The number of XLA-compiled function calls in the traced value+gradient graph."""
+    def step(y_true, y_pred):
+        with tf.GradientTape() as tape:
+            tape.watch(y_pred)
+            value = loss(y_true, y_pred)
+        return value, tape.gradient(value, y_pred)
+    graph = tf.function(step, jit_compile=jit_compile).get_concrete_function(
+        tf.TensorSpec(y_true.shape, tf.float32), tf.TensorSpec(y_pred.shape, tf.float32)).graph
+    return sum(1 for op in graph.get_operations()
+               if op.type in ("PartitionedCall", "StatefulPartitionedCall")
+               and "_XlaMustCompile" in op.node_def.attr and op.get_attr("_XlaMustCompile"))
+
+
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+def test_large_batches_in_graphs_take_one_xla_call(mode):
+    loss = lossdsl.compile("mean(-(y_true*log(sigmoid(y_pred)) + (1 - y_true)*log(1 - sigmoid(y_pred))))",
+                           gradient=mode)
+    large = np.zeros((256, 1000), "float32")
+    assert _xla_calls(loss, large, large) == 1
+    small = np.zeros((256, 10), "float32")
+    assert _xla_calls(loss, small, small) == 0  # below FUSED_MIN_ELEMENTS
+    assert _xla_calls(loss, large, large, jit_compile=True) == 0  # XLA fuses the whole step
+
+
+def test_paths_not_taken(always_fuse):
+    rows = np.zeros((4, 3), "float32")
+    # Not separable: each output element mixes the row through mean(y_pred).
+    assert _xla_calls(lossdsl.compile("y_pred - mean(y_pred)", gradient="symbolic"), rows, rows) == 0
+    # Autodiff with broadcast predictions (the tape sums the unit gradient).
+    assert _xla_calls(lossdsl.compile("abs(y_pred - y_true)"), rows, rows[:, :1]) == 0
+    assert _xla_calls(lossdsl.compile("abs(y_pred - y_true)", gradient="symbolic"),
+                      rows, rows[:, :1]) == 1
+    # Eager calls use the plain ops (and give the same numbers).
+    loss = lossdsl.compile("mean((y_true - y_pred)^2)", gradient="symbolic")
+    np.testing.assert_allclose(float(loss(Y_TRUE, Y_PRED)), np.mean((Y_TRUE - Y_PRED) ** 2),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+def test_fit_on_the_fused_path_matches_the_plain_ops(mode, monkeypatch):
+    x = RNG.normal(size=(64, 6)).astype("float32")
+    y = np.eye(5, dtype="float32")[RNG.integers(0, 5, 64)]
+    weights = []
+    for threshold in (float("inf"), 0):
+        monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", threshold)
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1),
+                      loss=lossdsl.compile("-sum(y_true*log(softmax(y_pred)))", gradient=mode))
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+        weights.append((model.get_weights(), history.history["loss"]))
+    np.testing.assert_allclose(weights[1][1], weights[0][1], rtol=1e-5)
+    for fast, plain in zip(weights[1][0], weights[0][0]):
+        np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-6)
+    assert weights[0][1][-1] < weights[0][1][0]  # it trained
+
+
+# ---------------------------------------------------------------- XLA lowerings
+
+def _value_and_gradient(loss, y_true, y_pred, jit_compile):
+    @tf.function(jit_compile=jit_compile)
+    def run(y_true, y_pred):
+        with tf.GradientTape() as tape:
+            tape.watch(y_pred)
+            value = loss(y_true, y_pred)
+        return value, tape.gradient(value, y_pred)
+    return [t.numpy() for t in run(tf.constant(y_true), tf.constant(y_pred))]
+
+
+@pytest.mark.parametrize("source", [
+    "mean(y_true*y_pred) + sum(y_pred^2)/3",
+    "logsumexp(y_pred) - sum(y_true*y_pred)",
+    "sum(y_pred, axis=-1) + mean(y_true, axis=-1)",
+])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(6, 70), (4, 3, 70)])
+def test_xla_row_reductions_equal_tf_reductions(source, dtype, shape, never_fuse):
+    """Under jit_compile, last-axis sums/means/logsumexp run as matrix-vector products."""
+    loss = lossdsl.compile(source, reduction="none", dtype=dtype)
+    rng = np.random.default_rng(5)
+    y_true = rng.normal(size=shape).astype(dtype)
+    y_pred = (rng.normal(size=shape) * 30).astype(dtype)
+    reference = _value_and_gradient(loss, y_true, y_pred, jit_compile=False)
+    compiled = _value_and_gradient(loss, y_true, y_pred, jit_compile=True)
+    assert " dot(" in _hlo(loss, y_true, y_pred)  # the matrix-vector form was taken
+    # Summation order differs: a few roundings of the largest term.
+    tolerance = 1e-13 if dtype == "float64" else 4e-6
+    for a, b in zip(reference, compiled):
+        np.testing.assert_allclose(b, a, rtol=tolerance, atol=tolerance * np.abs(a).max())
+
+
+def _hlo(loss, y_true, y_pred):
+    @tf.function(jit_compile=True)
+    def value(y_true, y_pred):
+        return loss(y_true, y_pred)
+    return value.experimental_get_compiler_ir(tf.constant(y_true), tf.constant(y_pred))(stage="hlo")
+
+
+def test_xla_logsumexp_at_infinities():
+    loss = lossdsl.compile("logsumexp(y_pred)", reduction="none")
+    y_pred = np.zeros((4, 64), "float32")
+    y_pred[0], y_pred[1, 0], y_pred[2], y_pred[3, 0] = -np.inf, np.inf, 1e30, -1e30
+    assert " dot(" in _hlo(loss, y_pred, y_pred)
+    for jit_compile in (False, True):
+        value, _ = _value_and_gradient(loss, y_pred, y_pred, jit_compile)
+        np.testing.assert_array_equal(value[:2], [-np.inf, np.inf])
+        np.testing.assert_allclose(value[2:], [1e30, np.log(63)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("source, by_hand", [
+    ("sum(softplus(y_pred))", 0.5),      # d softplus / dz at 0 = sigmoid(0)
+    ("sum(sigmoid(y_pred))", 0.25),      # sigmoid(0) * (1 - sigmoid(0))
+    ("sum(softplus(-y_pred))", -0.5),
+    ("sum(sigmoid(-y_pred))", -0.25),
+])
+def test_shared_exp_under_xla_has_exact_derivatives_at_zero(source, by_hand):
+    """sigmoid/softplus share one exp(-|z|) under XLA; the tape's derivative at z = 0 stays exact."""
+    loss = lossdsl.compile(source, reduction="none")
+    zeros = np.zeros((2, 3), "float32")
+    for jit_compile in (False, True):
+        _, gradient = _value_and_gradient(loss, zeros, zeros, jit_compile)
+        np.testing.assert_allclose(gradient, np.full((2, 3), by_hand), rtol=1e-6)
