@@ -53,23 +53,51 @@ class Backward:
 
 
 def is_separable(analysis: Analysis) -> bool:
-    """Whether each element of the loss's output depends only on the input elements it reduces.
+    """Whether each element of the loss's output depends only on the ``wrt`` elements it reduces.
 
-    True when the output is one number per sample (every reduction over the
-    whole sample) or elementwise (no reduction): the gradient of
+    True for elementwise losses (no reduction), for one number per sample, and
+    when every reduction of ``wrt`` runs over the output's axes (``axis=-1``
+    per row; reductions of the labels alone do not matter): the gradient of
     sum(``upstream`` * output) is then ``upstream``, broadcast, times the
-    gradient of the output's sum, which can be computed before ``upstream`` is known.
+    gradient of the output's sum, which can be computed before ``upstream`` is
+    known (``lossdsl.fused``). False when an output element mixes others'
+    predictions (``y_pred - mean(y_pred)``).
     """
     output, table = analysis.expression, analysis.table
-    return table.constant_axis(output) is None or not (output.free_symbols & set(table.reductions))
+    axes = table.constant_axis(output)
+    if axes is None or not output.free_symbols & set(table.reductions):
+        return True
+    if axes in ((), "mixed"):
+        return False
+    wrt = sympy.Symbol(analysis.wrt, real=True)
+    return all(table[symbol].axis == axes for symbol in _reductions_of(output, table)
+               if wrt in _inputs_of(symbol, table))
+
+
+def _reductions_of(expr: sympy.Expr, table: ReductionTable) -> set[sympy.Symbol]:
+    """The reduction symbols ``expr`` uses, directly or inside other reductions."""
+    found: set[sympy.Symbol] = set()
+    pending = [s for s in expr.free_symbols if s in table]
+    while pending:
+        symbol = pending.pop()
+        if symbol not in found:
+            found.add(symbol)
+            pending.extend(s for s in table[symbol].arg.free_symbols if s in table)
+    return found
+
+
+def _inputs_of(symbol: sympy.Symbol, table: ReductionTable) -> set[sympy.Symbol]:
+    """The input symbols a reduction's value depends on."""
+    reductions = _reductions_of(symbol, table) | {symbol}
+    return {s for r in reductions for s in table[r].arg.free_symbols if s in table.inputs}
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
 def backward(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_pred") -> Backward:
     """The seeded gradient of ``source`` (cached by its text)."""
     analysis = analyze(source, inputs, wrt)
-    table = analysis.table
-    if is_separable(analysis):
+    output, table = analysis.expression, analysis.table
+    if table.constant_axis(output) is None or not (output.free_symbols & set(table.reductions)):
         return Backward(UPSTREAM * analysis.gradient, table, rederived=False)
     seeded = table.with_inputs(frozenset({UPSTREAM}))
     raw = derive(replace(analysis.lowered, table=seeded), sympy.Symbol(wrt, real=True),

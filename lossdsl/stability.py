@@ -456,11 +456,18 @@ def infinity_warnings(exprs: Sequence[sympy.Expr], table: ReductionTable) -> tup
                 continue
             message = (f"`{shown}` is infinite where `{argument}` = 0 (e.g. at {point}), so the "
                        "loss or its gradient can be infinite there; no rewrite can change that. "
-                       "If the inputs can reach that point, clip them "
-                       "(`clip(y_pred, 1e-7, 1 - 1e-7)`) or write the loss on logits.")
+                       f"If the inputs can reach that point, {_remedy(argument)}.")
             if message not in messages:
                 messages.append(message)
     return tuple(messages)
+
+
+def _remedy(argument: sympy.Expr) -> str:
+    """What to change in the source: clip the input the argument involves (the prediction first)."""
+    names = sorted(str(symbol) for symbol in argument.free_symbols)
+    if "y_pred" in names:
+        return "clip it (`clip(y_pred, 1e-7, 1 - 1e-7)`) or write the loss on logits"
+    return f"clip it (`clip({names[0]}, 1e-7, 1 - 1e-7)`)"
 
 
 def _singular_arguments(expr: sympy.Basic) -> Iterator[tuple[str, sympy.Expr]]:

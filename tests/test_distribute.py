@@ -23,8 +23,10 @@ CASES = {"fit sum_over_batch_size", "fit sum", "fit sum_over_batch_size weighted
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("mode", GRADIENT_MODES)
-def test_mirrored_training_matches_one_device(mode):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+@pytest.mark.parametrize("path", ["plain ops", "fused XLA call"])
+def test_mirrored_training_matches_one_device(mode, path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
+           "FUSE_EVERY_BATCH": "1" if path == "fused XLA call" else "0"}
     done = subprocess.run([sys.executable, str(ROOT / "tests" / "distribute_check.py"), mode],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

@@ -83,8 +83,13 @@ def _compare(source, mode, reduction, monkeypatch, y_true=Y_TRUE, y_pred=Y_PRED)
 @pytest.mark.parametrize("mode", GRADIENT_MODES)
 @pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "none"])
 def test_fused_path_equals_plain_ops(source, mode, reduction, monkeypatch):
-    plain, _ = _compare(source, mode, reduction, monkeypatch)
+    plain, fast = _compare(source, mode, reduction, monkeypatch)
     assert np.abs(plain[1]).max() > 0  # a gradient that is not trivially zero
+    if mode == "symbolic":  # and the derived formulas' second derivatives are the tape's too
+        tape = _compare(source, "autodiff", reduction, monkeypatch)[0]
+        for name, index in (("value", 0), ("d/dy_pred", 1), ("Hessian-vector", 3)):
+            np.testing.assert_allclose(fast[index], tape[index], rtol=2e-5, atol=2e-6,
+                                       err_msg=f"{source}: symbolic {name}")
 
 
 def test_autodiff_keeps_the_gradient_through_labels_on_the_fused_path(monkeypatch):
@@ -224,3 +229,52 @@ def test_shared_exp_under_xla_has_exact_derivatives_at_zero(source, by_hand):
     for jit_compile in (False, True):
         _, gradient = _value_and_gradient(loss, zeros, zeros, jit_compile)
         np.testing.assert_allclose(gradient, np.full((2, 3), by_hand), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- separability
+
+@pytest.mark.parametrize("source, separable", [
+    ("mean((y_pred - y_true)^2)", True),                      # one number per sample
+    ("(y_pred - y_true)^2", True),                            # elementwise
+    ("mean((y_pred - y_true)^2, axis=-1)", True),             # per row, rows independent
+    ("mean(y_pred - mean(y_pred, axis=-1), axis=-1)", True),
+    ("mean(y_pred*sum(y_true), axis=-1)", True),              # a labels-only reduction may mix rows
+    ("y_pred - mean(y_pred)", False),                         # each element sees the whole sample
+    ("mean(y_pred - mean(y_pred), axis=-1)", False),          # each row sees the whole sample
+    ("sum(y_pred, axis=-1) - mean(y_pred*y_true)", False),
+])
+def test_separability(source, separable):
+    from lossdsl.backward import is_separable
+    assert is_separable(lossdsl.analyze(source)) is separable
+
+
+def test_every_library_loss_is_separable():
+    from lossdsl.backward import is_separable
+    from lossdsl.losses import available
+    assert [spec.name for spec in available() if not is_separable(lossdsl.analyze(spec.source))] == []
+
+
+@pytest.mark.parametrize("name", ["categorical_crossentropy", "huber", "binary_focal_crossentropy"])
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+def test_per_row_library_losses_on_rank_3_inputs(name, mode, monkeypatch):
+    """axis=-1 losses on (batch, time, classes): one output per row, each row on its own."""
+    from lossdsl.losses import available
+    source = next(spec.source for spec in available() if spec.name == name)
+    rng = np.random.default_rng(2)
+    y_true = np.eye(5, dtype="float32")[rng.integers(0, 5, (8, 3))]
+    y_pred = rng.uniform(0.05, 0.95, (8, 3, 5)).astype("float32")
+    _compare(source, mode, "sum_over_batch_size", monkeypatch, y_true=y_true, y_pred=y_pred)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("bfloat16", 2e-2)])
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+def test_fused_path_in_other_precisions(dtype, tolerance, mode, monkeypatch):
+    source = SEPARABLE[4]  # focal: sigmoid, softplus, powers
+    results = []
+    for threshold in (float("inf"), 0):
+        monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", threshold)
+        loss = lossdsl.compile(source, gradient=mode, dtype=dtype)
+        results.append([np.asarray(t, "float64") for t in _derivatives(
+            loss, tf.cast(Y_TRUE, dtype), tf.cast(Y_PRED, dtype), None)[:2]])
+    for plain, fast in zip(*results):
+        np.testing.assert_allclose(fast, plain, rtol=tolerance, atol=tolerance * np.abs(plain).max())
