@@ -3,8 +3,8 @@
 Keras trains on a CPU without XLA (``jit_compile="auto"`` resolves to False
 there), and outside XLA each TF op on a full-size tensor is one more pass over
 memory: a focal loss and its gradient take dozens. For a *separable* loss
-(:func:`lossdsl.backward.is_separable`: one number per sample, or elementwise)
-the gradient is the upstream gradient, broadcast, times a per-element *unit
+(:func:`lossdsl.backward.is_separable`: elementwise, one number per sample, or
+per row with rows independent) the gradient is the upstream gradient, broadcast, times a per-element *unit
 gradient* (the gradient of the output's sum) that does not depend on the
 upstream. So one ``tf.function(jit_compile=True)`` computes the per-sample
 value and the unit gradient together, in one or two passes, and the backward
@@ -19,9 +19,10 @@ stays exact:
 * in ``"autodiff"`` mode the gradient w.r.t. ``y_true`` is TF's, computed in the
   backward pass; a graph that does not use it drops it unexecuted.
 
-Eager calls, calls under an outer ``jit_compile=True`` (XLA fuses the whole
-step anyway) and small batches (an XLA launch costs more than it saves) use
-the plain ops.
+Where no tape records (Keras's evaluate and predict steps) the XLA call
+computes the value alone. Eager calls, calls under an outer ``jit_compile=True``
+(XLA fuses the whole step anyway) and small batches (an XLA launch costs more
+than it saves) use the plain ops.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ LossFunction = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 FUSED_MIN_ELEMENTS = 100_000
 """Batches smaller than this (elements of the broadcast inputs) use the plain ops.
 
-``python benchmarks/bench_losses.py``: at (256, 10) an XLA launch inside a graph
-costs about what the whole loss does; at (4096, 1000) the fused call is
-1.5-3.5x faster than TF's separate kernels.
+Measured in graph mode against the plain ops: at (256, 10) an XLA launch costs
+about what the whole loss does; from about 1e5 elements on the fused call wins
+for every benchmarked loss; at (4096, 1000) it is 1.5-3.5x faster
+(``python benchmarks/bench_losses.py``).
 """
 ASSUMED_BATCH = 128
 """The size counted for a dimension unknown when the graph is traced (Keras's batch axis)."""
@@ -79,7 +81,12 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
                                 ) -> tuple[tf.Tensor, tf.Tensor]:
         return value(y_true, y_pred), unit_gradient(y_true, y_pred)
 
+    value_only = tf.function(value, jit_compile=True, reduce_retracing=True, autograph=False)
+
     def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor, squeezed: list[int]) -> tf.Tensor:
+        if not _tape_is_recording():  # evaluate/predict steps: no gradient to compute
+            return value_only(y_true, y_pred)
+
         @tf.custom_gradient
         def loss(labels: tf.Tensor, prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
             # stop_gradient: no tape may record the XLA call's insides.
@@ -98,6 +105,15 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
         return loss(y_true, y_pred)
 
     return per_sample_loss
+
+
+def _tape_is_recording() -> bool:
+    """Whether a gradient tape records the ops created now (not in Keras's evaluate step)."""
+    try:  # private; if TF moves it, assume a gradient is wanted
+        from tensorflow.python.eager import record
+        return bool(record.could_possibly_record())
+    except (ImportError, AttributeError):
+        return True
 
 
 def _with_second_derivative(unit: tf.Tensor, unit_gradient: LossFunction, labels: tf.Tensor,

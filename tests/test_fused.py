@@ -106,18 +106,24 @@ def test_broadcast_predictions_stay_correct(monkeypatch):
         _compare("mean((y_true - y_pred)^2)", mode, "sum", monkeypatch, y_pred=Y_PRED[:, :1])
 
 
-def _xla_calls(loss, y_true, y_pred, jit_compile=False):
-    """The number of XLA-compiled function calls in the traced value+gradient graph."""
+def _xla_call_outputs(loss, y_true, y_pred, jit_compile=False, gradient=True):
+    """The number of outputs of each XLA-compiled call in the traced graph of the loss (and gradient)."""
     def step(y_true, y_pred):
+        if not gradient:
+            return loss(y_true, y_pred)
         with tf.GradientTape() as tape:
             tape.watch(y_pred)
             value = loss(y_true, y_pred)
         return value, tape.gradient(value, y_pred)
     graph = tf.function(step, jit_compile=jit_compile).get_concrete_function(
         tf.TensorSpec(y_true.shape, tf.float32), tf.TensorSpec(y_pred.shape, tf.float32)).graph
-    return sum(1 for op in graph.get_operations()
-               if op.type in ("PartitionedCall", "StatefulPartitionedCall")
-               and "_XlaMustCompile" in op.node_def.attr and op.get_attr("_XlaMustCompile"))
+    return [len(op.outputs) for op in graph.get_operations()
+            if op.type in ("PartitionedCall", "StatefulPartitionedCall")
+            and "_XlaMustCompile" in op.node_def.attr and op.get_attr("_XlaMustCompile")]
+
+
+def _xla_calls(loss, y_true, y_pred, jit_compile=False):
+    return len(_xla_call_outputs(loss, y_true, y_pred, jit_compile))
 
 
 @pytest.mark.parametrize("mode", GRADIENT_MODES)
@@ -129,6 +135,15 @@ def test_large_batches_in_graphs_take_one_xla_call(mode):
     small = np.zeros((256, 10), "float32")
     assert _xla_calls(loss, small, small) == 0  # below FUSED_MIN_ELEMENTS
     assert _xla_calls(loss, large, large, jit_compile=True) == 0  # XLA fuses the whole step
+
+
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+def test_without_a_tape_the_xla_call_computes_the_value_alone(mode, always_fuse):
+    """Keras's evaluate step records no gradient: no unit gradient is computed and thrown away."""
+    loss = lossdsl.compile(SEPARABLE[1], gradient=mode)
+    assert _xla_call_outputs(loss, Y_TRUE, Y_PRED, gradient=False) == [1]
+    assert _xla_call_outputs(loss, Y_TRUE, Y_PRED, gradient=True) == [2]
+    np.testing.assert_allclose(tf.function(loss)(Y_TRUE, Y_PRED), loss(Y_TRUE, Y_PRED), rtol=1e-6)
 
 
 def test_paths_not_taken(always_fuse):
