@@ -52,6 +52,12 @@ class Backward:
     rederived: bool
 
 
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def separable(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_pred") -> bool:
+    """:func:`is_separable` of ``source``'s analysis (cached by its text)."""
+    return is_separable(analyze(source, inputs, wrt))
+
+
 def is_separable(analysis: Analysis) -> bool:
     """Whether each element of the loss's output depends only on the ``wrt`` elements it reduces.
 
@@ -106,4 +112,4 @@ def backward(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_p
     return Backward(stable.exprs[0], stable.table, rederived=True)
 
 
-__all__ = ["UPSTREAM", "Backward", "backward", "is_separable"]
+__all__ = ["UPSTREAM", "Backward", "backward", "is_separable", "separable"]

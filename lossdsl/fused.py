@@ -75,15 +75,13 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
     elementwise (at the broadcast shape or ``y_pred``'s). ``squeezed_axes``: the
     axes the per-sample output drops, which the upstream gradient gets back.
     """
-    # autograph=False: the plans are plain Python driving TF ops, nothing to convert.
-    @tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
-    def value_and_unit_gradient(y_true: tf.Tensor, y_pred: tf.Tensor
-                                ) -> tuple[tf.Tensor, tf.Tensor]:
-        return value(y_true, y_pred), unit_gradient(y_true, y_pred)
-
-    value_only = tf.function(value, jit_compile=True, reduce_retracing=True, autograph=False)
+    xla_calls = None  # built when first needed: compiling a loss stays cheap
 
     def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor, squeezed: list[int]) -> tf.Tensor:
+        nonlocal xla_calls
+        if xla_calls is None:
+            xla_calls = _xla_calls(value, unit_gradient)
+        value_only, value_and_unit_gradient = xla_calls
         if not _tape_is_recording():  # evaluate/predict steps: no gradient to compute
             return value_only(y_true, y_pred)
 
@@ -105,6 +103,18 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
         return loss(y_true, y_pred)
 
     return per_sample_loss
+
+
+def _xla_calls(value: LossFunction, unit_gradient: LossFunction) -> tuple[Callable, Callable]:
+    """(value alone, (value, unit gradient)) as XLA-compiled functions."""
+    # autograph=False: the plans are plain Python driving TF ops, nothing to convert.
+    @tf.function(jit_compile=True, reduce_retracing=True, autograph=False)
+    def value_and_unit_gradient(y_true: tf.Tensor, y_pred: tf.Tensor
+                                ) -> tuple[tf.Tensor, tf.Tensor]:
+        return value(y_true, y_pred), unit_gradient(y_true, y_pred)
+
+    value_only = tf.function(value, jit_compile=True, reduce_retracing=True, autograph=False)
+    return value_only, value_and_unit_gradient
 
 
 def _tape_is_recording() -> bool:

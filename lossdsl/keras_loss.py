@@ -17,9 +17,9 @@ import keras
 import sympy
 import tensorflow as tf
 
+from lossdsl.backward import separable
 from lossdsl.compiler import (COMPILE_CACHE_SIZE, CompiledExpression, CompiledFormulas, analyze,
                               compile_expression)
-from lossdsl.backward import is_separable
 from lossdsl.custom_gradient import symbolic_loss
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.fuse import fuse_reductions
@@ -119,7 +119,7 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         self.gradient_mode = gradient
         self._plan = forward_plan(self.compiled)
         self._per_sample = symbolic_loss(self.compiled) if gradient == "symbolic" else \
-            autodiff_loss(self._plan, is_separable(self.compiled.analysis))
+            autodiff_loss(self._plan, separable(self.source, self.compiled.inputs, self.compiled.wrt))
 
     def explain(self) -> "Explanation":
         """The formulas of this loss, its gradients and where they break (see :func:`lossdsl.explain`)."""
