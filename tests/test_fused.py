@@ -293,3 +293,16 @@ def test_fused_path_in_other_precisions(dtype, tolerance, mode, monkeypatch):
             loss, tf.cast(Y_TRUE, dtype), tf.cast(Y_PRED, dtype), None)[:2]])
     for plain, fast in zip(*results):
         np.testing.assert_allclose(fast, plain, rtol=tolerance, atol=tolerance * np.abs(plain).max())
+
+
+def test_private_tf_probes_degrade_to_the_safe_answer(monkeypatch):
+    """If TF moves its private probes, the plans use non-XLA forms and assume a tape records."""
+    from tensorflow.python.eager import record
+    from tensorflow.python.ops import control_flow_util
+
+    from lossdsl.tf_lower import in_xla_context
+
+    monkeypatch.delattr(control_flow_util, "GraphOrParentsInXlaContext")
+    monkeypatch.delattr(record, "could_possibly_record")
+    assert in_xla_context() is False
+    assert fused._tape_is_recording() is True
