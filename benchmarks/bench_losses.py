@@ -20,7 +20,9 @@ paired per round, not the absolute milliseconds):
    ratio to the built-in.
 3. compile latency (source -> Keras object), cold (caches cleared) and cached, for
    every benchmarked loss and every loss in ``lossdsl.losses``.
-4. the cold start of ``python -m lossdsl`` (``--help``, ``ops``, ``show``, ``export``).
+4. the first call of a ``tf.function`` step (trace, and XLA compile on the fused path of
+   ``lossdsl.fused``), with and without that path (``--first-call`` runs this section alone).
+5. the cold start of ``python -m lossdsl`` (``--help``, ``ops``, ``show``, ``export``).
 """
 
 from __future__ import annotations
@@ -348,10 +350,45 @@ def bench_cli(repeats):
               f"{min(times):.0f} | {max(times):.0f} |")
 
 
+# ---------------------------------------------------------------- first call
+
+def bench_first_call(shape=(256, 1000), repeats=3):
+    """Trace (and XLA compile) + first run of a tf.function loss step, with the fused path and without."""
+    from lossdsl import fused
+    print(f"\n### first call of a tf.function value+gradient step, y shape {shape} "
+          f"(ms, median of {repeats} fresh functions; then: the second call)\n")
+    print("| loss | mode | plain ops first | fused first | plain then | fused then |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    threshold = fused.FUSED_MIN_ELEMENTS
+    try:
+        for case in CASES:
+            y_true, y_pred = _data(shape, case.labels)
+            for mode in ("autodiff", "symbolic"):
+                row = []
+                for fuse in (False, True):
+                    fused.FUSED_MIN_ELEMENTS = 0 if fuse else float("inf")
+                    first, then = [], []
+                    for _ in range(repeats):
+                        loss = lossdsl.compile(case.source, gradient=mode, **dict(case.params))
+                        step = tf.function(_value_and_grad(loss))
+                        first.append(_time_calls(step, (y_true, y_pred), 1))
+                        then.append(_time_calls(step, (y_true, y_pred), 1))
+                    row.append((statistics.median(first), statistics.median(then)))
+                print(f"| {case.name} | {mode} | {row[0][0]:.0f} | {row[1][0]:.0f} | "
+                      f"{row[0][1]:.1f} | {row[1][1]:.1f} |")
+    finally:
+        fused.FUSED_MIN_ELEMENTS = threshold
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short run (fewer rounds)")
+    parser.add_argument("--first-call", action="store_true",
+                        help="only the first-call section (trace + XLA compile), about 30 s")
     args = parser.parse_args(argv)
+    if args.first_call:
+        bench_first_call()
+        return
     rounds = 3 if args.quick else 7
     budget = 40.0 if args.quick else 120.0  # ms per variant per round
     print(f"# lossdsl benchmark ({'quick' if args.quick else 'full'}): TF {tf.__version__}, "
@@ -365,6 +402,7 @@ def main(argv=None):
     report_fit(10, bench_fit(10, steps=20 if args.quick else 50, rounds=rounds))
     if not args.quick:
         report_fit(1000, bench_fit(1000, steps=20, rounds=rounds))
+    bench_first_call(repeats=2 if args.quick else 3)
     report_compile(bench_compile(repeats=3 if args.quick else 7))
     bench_cli(repeats=3 if args.quick else 5)
 
