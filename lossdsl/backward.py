@@ -94,7 +94,7 @@ def _reductions_of(expr: sympy.Expr, table: ReductionTable) -> set[sympy.Symbol]
 
 def _inputs_of(symbol: sympy.Symbol, table: ReductionTable) -> set[sympy.Symbol]:
     """The input symbols a reduction's value depends on."""
-    reductions = _reductions_of(symbol, table) | {symbol}
+    reductions = _reductions_of(symbol, table)  # the symbol itself included
     return {s for r in reductions for s in table[r].arg.free_symbols if s in table.inputs}
 
 

@@ -24,7 +24,7 @@ from typing import Callable
 import sympy
 import tensorflow as tf
 
-from lossdsl.backward import backward, is_separable
+from lossdsl.backward import backward, separable
 from lossdsl.compiler import COMPILE_CACHE_SIZE, CompiledExpression, analyze
 from lossdsl.fuse import fuse_reductions
 from lossdsl.fused import LossFunction, fused_loss, unbroadcast, worth_fusing
@@ -55,7 +55,7 @@ def _plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]
     compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
     # Inside tf.custom_gradient the tape does not differentiate the forward ops.
     return (forward_plan(compiled, differentiable=False), gradient_plan(compiled),
-            is_separable(compiled.analysis))
+            separable(source, wrt=wrt))
 
 
 def symbolic_loss(compiled: CompiledExpression) -> LossFunction:
@@ -67,7 +67,7 @@ def symbolic_loss(compiled: CompiledExpression) -> LossFunction:
 
     def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         squeezed = forward.squeezed_axes(y_pred.shape.rank)
-        if fused is not None and worth_fusing(y_true, y_pred, prediction_may_broadcast=True):
+        if fused is not None and worth_fusing(y_true, y_pred):
             return fused(y_true, y_pred, squeezed)
 
         @tf.custom_gradient

@@ -3,8 +3,8 @@
 Keras trains on a CPU without XLA (``jit_compile="auto"`` resolves to False
 there), and outside XLA each TF op on a full-size tensor is one more pass over
 memory: a focal loss and its gradient take dozens. For a *separable* loss
-(:func:`lossdsl.backward.is_separable`: elementwise, one number per sample, or
-per row with rows independent) the gradient is the upstream gradient, broadcast, times a per-element *unit
+(:func:`lossdsl.backward.is_separable`: elementwise, one number per sample,
+or per row with rows independent) the gradient is the upstream gradient, broadcast, times a per-element *unit
 gradient* (the gradient of the output's sum) that does not depend on the
 upstream. So one ``tf.function(jit_compile=True)`` computes the per-sample
 value and the unit gradient together, in one or two passes, and the backward
@@ -14,8 +14,8 @@ Both gradient modes use it: ``"autodiff"`` takes the unit gradient from TF's
 tape inside the XLA function, ``"symbolic"`` from the derived formula. What
 stays exact:
 
-* second derivatives (a tape around the training tape) differentiate the unit
-  gradient's ops again, computed only when asked for;
+* second derivatives (a tape around the training tape, w.r.t. either input)
+  differentiate the unit gradient's ops again, computed only when asked for;
 * in ``"autodiff"`` mode the gradient w.r.t. ``y_true`` is TF's, computed in the
   backward pass; a graph that does not use it drops it unexecuted.
 
@@ -49,19 +49,12 @@ ASSUMED_BATCH = 128
 """The size counted for a dimension unknown when the graph is traced (Keras's batch axis)."""
 
 
-def worth_fusing(y_true: tf.Tensor, y_pred: tf.Tensor, *, prediction_may_broadcast: bool) -> bool:
-    """Whether to take the fused path for these inputs (decided when the graph is traced).
-
-    ``prediction_may_broadcast``: whether the unit gradient is right when
-    ``y_pred`` is smaller than ``y_true`` (the derived formula is elementwise and
-    is summed back; a tape's gradient is already summed, which is wrong then).
-    """
+def worth_fusing(y_true: tf.Tensor, y_pred: tf.Tensor) -> bool:
+    """Whether to take the fused path for these inputs (decided when the graph is traced)."""
     if tf.executing_eagerly() or in_xla_context():
         return False
     shape = tf.broadcast_static_shape(y_true.shape, y_pred.shape)
     if shape.rank is None or shape.rank != y_pred.shape.rank:
-        return False
-    if not prediction_may_broadcast and shape.as_list()[1:] != y_pred.shape.as_list()[1:]:
         return False
     return math.prod(ASSUMED_BATCH if d is None else d for d in shape.as_list()) \
         >= FUSED_MIN_ELEMENTS
@@ -71,9 +64,10 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
                labels_differentiable: bool) -> Callable[..., tf.Tensor]:
     """``(y_true, y_pred, squeezed_axes) -> per-sample loss``, value and gradient from one XLA call.
 
-    ``unit_gradient(y_true, y_pred)`` is d sum(``value``) / d ``y_pred``,
-    elementwise (at the broadcast shape or ``y_pred``'s). ``squeezed_axes``: the
-    axes the per-sample output drops, which the upstream gradient gets back.
+    ``unit_gradient(y_true, y_pred)`` is d sum(``value``) / d ``y_pred``, elementwise
+    at the inputs' broadcast shape (not yet summed over axes along which
+    ``y_pred`` broadcasts). ``squeezed_axes``: the axes the per-sample output
+    drops, which the upstream gradient gets back.
     """
     xla_calls = None  # built when first needed: compiling a loss stays cheap
 
@@ -82,22 +76,28 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
         if xla_calls is None:
             xla_calls = _xla_calls(value, unit_gradient)
         value_only, value_and_unit_gradient = xla_calls
-        if not _tape_is_recording():  # evaluate/predict steps: no gradient to compute
-            return value_only(y_true, y_pred)
+        # Decided when the graph is traced: without a tape (evaluate, predict) the
+        # XLA call computes the value alone, and the gradient, should a caller of
+        # this graph ask for it after all, comes from the plain ops.
+        precompute = _tape_is_recording()
 
         @tf.custom_gradient
         def loss(labels: tf.Tensor, prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
             # stop_gradient: no tape may record the XLA call's insides.
-            result, unit = value_and_unit_gradient(tf.stop_gradient(labels),
-                                                   tf.stop_gradient(prediction))
+            inputs = tf.stop_gradient(labels), tf.stop_gradient(prediction)
+            if precompute:
+                result, unit = value_and_unit_gradient(*inputs)
+            else:
+                result, unit = value_only(*inputs), None
 
             def grad(upstream: tf.Tensor) -> tuple[Optional[tf.Tensor], tf.Tensor]:
                 label_gradient = _gradient_by_tape(value, labels, prediction, upstream) \
                     if labels_differentiable else None
                 for axis in squeezed:  # back to the inputs' rank, as keepdims would
                     upstream = tf.expand_dims(upstream, axis)
-                unit_again = _with_second_derivative(unit, unit_gradient, labels, prediction)
-                return label_gradient, unbroadcast(upstream * unit_again, prediction)
+                unit_here = unit_gradient(labels, prediction) if unit is None else \
+                    _with_second_derivative(unit, unit_gradient, labels, prediction)
+                return label_gradient, unbroadcast(upstream * unit_here, prediction)
             return result, grad
 
         return loss(y_true, y_pred)
@@ -128,17 +128,17 @@ def _tape_is_recording() -> bool:
 
 def _with_second_derivative(unit: tf.Tensor, unit_gradient: LossFunction, labels: tf.Tensor,
                             prediction: tf.Tensor) -> tf.Tensor:
-    """``unit`` itself, whose own derivative w.r.t. ``prediction`` is that of ``unit_gradient``."""
+    """``unit`` itself, whose own derivatives w.r.t. the inputs are those of ``unit_gradient``."""
     @tf.custom_gradient
-    def precomputed(prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
-        def grad(upstream: tf.Tensor) -> tf.Tensor:
+    def precomputed(labels: tf.Tensor, prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+        def grad(upstream: tf.Tensor) -> list[Optional[tf.Tensor]]:
             with tf.GradientTape() as tape:
-                tape.watch(prediction)
+                tape.watch([labels, prediction])
                 again = unit_gradient(labels, prediction)
-            return tape.gradient(again, prediction, output_gradients=upstream)
+            return tape.gradient(again, [labels, prediction], output_gradients=upstream)
         return tf.identity(unit), grad
 
-    return precomputed(prediction)
+    return precomputed(labels, prediction)
 
 
 def _gradient_by_tape(value: LossFunction, labels: tf.Tensor, prediction: tf.Tensor,
@@ -151,11 +151,10 @@ def _gradient_by_tape(value: LossFunction, labels: tf.Tensor, prediction: tf.Ten
 
 def unbroadcast(gradient: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """Sum ``gradient`` over the axes along which ``like`` was broadcast (y_pred of shape (b, 1))."""
-    if gradient.shape.as_list() == like.shape.as_list() and like.shape.is_fully_defined():
+    if gradient.shape.is_fully_defined() and gradient.shape == like.shape:
         return gradient
-    if gradient.shape.rank == like.shape.rank and all(
-            g == p for g, p in zip(gradient.shape.as_list()[1:], like.shape.as_list()[1:])):
-        return gradient  # equal but for the (unknown) batch size, which is never broadcast
+    # Unknown sizes may still differ at run time (a batch of 1 against a batch of 256):
+    # the axes come from the run-time shapes; a sum over no axis is free.
     _, axes = tf.raw_ops.BroadcastGradientArgs(s0=tf.shape(gradient), s1=tf.shape(like))
     return tf.reshape(tf.reduce_sum(gradient, axis=axes), tf.shape(like))
 

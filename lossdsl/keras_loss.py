@@ -158,7 +158,7 @@ def autodiff_loss(plan: TFPlan, separable: bool) -> LossFunction:
                        labels_differentiable=True) if separable else None
 
     def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        if fused is not None and worth_fusing(y_true, y_pred, prediction_may_broadcast=False):
+        if fused is not None and worth_fusing(y_true, y_pred):
             return fused(y_true, y_pred, plan.squeezed_axes(y_pred.shape.rank))
         return value(y_true, y_pred)
 
@@ -167,6 +167,8 @@ def autodiff_loss(plan: TFPlan, separable: bool) -> LossFunction:
 
 def _unit_gradient_by_tape(value: LossFunction, y_true: tf.Tensor, y_pred: tf.Tensor
                            ) -> tf.Tensor:
+    """d sum(value) / d y_pred per element of the broadcast shape (not summed where y_pred broadcasts)."""
+    y_pred = tf.broadcast_to(y_pred, tf.broadcast_dynamic_shape(tf.shape(y_true), tf.shape(y_pred)))
     with tf.GradientTape() as tape:
         tape.watch(y_pred)
         result = value(y_true, y_pred)

@@ -216,8 +216,8 @@ def _finish(context: _Context, value: Tensor, finish: str) -> Tensor:
     axes = context.output_axes() if finish == "per_sample" else list(range(1, context.rank))
     if _has_kept_shape(value.shape, context.static, axes):
         return tf.squeeze(value, axis=axes) if axes else value
-    keep = tf.tensor_scatter_nd_update(
-        context.shape, [[a] for a in axes], tf.ones([len(axes)], context.shape.dtype)) \
+    # Built from slices of the shape, which XLA can fold to a constant (a scatter it cannot).
+    keep = tf.stack([1 if i in axes else context.shape[i] for i in range(context.rank)]) \
         if axes else context.shape
     value = tf.broadcast_to(value, keep)
     return tf.squeeze(value, axis=axes) if axes else value
@@ -529,13 +529,16 @@ _SHARED_EXP = ("sigmoid", "softplus")
 
 
 def _shared_exp_node(expr: sympy.Basic) -> _Node:
-    """sigmoid(z) or softplus(z) from ``e = exp(-|z|)``, shared with every sibling under XLA.
+    """sigmoid(z) or softplus(z) from ``e = exp(-|u|)``, shared with every sibling under XLA.
 
-    sigmoid(z) = where(z >= 0, 1, e)/(1 + e) and softplus(z) = max(z, 0) + log1p(e): one
-    exp for sigmoid(z), sigmoid(-z), softplus(z) and softplus(-z) together (a focal
-    loss and its gradient need all four), and never an overflow (e <= 1). ``-|z|`` and
-    ``max(z, 0)`` are written as ``where``s on ``z >= 0`` so that the tape's derivatives
-    are exact at z = 0 too (TF's d|z|/dz and d relu(z)/dz are 0 there).
+    ``u`` is the argument of the first such node of the plan, ``z`` is ``u`` or
+    ``-u``. With ``r = 1/(1 + e)``: sigmoid(u) = where(u >= 0, 1, e)*r, sigmoid(-u) =
+    where(u >= 0, e, 1)*r, softplus(u) = where(u >= 0, u, 0) + log1p(e), softplus(-u)
+    = where(u >= 0, 0, -u) + log1p(e). One exp and one division for all four (a focal
+    loss and its gradient need them all), never an overflow (e <= 1), and one
+    comparison for both signs, so the tape's derivatives are exact at u = 0 too
+    (TF's d|u|/du and d relu(u)/du are 0 there; a second comparison on -u would
+    pick the other branch at 0).
     """
     (z,) = expr.args
     key, is_sigmoid = sympy.Abs(z), type(expr).__name__ == "sigmoid"
@@ -545,14 +548,20 @@ def _shared_exp_node(expr: sympy.Basic) -> _Node:
         tf, value = context.tf, args[0]
         if not context.in_xla():
             return tf_function(function)(value)  # one fused TF kernel beats four ops
-        positive = value >= 0
         if key not in context.memo:
+            positive = value >= 0
             e = tf.exp(tf.where(positive, -value, value))
-            context.memo[key] = (e, 1 / (1 + e))  # one division for every sigmoid
-        e, reciprocal = context.memo[key]
-        if is_sigmoid:
-            return tf.where(positive, tf.ones_like(e), e) * reciprocal
-        return tf.where(positive, value, tf.zeros_like(value)) + tf.math.log1p(e)
+            context.memo[key] = (z, value, positive, e, 1 / (1 + e))
+        first, u, positive, e, reciprocal = context.memo[key]
+        if z == first:
+            if is_sigmoid:
+                return tf.where(positive, tf.ones_like(e), e) * reciprocal
+            return tf.where(positive, u, tf.zeros_like(u)) + tf.math.log1p(e)
+        if z == -first:
+            if is_sigmoid:
+                return tf.where(positive, e, tf.ones_like(e)) * reciprocal
+            return tf.where(positive, tf.zeros_like(u), -u) + tf.math.log1p(e)
+        return tf_function(function)(value)  # |z| = |u| by another form: no sharing
 
     return _Node(expr, (z,), step)
 

@@ -41,12 +41,13 @@ def never_fuse(monkeypatch):
 
 
 def _derivatives(loss, y_true, y_pred, sample_weight):
-    """Value, d/d y_pred and d/d y_true of a weighted, non-uniformly seeded total, and a
-    Hessian-vector product (d/d y_pred of the squared gradient), all in one tf.function."""
+    """Value, d/d y_pred and d/d y_true of a weighted, non-uniformly seeded total, and the
+    derivatives of the squared gradient w.r.t. y_pred (a Hessian-vector product) and
+    y_true (mixed), all in one tf.function."""
     @tf.function
     def run(y_true, y_pred):
         with tf.GradientTape() as outer:
-            outer.watch(y_pred)
+            outer.watch([y_pred, y_true])
             with tf.GradientTape(persistent=True) as tape:
                 tape.watch([y_true, y_pred])
                 value = loss(y_true, y_pred, sample_weight=sample_weight)
@@ -57,10 +58,10 @@ def _derivatives(loss, y_true, y_pred, sample_weight):
             by_prediction = tape.gradient(total, y_pred)
             by_labels = tape.gradient(total, y_true)
             squared = tf.reduce_sum(by_prediction ** 2)
-        curvature = outer.gradient(squared, y_pred)
-        if by_labels is None:
-            by_labels = tf.zeros([0])
-        return value, by_prediction, by_labels, curvature
+        curvature, mixed = outer.gradient(squared, [y_pred, y_true])
+        nothing = tf.zeros([0])
+        return (value, by_prediction, nothing if by_labels is None else by_labels, curvature,
+                nothing if mixed is None else mixed)
     return [t.numpy() for t in run(tf.constant(y_true), tf.constant(y_pred))]
 
 
@@ -74,7 +75,8 @@ def _compare(source, mode, reduction, monkeypatch, y_true=Y_TRUE, y_pred=Y_PRED)
     monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 0)
     fast = _derivatives(lossdsl.compile(source, gradient=mode, reduction=reduction),
                         y_true, y_pred, weights)
-    for name, a, b in zip(("value", "d/dy_pred", "d/dy_true", "Hessian-vector"), plain, fast):
+    names = ("value", "d/dy_pred", "d/dy_true", "Hessian-vector", "mixed second derivative")
+    for name, a, b in zip(names, plain, fast):
         np.testing.assert_allclose(b, a, rtol=2e-5, atol=2e-6, err_msg=f"{source}: {name}")
     return plain, fast
 
@@ -99,11 +101,74 @@ def test_autodiff_keeps_the_gradient_through_labels_on_the_fused_path(monkeypatc
     np.testing.assert_allclose(fast[2], by_hand, rtol=1e-5)
 
 
-def test_broadcast_predictions_stay_correct(monkeypatch):
-    """y_pred (batch, 1) against labels (batch, k): the tape's unit gradient is already summed."""
-    for mode in GRADIENT_MODES:
-        _compare("abs(y_pred - y_true)^3", mode, "sum", monkeypatch, y_pred=Y_PRED[:, :1])
-        _compare("mean((y_true - y_pred)^2)", mode, "sum", monkeypatch, y_pred=Y_PRED[:, :1])
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+def test_broadcast_predictions_stay_correct(mode, monkeypatch):
+    """y_pred (batch, 1) or (1, k) against labels (batch, k): the unit gradient is taken per
+    element of the broadcast shape and summed back afterwards."""
+    for y_pred in (Y_PRED[:, :1], Y_PRED[:1]):
+        _compare("abs(y_pred - y_true)^3", mode, "sum", monkeypatch, y_pred=y_pred)
+        _compare("mean((y_true - y_pred)^2)", mode, "sum", monkeypatch, y_pred=y_pred)
+        monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", 0)
+        assert _xla_calls(lossdsl.compile("abs(y_pred - y_true)", gradient=mode), Y_TRUE,
+                          y_pred) == 1
+
+
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+def test_shapes_known_only_at_run_time(mode, monkeypatch):
+    """A graph traced for (None, None, None) inputs, run with y_pred (4, 3, 1) against (4, 3, 5)."""
+    rng = np.random.default_rng(4)
+    y_true = rng.normal(size=(4, 3, 5)).astype("float32")
+    y_pred = rng.normal(size=(4, 3, 1)).astype("float32")
+    weights = rng.uniform(size=(4, 3, 5)).astype("float32")
+    results = []
+    for threshold in (float("inf"), 0):
+        monkeypatch.setattr(fused, "FUSED_MIN_ELEMENTS", threshold)
+        loss = lossdsl.compile("(y_true - y_pred)^2", gradient=mode, reduction="sum")
+        spec = tf.TensorSpec([None, None, None], tf.float32)
+
+        @tf.function(input_signature=[spec, spec, spec])
+        def run(y_true, y_pred, weights):
+            with tf.GradientTape() as tape:
+                tape.watch(y_pred)
+                value = loss(y_true, y_pred, sample_weight=weights)
+            return value, tape.gradient(value, y_pred)
+        results.append([t.numpy() for t in run(y_true, y_pred, weights)])
+    by_hand = np.sum(2 * (y_pred - y_true) * weights, axis=-1, keepdims=True)
+    for plain, fast in zip(*results):
+        np.testing.assert_allclose(fast, plain, rtol=1e-5)
+    np.testing.assert_allclose(results[1][1], by_hand, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+def test_a_graph_traced_without_a_tape_differentiates_right(mode, always_fuse):
+    """Traced first without a tape (the value-only XLA call), then differentiated: the
+    gradient comes from the plain ops, not from TF differentiating the XLA call."""
+    source = "mean(where(y_pred > 0, sqrt(y_pred), 0) + (y_true - y_pred)^2)"
+    y_pred = Y_PRED.copy()
+    y_pred[0, 0] = -1.0  # sqrt's untaken branch would give NaN to a naive derivative
+    loss = lossdsl.compile(source, gradient=mode)
+    value = tf.function(lambda y_true, y_pred: loss(y_true, y_pred))
+    value(Y_TRUE, y_pred)  # traced without a tape
+    prediction = tf.constant(y_pred)
+    with tf.GradientTape() as tape:
+        tape.watch(prediction)
+        total = value(Y_TRUE, prediction)
+    gradient = tape.gradient(total, prediction).numpy()
+    by_hand = (np.where(y_pred > 0, 0.5 / np.sqrt(np.abs(y_pred)), 0)
+               + 2 * (y_pred - Y_TRUE)) / y_pred.size
+    np.testing.assert_allclose(gradient, by_hand, rtol=1e-5)
+
+
+@pytest.mark.parametrize("source, value", [("2.0", 2.0), ("a = 3; a", 3.0), ("mean(y_true)", None)])
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+def test_losses_without_predictions(source, value, mode, always_fuse):
+    """Constant losses compile under XLA too (the output's shape must be a compile-time constant)."""
+    loss = lossdsl.compile(source, gradient=mode)
+    expected = np.mean(Y_TRUE) if value is None else value
+    for jit_compile in (False, True):
+        result, gradient = _value_and_gradient(loss, Y_TRUE, Y_PRED, jit_compile)
+        np.testing.assert_allclose(result, expected, rtol=1e-6)
+        assert gradient is None or not np.any(gradient)
 
 
 def _xla_call_outputs(loss, y_true, y_pred, jit_compile=False, gradient=True):
@@ -150,10 +215,6 @@ def test_paths_not_taken(always_fuse):
     rows = np.zeros((4, 3), "float32")
     # Not separable: each output element mixes the row through mean(y_pred).
     assert _xla_calls(lossdsl.compile("y_pred - mean(y_pred)", gradient="symbolic"), rows, rows) == 0
-    # Autodiff with broadcast predictions (the tape sums the unit gradient).
-    assert _xla_calls(lossdsl.compile("abs(y_pred - y_true)"), rows, rows[:, :1]) == 0
-    assert _xla_calls(lossdsl.compile("abs(y_pred - y_true)", gradient="symbolic"),
-                      rows, rows[:, :1]) == 1
     # Eager calls use the plain ops (and give the same numbers).
     loss = lossdsl.compile("mean((y_true - y_pred)^2)", gradient="symbolic")
     np.testing.assert_allclose(float(loss(Y_TRUE, Y_PRED)), np.mean((Y_TRUE - Y_PRED) ** 2),
@@ -187,7 +248,8 @@ def _value_and_gradient(loss, y_true, y_pred, jit_compile):
         with tf.GradientTape() as tape:
             tape.watch(y_pred)
             value = loss(y_true, y_pred)
-        return value, tape.gradient(value, y_pred)
+        return value, tape.gradient(value, y_pred,
+                                    unconnected_gradients=tf.UnconnectedGradients.ZERO)
     return [t.numpy() for t in run(tf.constant(y_true), tf.constant(y_pred))]
 
 
@@ -236,10 +298,16 @@ def test_xla_logsumexp_at_infinities():
     ("sum(sigmoid(y_pred))", 0.25),      # sigmoid(0) * (1 - sigmoid(0))
     ("sum(softplus(-y_pred))", -0.5),
     ("sum(sigmoid(-y_pred))", -0.25),
+    # Both signs share one exp: each must still take its own branch at 0.
+    ("sum(sigmoid(y_pred) + 3*sigmoid(-y_pred))", 0.25 - 0.75),
+    ("sum(softplus(y_pred) + 2*softplus(-y_pred))", 0.5 - 1.0),
+    ("sum(sigmoid(-y_pred) + softplus(y_pred))", -0.25 + 0.5),
 ])
-def test_shared_exp_under_xla_has_exact_derivatives_at_zero(source, by_hand):
-    """sigmoid/softplus share one exp(-|z|) under XLA; the tape's derivative at z = 0 stays exact."""
-    loss = lossdsl.compile(source, reduction="none")
+@pytest.mark.parametrize("mode", GRADIENT_MODES)
+def test_shared_exp_under_xla_has_exact_derivatives_at_zero(source, by_hand, mode, always_fuse):
+    """sigmoid/softplus share one exp(-|z|) under XLA; the derivative at z = 0 stays exact,
+    under jit_compile and on the fused path (whose XLA call has the same lowering)."""
+    loss = lossdsl.compile(source, reduction="none", gradient=mode)
     zeros = np.zeros((2, 3), "float32")
     for jit_compile in (False, True):
         _, gradient = _value_and_gradient(loss, zeros, zeros, jit_compile)
