@@ -381,13 +381,21 @@ def _as_matvec(context: _Context, value: Tensor, axes: list[int]) -> bool:
     it back; a matrix-vector product consumes it as it is computed (MSE value
     and gradient at (4096, 1000): 8.7 -> 6.0 ms). Rows shorter than
     ``_MATVEC_MIN_LENGTH`` gain nothing (measured 0.94-1.04x either way at (256, 10)).
+    CPU-only machines only (:func:`_only_cpus`).
     """
     if not axes or axes != list(range(axes[0], context.rank)) or \
             value.shape.rank != context.rank or not context.in_xla():
         return False
     sizes = [value.shape[a] for a in axes]
     return (None not in sizes and math.prod(sizes) >= _MATVEC_MIN_LENGTH
-            and value.dtype in (context.tf.float32, context.tf.float64))
+            and value.dtype in (context.tf.float32, context.tf.float64) and _only_cpus())
+
+
+@lru_cache(maxsize=None)
+def _only_cpus() -> bool:
+    """No GPU: there XLA reduces well itself, and float32 products may run in TF32 (10-bit mantissa)."""
+    import tensorflow as tf
+    return not tf.config.list_physical_devices("GPU")
 
 
 def _matvec_reduce(context: _Context, value: Tensor, kind: str, axes: list[int]) -> Tensor:

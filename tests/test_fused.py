@@ -374,3 +374,13 @@ def test_private_tf_probes_degrade_to_the_safe_answer(monkeypatch):
     monkeypatch.delattr(record, "could_possibly_record")
     assert in_xla_context() is False
     assert fused._tape_is_recording() is True
+
+
+def test_no_matrix_vector_sums_when_a_gpu_is_visible(monkeypatch):
+    """With a GPU, float32 products may run in TF32: the reductions stay reductions."""
+    from lossdsl import tf_lower
+    loss = lossdsl.compile("logsumexp(y_pred) - sum(y_true*y_pred)", reduction="none")
+    rows = np.ones((4, 64), "float32")
+    assert " dot(" in _hlo(loss, rows, rows)
+    monkeypatch.setattr(tf_lower, "_only_cpus", lambda: False)
+    assert " dot(" not in _hlo(loss, rows, rows)
