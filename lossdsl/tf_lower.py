@@ -149,8 +149,8 @@ class TFPlan:
             each branch of a ``where`` is evaluated on inputs whose gradient is
             cut where the branch is not taken (the "double where"), so that the
             tape's gradient gets no NaN/Inf from an untaken branch. If not (the
-            plans behind ``gradient="symbolic"``), no guard is needed, and under
-            XLA ``sigmoid(±x)``/``softplus(±x)`` share one ``exp(-|x|)``.
+            plans behind ``gradient="symbolic"``), no guard is needed. (Under XLA
+            ``sigmoid(±x)``/``softplus(±x)`` share one ``exp(-|x|)`` either way.)
     """
 
     def __init__(self, outputs: Mapping[str, tuple[sympy.Expr, str]],
