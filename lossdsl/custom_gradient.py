@@ -27,7 +27,7 @@ import tensorflow as tf
 from lossdsl.backward import backward, separable
 from lossdsl.compiler import COMPILE_CACHE_SIZE, CompiledExpression, analyze
 from lossdsl.fuse import fuse_reductions
-from lossdsl.fused import LossFunction, fused_loss, unbroadcast, worth_fusing
+from lossdsl.fused import LossFunction, fused_loss, unbroadcast, with_kept_axes, worth_fusing
 from lossdsl.tf_lower import TFPlan, run_loss
 
 
@@ -75,9 +75,8 @@ def symbolic_loss(compiled: CompiledExpression) -> LossFunction:
             value = run_loss(forward, y_true, prediction)
 
             def grad(upstream: tf.Tensor) -> tf.Tensor:
-                for axis in squeezed:  # back to the inputs' rank, as keepdims would
-                    upstream = tf.expand_dims(upstream, axis)
-                inputs = {"y_true": y_true, "y_pred": prediction, "upstream": upstream}
+                inputs = {"y_true": y_true, "y_pred": prediction,
+                          "upstream": with_kept_axes(upstream, squeezed)}
                 return unbroadcast(gradient.run(inputs, {})["gradient"], prediction)
             return value, grad
 

@@ -93,8 +93,7 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
             def grad(upstream: tf.Tensor) -> tuple[Optional[tf.Tensor], tf.Tensor]:
                 label_gradient = _gradient_by_tape(value, labels, prediction, upstream) \
                     if labels_differentiable else None
-                for axis in squeezed:  # back to the inputs' rank, as keepdims would
-                    upstream = tf.expand_dims(upstream, axis)
+                upstream = with_kept_axes(upstream, squeezed)
                 unit_here = unit_gradient(labels, prediction) if unit is None else \
                     _with_second_derivative(unit, unit_gradient, labels, prediction)
                 return label_gradient, unbroadcast(upstream * unit_here, prediction)
@@ -103,6 +102,13 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
         return loss(y_true, y_pred)
 
     return per_sample_loss
+
+
+def with_kept_axes(upstream: tf.Tensor, squeezed: list[int]) -> tf.Tensor:
+    """The per-sample output's upstream gradient back at the inputs' rank, as keepdims would give it."""
+    for axis in squeezed:
+        upstream = tf.expand_dims(upstream, axis)
+    return upstream
 
 
 def _xla_calls(value: LossFunction, unit_gradient: LossFunction) -> tuple[Callable, Callable]:
@@ -159,4 +165,5 @@ def unbroadcast(gradient: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.reduce_sum(gradient, axis=axes), tf.shape(like))
 
 
-__all__ = ["FUSED_MIN_ELEMENTS", "ASSUMED_BATCH", "worth_fusing", "fused_loss", "unbroadcast"]
+__all__ = ["FUSED_MIN_ELEMENTS", "ASSUMED_BATCH", "worth_fusing", "fused_loss", "unbroadcast",
+           "with_kept_axes"]

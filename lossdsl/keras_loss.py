@@ -130,9 +130,7 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         return self.explain()._repr_latex_()
 
     def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        y_pred = tf.convert_to_tensor(y_pred)
-        y_true, y_pred = align_ranks(tf.cast(y_true, y_pred.dtype), y_pred)
-        return self._per_sample(y_true, y_pred)
+        return self._per_sample(*batch_inputs(y_true, y_pred))
 
     def get_config(self) -> dict[str, Any]:
         return {"source": self.source, "params": self.params, "name": self.name,
@@ -175,12 +173,15 @@ def _unit_gradient_by_tape(value: LossFunction, y_true: tf.Tensor, y_pred: tf.Te
     return tape.gradient(result, y_pred, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
-def per_sample_values(plan: TFPlan, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """Run a loss plan on a batch: ``y_true`` cast to ``y_pred``'s dtype, ranks aligned."""
+def batch_inputs(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch as the plans take it: ``y_true`` cast to ``y_pred``'s dtype, ranks aligned."""
     y_pred = tf.convert_to_tensor(y_pred)
-    y_true = tf.cast(y_true, y_pred.dtype)
-    y_true, y_pred = align_ranks(y_true, y_pred)
-    return run_loss(plan, y_true, y_pred)
+    return align_ranks(tf.cast(y_true, y_pred.dtype), y_pred)
+
+
+def per_sample_values(plan: TFPlan, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Run a loss plan on a batch (see :func:`batch_inputs`)."""
+    return run_loss(plan, *batch_inputs(y_true, y_pred))
 
 
 def validated_config(config: Mapping[str, Any],
