@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 1 the gradient check disagrees; 2 a mistake in the
 expression, the arguments, or a missing optional dependency (the message says
-which; never a traceback). ``show``, ``ops`` and ``export`` do not import
+which; never a traceback); 3 the gradient check is inconclusive (too few
+entries finite to compare). Each compile-time warning is printed once, as
+``LossDSLWarning: ...`` on standard error. ``show``, ``ops`` and ``export`` do not import
 TensorFlow, so they answer fast; ``check`` and ``plot`` do.
 
     >>> main(["ops", "--markdown"])  # doctest: +ELLIPSIS
@@ -16,15 +18,17 @@ TensorFlow, so they answer fast; ``check`` and ``plot`` do.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lossdsl.errors import LossDSLError
+from lossdsl.errors import LossDSLError, LossDSLWarning
 from lossdsl.ops import OPS
 
-EXIT_OK, EXIT_MISMATCH, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_MISMATCH, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 FOCAL = "mean(-alpha*y_true*(1-y_pred)^gamma*log(y_pred))"
 
 _EXAMPLES = {
@@ -32,7 +36,8 @@ _EXAMPLES = {
   lossdsl show "mean((y_true-y_pred)^2)"
   lossdsl show "{FOCAL}" --param alpha=0.25 --param gamma=2
   lossdsl show "mean(abs(y_true-y_pred))" --latex
-  lossdsl show "mean(log1p(exp(-y_true*y_pred)))" --json""",
+  lossdsl show "mean(log1p(exp(-y_true*y_pred)))" --json
+  lossdsl show "softplus(y_pred) - y_true*y_pred" --hessian""",
     "check": f"""examples:
   lossdsl check "mean((y_pred-mean(y_pred))^2)"
   lossdsl check "{FOCAL}" --param alpha=0.25 --param gamma=2 --shape 16 3""",
@@ -53,10 +58,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            # A loss compiled more than once (checked, then plotted per curve) warns each
+            # time, from several lines: print each message once, without a source line.
+            warnings.simplefilter("always", LossDSLWarning)
+            warnings.showwarning = _show_once(set())
+            return args.run(args)
     except LossDSLError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _show_once(shown: set[str]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``Category: message`` once per message."""
+    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        text = f"{category.__name__}: {message}"
+        if text not in shown:
+            shown.add(text)
+            print(text, file=sys.stderr)
+    return show
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,12 +136,23 @@ def _show_parser(parser: argparse.ArgumentParser) -> None:
     form.add_argument("--latex", action="store_true", help="print LaTeX")
     form.add_argument("--json", action="store_true", help="print JSON")
     form.add_argument("--markdown", action="store_true", help="print Markdown")
+    parser.add_argument("--hessian", action="store_true",
+                        help="also the diagonal of the Hessian w.r.t. y_pred (as a boosting "
+                             "objective uses it, y_pred being the raw margin)")
 
 
 def _show(args: argparse.Namespace) -> int:
     from lossdsl.explain import explain
 
     report = explain(args.expr, **_params(args))
+    if args.hessian:
+        from lossdsl.boosting.second_order import hessian_formula
+        hessian = hessian_formula(args.expr)  # a mistake is reported before anything prints
+        if args.json:
+            data = report.to_dict()
+            data["formulas"]["hessian"] = hessian
+            print(json.dumps(data, indent=2))
+            return EXIT_OK
     if args.latex:
         print(report.to_latex())
     elif args.json:
@@ -130,14 +161,18 @@ def _show(args: argparse.Namespace) -> int:
         print(report.to_markdown())
     else:
         print(report.to_text())
+    if args.hessian:
+        print(f"\n$$\n{hessian['latex']}\n$$" if args.latex or args.markdown else
+              f"\nd2 loss / d y_pred2, diagonal (y_pred: the raw margin)\n  {hessian['text']}")
     return EXIT_OK
 
 
 # ------------------------------------------------------------------ check
 
 def _check_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--shape", type=int, nargs="+", default=[8, 5], metavar="DIM",
-                        help="shape of the random batch (default: 8 5)")
+    parser.add_argument("--shape", type=int, nargs="+", metavar="DIM",
+                        help="shape of the random batch (default: 4 5, or 4 3 5 ... when "
+                             "the loss reduces over axis 2 or beyond)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance")
     parser.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance")
@@ -147,10 +182,14 @@ def _check(args: argparse.Namespace) -> int:
     from lossdsl.check import check_gradients
     from lossdsl.compiler import compile_expression
 
-    compile_expression(args.expr, _params(args))  # report mistakes before TF loads
-    report = check_gradients(args.expr, shape=tuple(args.shape), seed=args.seed,
-                             rtol=args.rtol, atol=args.atol, **_params(args))
+    compiled = compile_expression(args.expr, _params(args))  # report mistakes before TF loads
+    report = check_gradients(compiled, shape=args.shape and tuple(args.shape), seed=args.seed,
+                             rtol=args.rtol, atol=args.atol)
     print(report)
+    if report.inconclusive:
+        print("error: the gradient check is inconclusive: too few entries were compared "
+              "(see above); try other points with --seed or --shape", file=sys.stderr)
+        return EXIT_INCONCLUSIVE
     return EXIT_OK if report.passed else EXIT_MISMATCH
 
 

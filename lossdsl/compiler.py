@@ -19,6 +19,8 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -28,7 +30,7 @@ from typing import Mapping
 import sympy
 
 from lossdsl import ir, limits
-from lossdsl.errors import DSLNameError, DSLTypeError, LossDSLWarning
+from lossdsl.errors import DSLNameError, DSLTypeError, LossDSLWarning, Span
 from lossdsl.gradient import derive
 from lossdsl.ops import INPUT_NAMES
 from lossdsl.simplify import simplify
@@ -129,6 +131,36 @@ class CompiledExpression:
         return {self.analysis.parameters[name]: value for name, value in self.params.items()}
 
 
+class ReadOnlyParams(dict):
+    """The parameter values of a compiled object: a dict that refuses changes.
+
+    The values are built into the compiled TensorFlow plan, so changing one here
+    could not change what the object computes; every mutation raises a
+    ``TypeError`` that says so. To use other values, compile again
+    (``lossdsl.compile(loss.source, beta=5.0)``), or ``from_config`` with new
+    ``params``; ``dict(params)`` or ``params.copy()`` gives a plain, mutable copy.
+
+    >>> params = ReadOnlyParams({"beta": 1.0})
+    >>> params["beta"] = 5.0  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: Parameter values are read-only: they are built into the compiled loss. ...
+    """
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise TypeError(
+            "Parameter values are read-only: they are built into the compiled loss. "
+            "Compile again with the new value, e.g. lossdsl.compile(loss.source, beta=5.0), "
+            "or use type(loss).from_config({**loss.get_config(), 'params': {...}}).")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    update = pop = popitem = clear = setdefault = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:
+        # copy/pickle rebuild a dict subclass item by item, through __setitem__.
+        return (type(self), (dict(self),))
+
+
 class CompiledFormulas:
     """Read access to the formulas of a Keras object compiled from a source.
 
@@ -139,7 +171,11 @@ class CompiledFormulas:
     compiled: CompiledExpression
 
     source = property(lambda self: self.compiled.source, doc="The source text.")
-    params = property(lambda self: dict(self.compiled.params), doc="Parameter values.")
+    params = property(
+        lambda self: ReadOnlyParams(self.compiled.params),
+        doc="Parameter values, read-only (:class:`ReadOnlyParams`): they are built into the "
+            "compiled plan. To change one, compile again with the new value, or call "
+            "``from_config`` with new ``params``.")
     expression = property(lambda self: self.compiled.expression,
                           doc="The simplified per-sample formula, parameters as symbols.")
     gradient = property(lambda self: self.compiled.gradient,
@@ -165,8 +201,23 @@ def compile_expression(source: str, params: Mapping[str, object] | None = None, 
     analysis = analyze(source, tuple(inputs), wrt)
     values = bind_parameters(analysis, params or {})  # a mistake is reported before warnings
     for message in analysis.warnings:
-        warnings.warn(LossDSLWarning(message), stacklevel=3)
+        warnings.warn(LossDSLWarning(message), stacklevel=_first_level_outside_lossdsl())
     return CompiledExpression(analysis, values)
+
+
+_PACKAGE_DIRECTORY = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _first_level_outside_lossdsl() -> int:
+    """The ``stacklevel`` that makes a warning of our caller point at the user's line.
+
+    The call chain from the user's ``lossdsl.compile``, ``lossdsl.losses.focal``,
+    ``lossdsl.metric`` or ``regularizer`` differs in length, so it is counted.
+    """
+    frame, level = sys._getframe(1), 1  # level 1: the function that warns
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIRECTORY):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def bind_parameters(analysis: Analysis, given: Mapping[str, object], *,
@@ -184,7 +235,7 @@ def bind_parameters(analysis: Analysis, given: Mapping[str, object], *,
     values = {}
     for name in analysis.parameters:
         if name in given:
-            values[name] = _number(name, given[name])
+            values[name] = _number(analysis, name, given[name])
         elif name in analysis.defaults:
             values[name] = analysis.defaults[name]
         elif require_all:
@@ -205,7 +256,11 @@ def _check_known(analysis: Analysis, given: Mapping[str, object]) -> None:
                 else "this loss has no parameters")
         if name in analysis.inputs or any(b.name == name for b in analysis.program.bindings):
             hint = f"`{name}` is an input or a local definition, not a parameter"
-        raise DSLNameError(message, source=analysis.source, hint=hint)
+        # The keyword is not in the source: point at the parameter it most likely meant,
+        # else at the whole source, so the message still shows what was compiled.
+        span = analysis.lowered.first_use.get(close[0]) if close else None
+        raise DSLNameError(message, source=analysis.source,
+                           span=span or Span(0, len(analysis.source)), hint=hint)
 
 
 def _missing(analysis: Analysis, name: str) -> DSLNameError:
@@ -220,11 +275,18 @@ def _missing(analysis: Analysis, name: str) -> DSLNameError:
              f"or give a default in the source: `{name} = VALUE; ...`")
 
 
-def _number(name: str, value: object) -> float:
+def _number(analysis: Analysis, name: str, value: object) -> float:
     is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not is_real or not _is_finite_float(value):
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        hint = (f"pass one number, e.g. {name}=0.5; a parameter is a scalar"
+                if isinstance(value, (list, tuple, dict, set)) or hasattr(value, "shape")
+                else f"pass a finite number, e.g. {name}=0.5")
         raise DSLTypeError(
-            f"The parameter `{name}` must be a finite real number. Received: {value!r}.")
+            f"The parameter `{name}` must be a finite real number. Received: {shown}.",
+            source=analysis.source,
+            span=analysis.lowered.first_use.get(name, Span(0, len(analysis.source))), hint=hint)
     return float(value)
 
 

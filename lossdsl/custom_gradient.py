@@ -38,8 +38,8 @@ def gradient_plan(compiled: CompiledExpression) -> TFPlan:
     formula, table = fuse_reductions(seeded.formula.xreplace(values),
                                      seeded.table.substituted(values))
     # Evaluated, never differentiated: no double-where guard needed.
-    return TFPlan({"gradient": (formula, "elementwise")}, table,
-                  compiled.expression.xreplace(values), differentiable=False)
+    return TFPlan({"gradient": (formula, "elementwise")}, table, compiled.expression,
+                  differentiable=False, loss_table=compiled.table)
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)

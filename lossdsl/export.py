@@ -1,11 +1,17 @@
 '''Export a loss as a standalone Python module: a ``keras.losses.Loss`` needing only TF/Keras.
 
-The generated code is straight-line TensorFlow, one line per distinct
-subexpression of the loss, in the order :func:`lossdsl.tf_lower.build_plan`
-gives, with each function's TF form taken from :data:`lossdsl.ops.OPS` and
-SymPy's own nodes from the tables of :mod:`lossdsl.tf_lower`. So the exported
-loss runs the same TF operations as ``lossdsl.compile``, and TensorFlow
-differentiates them the same way: values and gradients agree. Parameters become
+The generated code is straight-line TensorFlow, one line per node of the plan
+:func:`lossdsl.tf_lower.build_plan` builds for ``lossdsl.compile`` (of the loss
+with its reductions fused as :mod:`lossdsl.fuse` fuses them), in its order, each
+node written as :mod:`lossdsl.tf_lower` runs it: a function's TF form from
+:data:`lossdsl.ops.OPS` (a TF function lossdsl defines itself, such as
+``one_hot``'s, is copied into the module), SymPy's own nodes from the tables of
+:mod:`lossdsl.tf_lower`, and a ``where`` whose branches can blow up with the same
+"double where" guard. So the exported loss runs the same TF operations as
+``lossdsl.compile``, and TensorFlow differentiates them the same way: values and
+gradients agree (tests/test_trust_export.py). They may differ in rounding only:
+compile folds the parameter values into its constants, orders the factors of a
+product small ones first, and has faster forms under XLA. Parameters become
 constructor arguments. Nothing here imports TensorFlow.
 
     >>> code = export_source("mean(-alpha*log(y_pred))", "LogLoss", alpha=0.5)
@@ -27,13 +33,21 @@ import sympy
 from lossdsl import __version__
 from lossdsl.compiler import Analysis, analyze, bind_parameters
 from lossdsl.errors import DSLNameError, LossDSLError
-from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY
+from lossdsl.fuse import fuse_reductions
+from lossdsl.ops import BY_SYMPY_HEAD, OPS, REGISTRY, varies_by_position
 from lossdsl.symbolic import ReductionTable
 from lossdsl.tf_lower import (LOGIC, POWER_FUNCTIONS, RELATIONS, UNARY, build_plan,
                               split_product, split_sum)
+# The plan's own decisions, read rather than re-derived, so the two lowerings cannot drift.
+from lossdsl.tf_lower import _is_count, _needs_guard
 
+# TF functions lossdsl defines itself (a path under `lossdsl.` in OPS): the module gets a copy.
+_OWN_FUNCTIONS = {op.tf: op.tf.rpartition(".")[2] for op in OPS
+                  if op.tf is not None and op.tf.startswith("lossdsl.")}
+
+# Names the generated `call` uses; a parameter's local variable is renamed off them.
 _RESERVED = {"self", "tf", "keras", "dtype", "shape", "rank", "y_true", "y_pred", "config",
-             "name", "reduction"}
+             "name", "reduction", "align_ranks", *_OWN_FUNCTIONS.values()}
 
 # Helpers the generated module may need, by name; included only when used.
 _HELPERS: dict[str, str] = {
@@ -55,6 +69,15 @@ def _count(shape, axes, dtype):
     sizes = tf.gather(shape, axes) if axes else tf.ones([1], "int32")
     return tf.cast(tf.reduce_prod(sizes), dtype)
 ''',
+    "_broadcast_against": '''
+
+def _broadcast_against(value, others):
+    """`value` broadcast to the common shape of itself and `others` (not every TF op broadcasts it)."""
+    shape = tf.shape(value)
+    for other in others:
+        shape = tf.broadcast_dynamic_shape(shape, tf.shape(other))
+    return tf.broadcast_to(value, shape)
+''',
     "_step": '''
 
 def _step(x, at_zero):
@@ -66,13 +89,19 @@ def _step(x, at_zero):
 
 _PER_SAMPLE = '''
 
-def _per_sample(value, shape, rank, reduced):
-    """The per-sample loss: drop the axes every reduction of the loss reduced.
+def _output_axes(rank, reduced):
+    """The axes the per-sample loss drops: those every reduction of the loss reduced.
 
-    `reduced` is None when the loss is elementwise, else the axis specs of its reductions.
+    `reduced` is None when the loss varies along every axis, else the axis specs of its reductions.
     """
-    axes = [] if reduced is None else sorted(
-        set(range(1, rank)).intersection(*(_axes(rank, axis) for axis in reduced)))
+    if reduced is None:
+        return []
+    return sorted(set(range(1, rank)).intersection(*(_axes(rank, axis) for axis in reduced)))
+
+
+def _per_sample(value, shape, rank, reduced):
+    """The per-sample loss: `value` without the axes of `_output_axes`."""
+    axes = _output_axes(rank, reduced)
     if not axes:
         return tf.broadcast_to(value, shape)
     keep = tf.tensor_scatter_nd_update(shape, [[a] for a in axes],
@@ -118,8 +147,9 @@ def export_to_file(source: str, class_name: str, path: str | Path, **params: flo
 
 
 # A parameter becomes a constructor argument and an attribute of the loss; these
-# would clash with the Keras Loss's own.
-_TAKEN_ATTRIBUTES = {"self", "name", "reduction", "dtype", "call", "get_config", "from_config"}
+# would clash with the Keras Loss's own, or hide the builtins the constructor calls.
+_TAKEN_ATTRIBUTES = {"self", "name", "reduction", "dtype", "call", "get_config", "from_config",
+                     "float", "super"}
 
 
 def _check_identifier(name: str, what: str) -> None:
@@ -135,18 +165,27 @@ class _Module:
 
     def __init__(self, analysis: Analysis, class_name: str, values: dict[str, float]) -> None:
         self.analysis, self.class_name, self.values = analysis, class_name, values
-        self.table: ReductionTable = analysis.table
+        # The expression compile lowers: reductions fused (parameters stay symbols here).
+        self.output, self.table = fuse_reductions(analysis.expression, analysis.table)
         self.helpers: set[str] = set()
+        self.functions: dict[str, str] = {}  # copied lossdsl TF functions: name -> dotted path
         taken = _RESERVED | set(analysis.parameters)
         self.fresh = (f"t{i}" for i in count() if f"t{i}" not in taken)
-        self.locals = {symbol: name if name not in _RESERVED else f"{name}_"
-                       for name, symbol in analysis.parameters.items()}
+        self.locals: dict[sympy.Symbol, str] = {}
+        for name, symbol in analysis.parameters.items():
+            local = name
+            while local in _RESERVED or local in self.locals.values():
+                local += "_"
+            self.locals[symbol] = local
+        self.reduced = self.reduced_axes(self.output)
 
     def text(self) -> str:
         body = self.call_body()
         helpers = "".join(_HELPERS[name] for name in _HELPERS if name in self.helpers)
-        return "".join([self.docstring(), "\nimport keras\nimport tensorflow as tf\n\n",
-                        _align_ranks_source(), helpers, _PER_SAMPLE, "\n\n", self.klass(body)])
+        functions = "".join(_function_source(path) for path in self.functions.values())
+        return "".join([self.docstring(), "\nimport keras\nimport tensorflow as tf\n",
+                        _function_source("lossdsl.keras_loss.align_ranks"), helpers, functions,
+                        _PER_SAMPLE, "\n\n", self.klass(body)])
 
     def docstring(self) -> str:
         formula = _text(self.analysis.expression)
@@ -200,25 +239,79 @@ class _Module:
             "shape = tf.broadcast_dynamic_shape(tf.shape(y_true), tf.shape(y_pred))",
             "y_true, y_pred = tf.broadcast_to(y_true, shape), tf.broadcast_to(y_pred, shape)",
         ]
-        lines += [f"{local} = tf.constant(self.{name}, dtype)"
-                  for name, local in zip(self.analysis.parameters, self.locals.values())]
-        output = self.analysis.expression
+        lines += [f"{local} = tf.constant(self.{symbol.name}, dtype)"
+                  for symbol, local in self.locals.items()]
         names: dict[sympy.Basic, str] = {}
-        for node in build_plan([output], self.table):
-            code = self.emit(node.expr, [names[c] for c in node.children])
-            if _is_inline(node.expr, self.table):
-                names[node.expr] = code
-            else:
-                names[node.expr] = next(self.fresh)
-                lines.append(f"{names[node.expr]} = {code}  # {_comment(node.expr)}")
+        self.write_plan(build_plan([self.output], self.table), names, lines)
         self.helpers.add("_axes")
-        lines.append(f"return _per_sample({names[output]}, shape, rank, "
-                     f"{self.reduced_axes(output)})")
+        lines.append(f"return _per_sample({names[self.output]}, shape, rank, {self.reduced})")
         return lines
 
+    def write_plan(self, nodes: list, names: dict[sympy.Basic, str], lines: list[str]) -> None:
+        """Append a line per node of a plan; ``names`` holds the code naming each value."""
+        for node in nodes:
+            expr = node.expr
+            if expr in names:  # a leaf given to a guarded branch
+                continue
+            if isinstance(expr, sympy.Piecewise) and _needs_guard(expr):  # as tf_lower._node
+                names[expr] = self.guarded_where(expr, [names[c] for c in node.children],
+                                                 node.children, lines)
+                continue
+            code = self.emit(expr, [names[c] for c in node.children])
+            if _is_inline(expr, self.table):
+                names[expr] = code
+            else:
+                names[expr] = self.line(lines, code, _comment(expr))
+
+    def line(self, lines: list[str], code: str, comment: str) -> str:
+        """Append ``tN = code`` and return ``tN``."""
+        name = next(self.fresh)
+        lines.append(f"{name} = {code}  # {comment}")
+        return name
+
+    def guarded_where(self, expr: sympy.Piecewise, args: list[str],
+                      children: tuple[sympy.Basic, ...], lines: list[str]) -> str:
+        """The "double where" of ``tf_lower._guarded_piecewise_node``, written out.
+
+        Each branch is computed from its leaves with the gradient cut where the
+        branch is not taken, so an untaken branch's NaN/Inf derivative never
+        reaches the inputs (TF issue #38349). The children are the conditions,
+        then the leaves, as the plan orders them.
+        """
+        conditions = [cond for _, cond in expr.args if cond is not sympy.true]
+        has_default = expr.args[-1].cond is sympy.true
+        leaves = children[len(conditions):]
+        outer = dict(zip(children, args))
+        taken_by, none_before = [], None
+        for condition in args[:len(conditions)]:
+            taken_by.append(condition if none_before is None else self.line(
+                lines, f"tf.math.logical_and({condition}, {none_before})", "this branch is taken"))
+            negated = f"tf.math.logical_not({condition})"
+            none_before = self.line(lines, negated if none_before is None else
+                                    f"tf.math.logical_and({none_before}, {negated})",
+                                    "no branch so far is taken")
+        if has_default:
+            taken_by.append(none_before)
+        branches = []
+        for (value, _), taken in zip(expr.args, taken_by):
+            given = {}
+            for leaf in (leaf for leaf in leaves if leaf in value.free_symbols):
+                # Counts and parameters are constants to the tape (compile has numbers there).
+                keep = _is_count(leaf) or leaf in self.locals
+                given[leaf] = outer[leaf] if keep else self.line(
+                    lines, f"tf.where({taken}, {outer[leaf]}, tf.stop_gradient({outer[leaf]}))",
+                    f"{leaf}, differentiated only where this branch is taken")
+            self.write_plan(build_plan([value], self.table, leaves=frozenset(leaves)), given, lines)
+            branches.append(given[value])
+        result = branches[-1] if has_default else 'tf.constant(float("nan"), dtype)'
+        for condition, branch in reversed(list(zip(args[:len(conditions)], branches))):
+            result = f"tf.where({condition}, {branch}, {result})"
+        return self.line(lines, result, _comment(expr))
+
     def reduced_axes(self, output: sympy.Expr) -> str:
+        """The ``reduced`` argument of ``_per_sample``, as ``_Context.output_axes`` decides."""
         free = output.free_symbols
-        if free & self.table.inputs:
+        if free & self.table.inputs or varies_by_position(output):
             return "None"
         axes = sorted({self.table[s].axis for s in free if s in self.table}, key=repr)
         return repr(axes)
@@ -229,6 +322,8 @@ class _Module:
             return self.reduction(expr, args[0])
         if isinstance(expr, sympy.Symbol):
             return self.symbol(expr)
+        if expr is sympy.true or expr is sympy.false:
+            return f"tf.constant({bool(expr)})"
         if expr.is_Number or isinstance(expr, sympy.NumberSymbol) or expr in _SPECIAL:
             return f"tf.constant({_SPECIAL.get(expr) or repr(float(expr))}, dtype)"
         for kinds, rule in ((RELATIONS, "call"), (UNARY, "call"), (LOGIC, "fold")):
@@ -241,19 +336,39 @@ class _Module:
         op = BY_SYMPY_HEAD.get(type(expr))
         if op is None or op.tf is None:
             raise LossDSLError(f"Internal error: cannot export the SymPy node "
-                               f"{type(expr).__name__} ({expr}).")
-        return f"tf.{op.tf}({', '.join(args)})"
+                               f"{type(expr).__name__} ({expr}). Please report this with the "
+                               "source that produced it.")
+        return self.call(op.tf, op.by_position, expr, args)
+
+    def call(self, path: str, by_position: bool, expr: sympy.Basic, args: list[str]) -> str:
+        """A function of OPS, its arguments shaped as ``tf_lower._node`` shapes them."""
+        function = f"tf.{path}"
+        if path in _OWN_FUNCTIONS:
+            function = _OWN_FUNCTIONS[path]
+            self.functions[function] = path
+        if by_position:  # its value depends on where each element sits: the full shape
+            args = [f"tf.broadcast_to({arg}, shape)" for arg in args]
+        elif len(args) > 1 and not expr.args[0].free_symbols & self.table.inputs:
+            # Not every TF function broadcasts its first argument (clip_by_value(2, lo, hi));
+            # one of an input is already full-shape.
+            self.helpers.add("_broadcast_against")
+            args = [f"_broadcast_against({args[0]}, [{', '.join(args[1:])}])", *args[1:]]
+        return f"{function}({', '.join(args)})"
 
     def symbol(self, symbol: sympy.Symbol) -> str:
         if symbol in self.table.inputs:
             return symbol.name
         if symbol in self.locals:
             return self.locals[symbol]
-        if symbol.name == "n" or symbol.name.startswith("n["):
+        if symbol.name == "n_out":
+            self.helpers.update({"_axes", "_count"})
+            return f"_count(shape, _output_axes(rank, {self.reduced}), dtype)"
+        if _is_count(symbol):
             self.helpers.update({"_axes", "_count"})
             axis = None if symbol.name == "n" else tuple(int(a) for a in symbol.name[2:-1].split(","))
             return f"_count(shape, _axes(rank, {axis!r}), dtype)"
-        raise LossDSLError(f"Internal error: cannot export the symbol `{symbol}`.")
+        raise LossDSLError(f"Internal error: cannot export the symbol `{symbol}`. Please report "
+                           "this with the source that produced it.")
 
     def reduction(self, symbol: sympy.Symbol, arg: str) -> str:
         reduction = self.table[symbol]
@@ -299,9 +414,12 @@ class _Module:
         at_zero = float(expr.args[1]) if len(expr.args) > 1 and expr.args[1].is_number else 0.5
         return f"_step({args[0]}, {at_zero!r})"
 
+    def ite(self, expr: sympy.ITE, args: list[str]) -> str:
+        return f"tf.where({', '.join(args)})"
+
 
 _INTERNAL = {sympy.Add: "add", sympy.Mul: "mul", sympy.Pow: "pow",
-             sympy.Piecewise: "piecewise", sympy.Heaviside: "heaviside"}
+             sympy.Piecewise: "piecewise", sympy.Heaviside: "heaviside", sympy.ITE: "ite"}
 _SPECIAL = {sympy.oo: 'float("inf")', -sympy.oo: 'float("-inf")',
             sympy.zoo: 'float("inf")', sympy.nan: 'float("nan")'}
 
@@ -309,8 +427,7 @@ _SPECIAL = {sympy.oo: 'float("inf")', -sympy.oo: 'float("-inf")',
 def _is_inline(expr: sympy.Basic, table: ReductionTable) -> bool:
     """Leaves (inputs, parameters, numbers) are written in place, not named."""
     if isinstance(expr, sympy.Symbol):
-        is_count = expr.name == "n" or expr.name.startswith("n[")
-        return expr not in table and not is_count
+        return expr not in table and not _is_count(expr)
     return expr.is_Number or expr in _SPECIAL or isinstance(expr, sympy.NumberSymbol)
 
 
@@ -321,14 +438,22 @@ def _fold(path: str, args: list[str]) -> str:
     return result
 
 
-def _align_ranks_source() -> str:
-    """``lossdsl.keras_loss.align_ranks``, copied from its file (importing it would load TF)."""
-    path = Path(__file__).with_name("keras_loss.py")
-    text = path.read_text(encoding="utf-8")
+def _function_source(dotted: str) -> str:
+    """A function of a lossdsl module (``"lossdsl.keras_loss.align_ranks"``), copied from its file.
+
+    Read, not imported: importing those modules would load TF. Its type hints are
+    dropped: they may name types the generated module does not define.
+    """
+    module, _, name = dotted.rpartition(".")
+    text = Path(__file__).with_name(module.rpartition(".")[2] + ".py").read_text(encoding="utf-8")
     for node in ast.parse(text).body:
-        if isinstance(node, ast.FunctionDef) and node.name == "align_ranks":
-            return "\n" + ast.get_source_segment(text, node) + "\n"
-    raise LossDSLError("Internal error: align_ranks not found in keras_loss.py.")
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            node.returns = None
+            for argument in ast.walk(node.args):
+                if isinstance(argument, ast.arg):
+                    argument.annotation = None
+            return "\n\n" + ast.unparse(node) + "\n"
+    raise LossDSLError(f"Internal error: {name} not found in {module}.")
 
 
 def _text(expr: sympy.Basic) -> str:

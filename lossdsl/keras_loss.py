@@ -24,7 +24,7 @@ from lossdsl.custom_gradient import symbolic_loss
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.fuse import fuse_reductions
 from lossdsl.fused import LossFunction, fused_loss, worth_fusing
-from lossdsl.tf_lower import TFPlan, run_loss
+from lossdsl.tf_lower import TFPlan, run_loss, warn_lost_constants
 
 if TYPE_CHECKING:
     from lossdsl.explain import Explanation
@@ -70,8 +70,8 @@ def _forward_plan(source: str, inputs: tuple[str, ...], wrt: str,
     # Reductions split for the symbolic work are merged back: one pass over the data.
     expression, table = fuse_reductions(compiled.expression.xreplace(values),
                                         compiled.table.substituted(values))
-    return TFPlan({"loss": (expression, "per_sample")}, table, expression,
-                  differentiable=differentiable)
+    return TFPlan({"loss": (expression, "per_sample")}, table, compiled.expression,
+                  differentiable=differentiable, loss_table=compiled.table)
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLLoss")
@@ -84,10 +84,17 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
     Args:
         source: the loss, e.g. ``"mean((y_true - y_pred)^2)"``.
         params: values of the expression's parameters (override source defaults).
+            ``loss.params`` gives them back read-only: they are built into the
+            compiled plan. To change one, compile again
+            (``lossdsl.compile(loss.source, beta=5.0)``) or call ``from_config``
+            with new ``params``.
         name: the loss's name; defaults to ``"lossdsl"``.
         reduction: any Keras reduction (``"sum_over_batch_size"``, ``"sum"``,
             ``"mean"``, ``"mean_with_sample_weight"``, ``"none"``, None).
-        dtype: the dtype the loss computes in; defaults to ``keras.config.floatx()``.
+        dtype: the dtype the loss computes in; defaults to ``keras.config.floatx()``,
+            also under a mixed precision policy (inputs are cast to it, as for Keras's
+            losses). A constant of the source that this dtype cannot hold
+            (``1 - 1e-7`` is 1.0 in float16) is named in a ``LossDSLWarning``.
         gradient: ``"autodiff"`` (default): TensorFlow differentiates the forward
             ops; ``"symbolic"``: the derived, stabilised gradient formula is the
             backward pass (``tf.custom_gradient``), see the README.
@@ -107,15 +114,24 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
                  dtype: str | None = None, gradient: str = "autodiff") -> None:
         if reduction not in REDUCTIONS:
             raise DSLConfigError(
-                f"Invalid reduction. Expected one of {REDUCTIONS}. Received: {reduction!r}.")
+                f"Invalid reduction. Expected one of {REDUCTIONS}. Received: {reduction!r}.",
+                hint="Keras reduces the per-sample losses over the batch: "
+                     "'sum_over_batch_size' (the default) averages them")
         if gradient not in GRADIENT_MODES:
             raise DSLConfigError(
-                f"Invalid gradient mode. Expected one of {GRADIENT_MODES}. Received: {gradient!r}.")
+                f"Invalid gradient mode. Expected one of {GRADIENT_MODES}. Received: {gradient!r}.",
+                hint="'autodiff' lets TensorFlow differentiate; 'symbolic' runs the derived "
+                     "gradient (README: Gradient modes)")
         self.compiled = compile_expression(source, params)
         try:
             super().__init__(name=name or "lossdsl", reduction=reduction, dtype=dtype)
         except (ValueError, TypeError) as error:  # Keras refuses the dtype policy
-            raise DSLConfigError(f"Invalid dtype {dtype!r}: {error}") from error
+            raise DSLConfigError(f"Invalid dtype {dtype!r}: {error}",
+                                 hint="a float dtype such as 'float32' or 'float64', "
+                                      "or None for keras.config.floatx()") from error
+        # Keras's Loss computes in floatx under a mixed precision policy too; an explicit
+        # float16/bfloat16 dtype (or a constant too fine for float32) rounds constants away.
+        warn_lost_constants(self.compiled, self.dtype)
         self.gradient_mode = gradient
         self._plan = forward_plan(self.compiled)
         self._per_sample = symbolic_loss(self.compiled) if gradient == "symbolic" else \
@@ -133,8 +149,8 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         return self._per_sample(*batch_inputs(y_true, y_pred))
 
     def get_config(self) -> dict[str, Any]:
-        return {"source": self.source, "params": self.params, "name": self.name,
-                "reduction": self.reduction, "dtype": self.dtype,
+        return {"source": self.source, "params": dict(self.compiled.params),
+                "name": self.name, "reduction": self.reduction, "dtype": self.dtype,
                 "gradient": self.gradient_mode}
 
     @classmethod
@@ -184,6 +200,9 @@ def per_sample_values(plan: TFPlan, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.
     return run_loss(plan, *batch_inputs(y_true, y_pred))
 
 
+_CONFIG_HINT = "a lossdsl config is what get_config() returns: a dict with `source` and `params`"
+
+
 def validated_config(config: Mapping[str, Any],
                      field_types: Mapping[str, tuple[type, ...]] = _CONFIG_TYPES
                      ) -> dict[str, Any]:
@@ -193,20 +212,25 @@ def validated_config(config: Mapping[str, Any],
     the regularizers pass their own); ``source`` is always required.
     """
     if not isinstance(config, Mapping):
-        raise DSLConfigError(f"A lossdsl config must be a dict. Received: {type(config).__name__}.")
+        raise DSLConfigError(f"A lossdsl config must be a dict. Received: {type(config).__name__}.",
+                             hint=_CONFIG_HINT)
     unknown = sorted(set(config) - set(field_types))
     if unknown:
-        raise DSLConfigError(f"Unknown keys in a lossdsl config: {unknown}.")
+        raise DSLConfigError(f"Unknown keys in a lossdsl config: {unknown}.",
+                             hint=f"its keys are: {', '.join(field_types)}")
     if "source" not in config:
-        raise DSLConfigError("A lossdsl config has no `source`.")
+        raise DSLConfigError("A lossdsl config has no `source`.", hint=_CONFIG_HINT)
     for key, value in config.items():
         if not isinstance(value, field_types[key]):
+            expected = " or ".join(t.__name__ for t in field_types[key])
             raise DSLConfigError(
-                f"The config field `{key}` has the wrong type: {type(value).__name__}.")
+                f"The config field `{key}` has the wrong type: {type(value).__name__}.",
+                hint=f"`{key}` must be {expected}")
     for key, value in config.get("params", {}).items():
         if not isinstance(key, str) or isinstance(value, bool) or \
                 not isinstance(value, (int, float)):
-            raise DSLConfigError(f"The config parameter {key!r} must map to a number.")
+            raise DSLConfigError(f"The config parameter {key!r} must map to a number.",
+                                 hint="`params` maps each parameter's name to a number")
     return dict(config)
 
 

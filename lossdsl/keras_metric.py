@@ -18,6 +18,7 @@ import tensorflow as tf
 from lossdsl.compiler import CompiledFormulas, compile_expression
 from lossdsl.errors import DSLConfigError
 from lossdsl.keras_loss import forward_plan, per_sample_values, validated_config
+from lossdsl.tf_lower import warn_lost_constants
 
 _METRIC_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,), "params": (dict,), "name": (str, type(None)), "dtype": (str, type(None)),
@@ -39,7 +40,9 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
         params: values of the expression's parameters (override source defaults).
         name: the metric's name (the key in ``fit``'s history); defaults to
             ``"lossdsl_metric"``.
-        dtype: the dtype the metric computes and accumulates in.
+        dtype: the dtype the metric computes and accumulates in; defaults to
+            ``keras.config.floatx()``, also under a mixed precision policy. A constant
+            this dtype cannot hold is named in a ``LossDSLWarning``.
         direction: ``"down"`` (lower is better) or ``"up"``, for callbacks such
             as ``EarlyStopping(mode="auto")``; None leaves it unknown to Keras.
 
@@ -58,9 +61,11 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
                  direction: str | None = None) -> None:
         if direction not in DIRECTIONS:
             raise DSLConfigError(
-                f"Invalid direction. Expected one of {DIRECTIONS}. Received: {direction!r}.")
+                f"Invalid direction. Expected one of {DIRECTIONS}. Received: {direction!r}.",
+                hint="'down' when lower is better (a loss), 'up' when higher is (an accuracy)")
         self.compiled = compile_expression(source, params)
         super().__init__(fn=self._values, name=name or "lossdsl_metric", dtype=dtype)
+        warn_lost_constants(self.compiled, self.dtype)
         self._plan = forward_plan(self.compiled)
         self.direction = direction
         if direction is not None:
@@ -72,8 +77,8 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
         return per_sample_values(self._plan, y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:
-        return {"source": self.source, "params": self.params, "name": self.name,
-                "dtype": self.dtype, "direction": self.direction}
+        return {"source": self.source, "params": dict(self.compiled.params),
+                "name": self.name, "dtype": self.dtype, "direction": self.direction}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "DSLMetric":

@@ -12,8 +12,10 @@ Importing this module imports Keras. Two inputs name what a penalty sees:
   The expression is the penalty of one sample, as for a loss.
 
 An expression with no reduction is elementwise; its values are summed (as
-Keras's ``L1``/``L2`` sum theirs). The gradient w.r.t. the input is derived
-symbolically like a loss's (``.gradient``) and evaluated by ``gradient_of``;
+Keras's ``L1``/``L2`` sum theirs). An input narrower than ``keras.config.floatx()``
+(float16 activations under a mixed precision policy) is penalised in floatx.
+The gradient w.r.t. the input is derived symbolically like a loss's
+(``.gradient``) and evaluated by ``gradient_of``;
 training itself differentiates the forward ops with TensorFlow, as
 ``DSLLoss`` does.
 """
@@ -83,7 +85,7 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
 
     def _run(self, plan: TFPlan, x: tf.Tensor) -> dict[str, tf.Tensor]:
         try:
-            return plan.run({self.input_name: self._batched(x)}, {})
+            return plan.run({self.input_name: self._batched(_widened(x))}, {})
         except DSLShapeError as error:
             raise DSLShapeError(error.message + self._shape_note(x), source=self.source,
                                 hint=error.hint) from None
@@ -93,10 +95,13 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
 
     def gradient_of(self, x: tf.Tensor) -> tf.Tensor:
         """The derived gradient of ``self(x)`` w.r.t. ``x``, evaluated (shape of ``x``)."""
-        return self._unbatched(self._run(self._gradient_plan, x)["gradient"])
+        x = tf.convert_to_tensor(x)
+        gradient = self._unbatched(self._run(self._gradient_plan, x)["gradient"])
+        # Computed in floatx (see _widened), returned in the dtype of x, as the tape would.
+        return tf.cast(gradient, x.dtype) if x.dtype.is_floating else gradient
 
     def get_config(self) -> dict[str, Any]:
-        return {"source": self.source, "params": self.params}
+        return {"source": self.source, "params": dict(self.compiled.params)}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "_PenaltyBase":
@@ -106,11 +111,24 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
         return self._call_text(type(self).__name__)
 
 
+def _widened(x: tf.Tensor) -> tf.Tensor:
+    """``x`` in ``keras.config.floatx()`` when its float dtype is narrower (mixed precision).
+
+    Layers of a mixed precision model output float16/bfloat16, in which constants
+    such as ``1 - 1e-7`` round to 1.0; the penalty computes in floatx, as the loss
+    does, and Keras adds a float32 penalty to a float32 loss without a dtype clash.
+    """
+    x = tf.convert_to_tensor(x)
+    floatx = tf.as_dtype(keras.config.floatx())
+    return tf.cast(x, floatx) if x.dtype.is_floating and x.dtype.size < floatx.size else x
+
+
 def gradient_plan(compiled: CompiledExpression) -> TFPlan:
     """The TF plan of the derived gradient, parameter values built in, input-shaped."""
     values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
     return TFPlan({"gradient": (compiled.gradient.xreplace(values), "elementwise")},
-                  compiled.table.substituted(values), compiled.expression.xreplace(values))
+                  compiled.table.substituted(values), compiled.expression,
+                  loss_table=compiled.table)
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLRegularizer")

@@ -159,7 +159,10 @@ def check_real_constant(value: sympy.Expr, source: str | None, span: Span) -> No
     """A subexpression made only of numbers must have a finite real value."""
     if not value.is_number:
         return
-    not_finite_real = value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I)
+    # lossdsl's own functions (log1p, xlogy, ...) say they are real; their numeric value
+    # (through the `elementary` column of their row) tells: log1p(-2) is log(-1) = I*pi.
+    infinite_or_complex = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I)
+    not_finite_real = value.has(*infinite_or_complex) or value.evalf().has(*infinite_or_complex)
     if not_finite_real or value.is_extended_real is False:
         raise DSLTypeError(
             f"This part of the loss is a constant without a finite real value ({value}).",

@@ -93,7 +93,8 @@ def _check_option(loss: str, key: str, value: Any) -> None:
         valid, expected = isinstance(value, bool), "True or False"
     if not valid:
         raise DSLConfigError(f"The option `{key}` of `{loss}` must be {expected}. "
-                             f"Received: {value!r}.")
+                             f"Received: {value!r}.",
+                             hint="lossdsl.losses.available() lists each loss's options")
 
 
 # ------------------------------------------------------------ source fragments

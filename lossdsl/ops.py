@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import sympy
+from mpmath.libmp import prec_to_dps
 
 Kind = Literal["elementwise", "reduction", "normalizer"]
 
@@ -50,6 +51,9 @@ class Op:
             (``one_hot``), so it is never constant along an axis and its TF form
             receives its arguments broadcast to the sample's full shape.
         arguments: the arguments' names, for ``lossdsl ops`` and the README.
+        elementary: for functions lossdsl defines itself, the same function in
+            SymPy's own terms; it gives calls on numbers a value (``expm1(2)``), so
+            constants are checked and compared like any other number.
     """
 
     name: str
@@ -63,6 +67,7 @@ class Op:
     default_axis: int | None = None
     by_position: bool = False
     arguments: tuple[str, ...] = ("x",)
+    elementary: Callable[..., sympy.Expr] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         assert len(self.arguments) == self.arity, f"{self.name}: one name per argument"
@@ -82,9 +87,22 @@ class DSLFunction(sympy.Function):
         rules = REGISTRY[type(self).__name__].derivatives
         return rules[argindex - 1](*self.args)
 
+    def _eval_evalf(self, prec: int) -> sympy.Expr | None:
+        # A call on numbers has a value: without one, SymPy cannot decide a comparison
+        # of constants (where(3 >= expm1(2), ...) recursed without end) nor tell that
+        # log1p(-2) is not real.
+        elementary = REGISTRY[type(self).__name__].elementary
+        if elementary is None or not all(arg.is_number for arg in self.args):
+            return None
+        try:
+            return elementary(*self.args).evalf(prec_to_dps(prec))
+        except ZeroDivisionError:  # mpmath's float division by 0.0: no finite value
+            return sympy.zoo
+
     def _latex(self, printer: sympy.printing.latex.LatexPrinter, exp: str | None = None) -> str:
-        template = REGISTRY[type(self).__name__].latex
-        tex = template.format(*(printer._print(arg) for arg in self.args))
+        from lossdsl.latex import format_template  # lossdsl.latex imports this module
+
+        tex = format_template(REGISTRY[type(self).__name__].latex, printer, self.args)
         # SymPy passes `exp` when this call is the base of a power.
         return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
 
@@ -137,9 +155,11 @@ OPS: tuple[Op, ...] = (
     Op("exp", 1, _E, sympy.exp, "math.exp", r"e^{{{0}}}", "exponential"),
     Op("log", 1, _E, sympy.log, "math.log", r"\log\left({0}\right)", "natural logarithm"),
     Op("log1p", 1, _E, log1p, "math.log1p", r"\operatorname{{log1p}}\left({0}\right)",
-       "log(1 + x), accurate near 0", (lambda x: 1 / (1 + x),)),
+       "log(1 + x), accurate near 0", (lambda x: 1 / (1 + x),),
+       elementary=lambda x: sympy.log(1 + x)),
     Op("expm1", 1, _E, expm1, "math.expm1", r"\operatorname{{expm1}}\left({0}\right)",
-       "exp(x) - 1, accurate near 0", (lambda x: sympy.exp(x),)),
+       "exp(x) - 1, accurate near 0", (lambda x: sympy.exp(x),),
+       elementary=lambda x: sympy.exp(x) - 1),
     Op("sqrt", 1, _E, sympy.sqrt, "math.sqrt", r"\sqrt{{{0}}}", "square root"),
     Op("square", 1, _E, lambda x: x**2, "math.square", r"\left({0}\right)^{{2}}", "x^2"),
     Op("sin", 1, _E, sympy.sin, "math.sin", r"\sin\left({0}\right)", "sine"),
@@ -147,22 +167,28 @@ OPS: tuple[Op, ...] = (
     Op("tanh", 1, _E, sympy.tanh, "math.tanh", r"\tanh\left({0}\right)", "hyperbolic tangent"),
     Op("cosh", 1, _E, sympy.cosh, "math.cosh", r"\cosh\left({0}\right)", "hyperbolic cosine"),
     Op("sigmoid", 1, _E, sigmoid, "math.sigmoid", r"\sigma\left({0}\right)",
-       "logistic function 1/(1 + exp(-x))", (lambda x: sigmoid(x) * sigmoid(-x),)),
+       "logistic function 1/(1 + exp(-x))", (lambda x: sigmoid(x) * sigmoid(-x),),
+       elementary=lambda x: 1 / (1 + sympy.exp(-x))),
     Op("softplus", 1, _E, softplus, "math.softplus", r"\operatorname{{softplus}}\left({0}\right)",
-       "log(1 + exp(x)), computed without overflow", (lambda x: sigmoid(x),)),
+       "log(1 + exp(x)), computed without overflow", (lambda x: sigmoid(x),),
+       elementary=lambda x: sympy.log(1 + sympy.exp(x))),
     Op("relu", 1, _E, relu, "nn.relu", r"\operatorname{{relu}}\left({0}\right)",
-       "max(x, 0); gradient 0 at 0, as in TF", (lambda x: step(x, 0),)),
+       "max(x, 0); gradient 0 at 0, as in TF", (lambda x: step(x, 0),),
+       elementary=lambda x: sympy.Max(x, 0)),
     Op("sign", 1, _E, sympy.sign, "math.sign", r"\operatorname{{sign}}\left({0}\right)",
        "-1, 0 or 1; gradient 0"),
     Op("maximum", 2, _E, maximum, "math.maximum", r"\max\left({0}, {1}\right)",
        "elementwise larger of a and b; a tie sends the gradient to a, as in TF",
-       (lambda a, b: step(a - b, 1), lambda a, b: step(b - a, 0)), arguments=("a", "b")),
+       (lambda a, b: step(a - b, 1), lambda a, b: step(b - a, 0)), arguments=("a", "b"),
+       elementary=sympy.Max),
     Op("minimum", 2, _E, minimum, "math.minimum", r"\min\left({0}, {1}\right)",
        "elementwise smaller of a and b; a tie sends the gradient to a, as in TF",
-       (lambda a, b: step(b - a, 1), lambda a, b: step(a - b, 0)), arguments=("a", "b")),
+       (lambda a, b: step(b - a, 1), lambda a, b: step(a - b, 0)), arguments=("a", "b"),
+       elementary=sympy.Min),
     Op("clip", 3, _E, clip, "clip_by_value", r"\operatorname{{clip}}\left({0}, {1}, {2}\right)",
        "x limited to [lo, hi]; gradient 1 inside, bounds included, as in TF",
-       _CLIP_DERIVATIVES, arguments=("x", "lo", "hi")),
+       _CLIP_DERIVATIVES, arguments=("x", "lo", "hi"),
+       elementary=lambda x, lo, hi: sympy.Max(sympy.Min(x, hi), lo)),
     Op("where", 3, _E, _where, "where",
        r"\begin{{cases}} {1} & \text{{if }} {0} \\ {2} & \text{{otherwise}} \end{{cases}}",
        "where(cond, a, b): a where cond holds, else b (cond is a comparison)",
@@ -170,15 +196,16 @@ OPS: tuple[Op, ...] = (
     Op("xlogy", 2, _E, xlogy, "math.xlogy", r"{0} \log\left({1}\right)",
        "x*log(y), and 0 where x == 0 (even at y == 0)",
        (lambda x, y: _zero_where_x_is_zero(x, sympy.log(y)), lambda x, y: xdivy(x, y)),
-       arguments=("x", "y")),
+       arguments=("x", "y"), elementary=lambda x, y: _zero_where_x_is_zero(x, x * sympy.log(y))),
     Op("xlog1py", 2, _E, xlog1py, "math.xlog1py", r"{0} \operatorname{{log1p}}\left({1}\right)",
        "x*log1p(y), and 0 where x == 0 (even at y == -1)",
        (lambda x, y: _zero_where_x_is_zero(x, log1p(y)), lambda x, y: xdivy(x, 1 + y)),
-       arguments=("x", "y")),
+       arguments=("x", "y"),
+       elementary=lambda x, y: _zero_where_x_is_zero(x, x * sympy.log(1 + y))),
     Op("xdivy", 2, _E, xdivy, "math.xdivy", r"\frac{{{0}}}{{{1}}}",
        "x/y, and 0 where x == 0 (even at y == 0)",
        (lambda x, y: _zero_where_x_is_zero(x, 1 / y), lambda x, y: -xdivy(x, y**2)),
-       arguments=("x", "y")),
+       arguments=("x", "y"), elementary=lambda x, y: _zero_where_x_is_zero(x, x / y)),
     Op("one_hot", 1, _E, one_hot, "lossdsl.tf_lower.one_hot_last_axis",
        r"\mathbb{{1}}\left[i = {0}\right]",
        "1 where the element's index along the last axis equals k (a class label "

@@ -37,7 +37,7 @@ from typing import Callable, Iterator, Literal, Sequence
 
 import sympy
 
-from lossdsl.ops import expm1, log1p, sigmoid, softplus, xlog1py, xlogy
+from lossdsl.ops import expm1, log1p, sigmoid, softplus, xdivy, xlog1py, xlogy
 from lossdsl.symbolic import ReductionTable, count_symbol
 
 Phase = Literal["pre", "post"]
@@ -294,26 +294,52 @@ def _times_log(log_type: type, safe: type) -> Match:
             return None
         coefficient, rest = node.as_coeff_Mul()
         factors = [f for f in sympy.Mul.make_args(rest) if f != logs[0]]
-        inside, outside = _zero_prone_factors(factors, logs[0].args[0], table)
+        y = logs[0].args[0]
+        inside, outside = _guard_factors(factors, 1 + y if log_type is log1p else y, table)
         if not inside:
             return None  # constants and parameters are never 0 per element: nothing to protect
-        return coefficient * sympy.Mul(*outside) * safe(sympy.Mul(*inside), logs[0].args[0])
+        return coefficient * sympy.Mul(*outside) * safe(sympy.Mul(*inside), y)
     return match
 
 
-def _zero_prone_factors(factors: list[sympy.Expr], y: sympy.Expr, table: ReductionTable
-                        ) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
-    """Which factors of x*log(y) go inside xlogy: those that vary per element.
+def _guard_factors(factors: list[sympy.Expr], log_argument: sympy.Expr, table: ReductionTable
+                   ) -> tuple[list[sympy.Expr], list[sympy.Expr]]:
+    """Which factors of x*log(a) go inside xlogy as its x: (inside, outside).
 
-    Factors that do not share a variable with ``y`` (labels such as ``y_true``)
-    are preferred, so ``y_true*(1 - p)^g*log(p)`` reads ``(1 - p)^g*xlogy(y_true, p)``;
-    when every varying factor shares one (``p*log(p)``), they all go in.
+    A factor that is 0 where ``a`` is (``a`` itself, a power of it, a factor of
+    it) makes the product 0 there, so it must be the guard: left outside it
+    would multiply the guard's -inf, 0*(-inf) = NaN (``y_true*y_pred*log(y_pred)``
+    at ``y_pred = 0``, or d/dp of ``relu(x)^p``). Without one, factors that do
+    not share a variable with ``a`` (labels) are the guard, so that
+    ``y_true*(1 - p)^g*log(p)`` reads ``(1 - p)^g*xlogy(y_true, p)``; failing
+    that, every varying factor.
     """
     variables = table.inputs | set(table.reductions)
     varying = [f for f in factors if f.free_symbols & variables]
-    independent = [f for f in varying if not f.free_symbols & y.free_symbols]
-    inside = independent or varying
+    zeros = _zero_factors(log_argument)
+    vanishing = [f for f in varying if _zero_factors(f) & zeros]
+    independent = [f for f in varying if not f.free_symbols & log_argument.free_symbols]
+    inside = vanishing or independent or varying
     return inside, [f for f in factors if f not in inside]
+
+
+def _zero_factors(expr: sympy.Expr) -> set[sympy.Expr]:
+    """Expressions whose zeros are zeros of ``expr``: its factors, through positive powers and abs.
+
+    Signs are dropped (``y - 1`` and ``1 - y`` are one factor). A power with a
+    symbolic exponent counts: where that exponent is not positive the guard is
+    inactive (``x**0 = 1``), which changes nothing.
+    """
+    if isinstance(expr, sympy.Mul):
+        return set().union(*(_zero_factors(f) for f in expr.args))
+    if isinstance(expr, sympy.Pow):
+        return set() if expr.exp.is_number and not expr.exp.is_positive else \
+            _zero_factors(expr.base)
+    if isinstance(expr, sympy.Abs):
+        return _zero_factors(expr.args[0])
+    if expr.is_number:
+        return set()
+    return {-expr if expr.could_extract_minus_sign() else expr}
 
 
 RULES: tuple[Rule, ...] = (
@@ -447,9 +473,8 @@ def infinity_warnings(exprs: Sequence[sympy.Expr], table: ReductionTable) -> tup
     ``[0, 1]`` for each input (probabilities and labels). Arguments made safe by
     ``clip``, ``+ eps``, ``sigmoid``... and branches of ``where`` are not reported.
     """
-    roots = list(exprs) + [r.arg for r in table.in_order()]
     messages: list[str] = []
-    for expr in roots:
+    for expr in _with_reached_reductions(exprs, table):
         for shown, argument in _singular_arguments(expr):
             point = _zero_on_unit_box(argument, table.inputs)
             if point is None:
@@ -460,6 +485,21 @@ def infinity_warnings(exprs: Sequence[sympy.Expr], table: ReductionTable) -> tup
             if message not in messages:
                 messages.append(message)
     return tuple(messages)
+
+
+def _with_reached_reductions(exprs: Sequence[sympy.Expr], table: ReductionTable
+                             ) -> list[sympy.Expr]:
+    """``exprs`` and the arguments of the reductions they use, directly or through others.
+
+    Only those: the table also holds the reductions of the gradients (d/dgamma
+    of ``(1 - y_pred)^gamma`` has a ``log(1 - y_pred)``), which are not the loss.
+    """
+    pending, reached = list(exprs), set()
+    while pending:
+        for symbol in pending.pop().free_symbols & set(table.reductions) - reached:
+            reached.add(symbol)
+            pending.append(table[symbol].arg)
+    return list(exprs) + [r.arg for r in table.in_order() if r.symbol in reached]
 
 
 def _remedy(argument: sympy.Expr) -> str:
@@ -485,6 +525,8 @@ def _singular_arguments(expr: sympy.Basic) -> Iterator[tuple[str, sympy.Expr]]:
         yield f"log({expr.args[1]})", expr.args[1]
     elif isinstance(expr, xlog1py):
         yield f"log({1 + expr.args[1]})", 1 + expr.args[1]
+    elif isinstance(expr, xdivy):
+        yield f"1/({expr.args[1]})", expr.args[1]
     elif isinstance(expr, sympy.Pow) and expr.exp.is_number and expr.exp.is_negative:
         yield f"1/({expr.base})" if expr.exp == -1 else str(expr), expr.base
     for arg in expr.args:

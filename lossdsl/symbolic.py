@@ -31,7 +31,7 @@ import sympy
 
 from lossdsl import ir
 from lossdsl import limits
-from lossdsl.errors import DSLNameError, Span
+from lossdsl.errors import DSLNameError, DSLTypeError, Span
 from lossdsl.ops import INPUT_NAMES, REGISTRY, Op, varies_by_position
 
 Axis = tuple[int, ...] | None  # None: every axis of the sample (all but the batch axis)
@@ -220,6 +220,7 @@ class _Lowerer:
         self.defaults: dict[str, float] = {}
         self.first_use: dict[str, Span] = {}
         self.pending = {binding.name for binding in program.bindings}
+        self.checked_real: set[sympy.Basic] = set()  # subexpressions with a real value somewhere
 
     def run(self) -> Lowered:
         for binding in self.program.bindings:
@@ -241,7 +242,25 @@ class _Lowerer:
         value = method(node)
         if not isinstance(node, ir.Compare):
             limits.check_real_constant(value, self.source, node.span)
+            self._check_real_somewhere(value, node)
         return value
+
+    def _check_real_somewhere(self, value: sympy.Expr, node: ir.Expr) -> None:
+        """Refuse a part that no input makes real: ``sqrt(-exp(y_pred))``, ``log(-1 - y_pred^2)``.
+
+        SymPy would carry on with ``I`` in the formulas (or a formula TF only
+        computes as NaN); it is the user's mistake, so it is reported here, at the call.
+        """
+        if value.is_number or not _never_real(value, self.checked_real):
+            self.checked_real.add(value)
+            return
+        text = self.source[node.span.start:node.span.end] if self.source else str(node)
+        raise DSLTypeError(
+            f"`{text}` is not a real number for any input: its argument is negative "
+            "whatever the inputs are (or zero at isolated points at best), where TensorFlow "
+            "computes NaN.", source=self.source, span=node.span,
+            hint="sqrt, log and fractional powers need an argument that can be positive; "
+                 "check the signs (e.g. sqrt(exp(y_pred)), log(1 + y_pred^2))")
 
     def _number(self, node: ir.Number) -> sympy.Expr:
         limits.check_number(node.text, self.source, node.span)
@@ -297,6 +316,32 @@ class _Lowerer:
         log_normalizer = self.table.reduce("logsumexp", x, axis)
         log_softmax = x - log_normalizer
         return log_softmax if op.name == "log_softmax" else sympy.exp(log_softmax)
+
+
+def _never_real(value: sympy.Expr, checked: set[sympy.Basic]) -> bool:
+    """Whether SymPy can tell that ``value`` is not real for any real inputs and parameters.
+
+    ``checked`` holds subexpressions found real already: the walk skips them, so
+    a binding used many times is looked at once, not once per use.
+    """
+    if value.is_extended_real is False or _has_imaginary_unit(value, checked):
+        return True
+    # SymPy leaves (-1 - y^2)**0.5 as it is, with no verdict on its realness.
+    return (isinstance(value, sympy.Pow) and value.exp.is_number and not value.exp.is_integer
+            and bool(value.base.is_extended_negative))
+
+
+def _has_imaginary_unit(expr: sympy.Basic, checked: set[sympy.Basic]) -> bool:
+    pending, seen = [expr], set()
+    while pending:
+        node = pending.pop()
+        if node is sympy.I:
+            return True
+        for arg in node.args:
+            if arg not in seen and arg not in checked:
+                seen.add(arg)
+                pending.append(arg)
+    return False
 
 
 def _number_value(node: ir.Expr) -> float:

@@ -105,8 +105,9 @@ def test_unknown_parameter_is_a_lossdsl_error():
     ("-sum(y_true*log_softmax(y_pred))",
      r"- \sum\left(y_{\mathrm{true}} \left(- \operatorname{logsumexp}\left(y_{\mathrm{pred}}, "
      r"\mathrm{axis}=-1\right) + y_{\mathrm{pred}}\right)\right)",
-     r"\sum\left(y_{\mathrm{true}}, \mathrm{axis}=-1\right) e^{- \operatorname{logsumexp}\left("
-     r"y_{\mathrm{pred}}, \mathrm{axis}=-1\right) + y_{\mathrm{pred}}} - y_{\mathrm{true}}"),
+     # \sum followed by a factor is bracketed, or it would read as the sum of the product.
+     r"\left(\sum\left(y_{\mathrm{true}}, \mathrm{axis}=-1\right)\right) e^{- \operatorname{logsumexp}"
+     r"\left(y_{\mathrm{pred}}, \mathrm{axis}=-1\right) + y_{\mathrm{pred}}} - y_{\mathrm{true}}"),
     ("mean(softplus(y_pred) - y_true*y_pred)",
      r"\operatorname{mean}\left(\operatorname{softplus}\left(y_{\mathrm{pred}}\right)\right) - "
      r"\operatorname{mean}\left(y_{\mathrm{pred}} y_{\mathrm{true}}\right)",

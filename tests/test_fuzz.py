@@ -129,5 +129,7 @@ def test_symbolic_gradient_agrees_with_the_tape(program, seed):
         return
     y_true, y_pred = _inputs(seed)
     report = lossdsl.check_gradients(loss, y_true, y_pred, rtol=1e-6, atol=1e-8)
-    assert report.passed, f"{program}\n{report}"
+    assert not report.mismatched, f"{program}\n{report}"
+    # Too few finite entries to conclude is not a pass: counted, shown in the statistics.
+    event("inconclusive: mostly non-finite" if report.inconclusive else "gradients agree")
 

@@ -1,0 +1,247 @@
+"""The differential property: every way lossdsl computes a loss is the same program.
+
+For each generated program (``tests/dsl_strategies.py``) and each loss of the
+library, four independent computations of the per-sample loss must agree:
+
+- ``lossdsl.compile(..., gradient="autodiff")`` (the plan TensorFlow runs),
+- ``lossdsl.compile(..., gradient="symbolic")`` (same forward, derived backward),
+- the module ``lossdsl export`` writes, imported from a file,
+- the NumPy interpreter of the IR (written from the README, no SymPy, no rewrites),
+
+in value wherever the NumPy reference is finite, and the three tape gradients
+w.r.t. ``y_pred`` must agree with each other and with the symbolic formula
+(``lossdsl.check_gradients``). The stability rewrites must never turn a finite
+reference non-finite: wherever the NumPy value is finite, so is every compiled
+value, and wherever the reference has a finite derivative (central differences
+of the NumPy interpreter that agree at two step sizes), so is every tape gradient.
+
+Inputs are drawn from (0.1, 0.9) and, in a second pass, from the edges
+{-1, 0, 0.5, 1, 2}, where rewrites such as ``x*log(y) -> xlogy(x, y)`` matter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from dsl_strategies import SHAPE, NumpyInterpreter, programs
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+import lossdsl
+from lossdsl import ir, losses
+from lossdsl.export import export_to_file
+
+pytestmark = pytest.mark.timeout(900)
+
+EDGES = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+RTOL, ATOL = 1e-7, 1e-9
+
+
+def scaled(factor: float) -> settings:
+    """``factor`` times the profile's example count (100 in CI, 2,500 in the long run)."""
+    return settings(max_examples=max(1, int(settings.default.max_examples * factor)))
+
+
+# ---------------------------------------------------------------- the four computations
+
+class Exported:
+    """The module ``lossdsl export`` writes for a source, imported from a file (no exec)."""
+
+    _count = 0
+
+    def __init__(self, source: str, params: dict[str, float], directory: Path) -> None:
+        Exported._count += 1
+        name = f"exported_loss_{Exported._count}"
+        path = export_to_file(source, "ExportedLoss", directory / f"{name}.py", **params)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # keras's registration looks the class's module up
+        spec.loader.exec_module(module)
+        self.loss = module.ExportedLoss(dtype="float64")
+
+
+def _value_and_tape_gradient(loss, y_true: np.ndarray, y_pred: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """The per-sample loss (``loss.call``) and the tape's gradient of its sum w.r.t. y_pred."""
+    y_pred = tf.constant(y_pred, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(y_pred)
+        value = loss.call(tf.constant(y_true, tf.float64), y_pred)
+        total = tf.reduce_sum(value)
+    gradient = tape.gradient(total, y_pred)
+    gradient = np.zeros(y_pred.shape) if gradient is None else gradient.numpy()
+    return value.numpy(), gradient
+
+
+def _expand(per_sample: np.ndarray, full_shape: tuple[int, ...]) -> np.ndarray:
+    """Undo the squeeze of the axes along which the loss is constant (sizes are distinct)."""
+    per_sample = np.asarray(per_sample)
+    if per_sample.shape == full_shape:
+        return per_sample
+    kept, squeezed = iter(per_sample.shape), []
+    current = next(kept, None)
+    for axis, size in enumerate(full_shape):
+        if size == current:
+            current = next(kept, None)
+        else:
+            squeezed.append(axis)
+    return np.broadcast_to(np.expand_dims(per_sample, squeezed), full_shape)
+
+
+def _finite_difference(program: ir.Program, params: dict, y_true: np.ndarray,
+                       y_pred: np.ndarray) -> np.ndarray:
+    """d(sum of the NumPy loss)/d y_pred by central differences; NaN where it is not settled.
+
+    A derivative counts as finite when the differences at two step sizes are finite and
+    agree to 1%: a kink or a pole makes them disagree (or blow up), and then nothing
+    is claimed there.
+    """
+    def total(point: np.ndarray) -> float:
+        return float(np.sum(NumpyInterpreter(program, y_true, point, params).run()))
+
+    estimates = []
+    for step in (1e-4, 1e-5):
+        derivative = np.empty(y_pred.shape)
+        for index in np.ndindex(y_pred.shape):
+            up, down = y_pred.copy(), y_pred.copy()
+            up[index] += step
+            down[index] -= step
+            derivative[index] = (total(up) - total(down)) / (2 * step)
+        estimates.append(derivative)
+    coarse, fine = estimates
+    with np.errstate(invalid="ignore"):
+        settled = (np.isfinite(coarse) & np.isfinite(fine)
+                   & (np.abs(coarse - fine) <= 1e-2 * np.maximum(1.0, np.abs(fine))))
+    return np.where(settled, fine, np.nan)
+
+
+def _points(seed: int, edges: bool, shape: tuple[int, ...] = SHAPE) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    if edges:
+        return rng.choice(EDGES, shape), rng.choice(EDGES, shape)
+    return rng.uniform(0.1, 0.9, shape), rng.uniform(0.1, 0.9, shape)
+
+
+def assert_all_computations_agree(program: ir.Program, params: dict[str, float],
+                                  y_true: np.ndarray, y_pred: np.ndarray,
+                                  directory: Path) -> "lossdsl.GradientReport":
+    """The differential property at one point (see the module docstring).
+
+    Returns the gradient check of the symbolic formula against the tape, which may be
+    inconclusive (too few finite entries, at the edges): not a pass, so callers count it.
+    """
+    source = str(program)
+    autodiff = lossdsl.compile(source, dtype="float64", **params)
+    symbolic = lossdsl.compile(source, dtype="float64", gradient="symbolic", **params)
+    exported = Exported(source, dict(autodiff.params), directory).loss
+    shape = np.broadcast_shapes(y_true.shape, y_pred.shape)
+    reference = NumpyInterpreter(program, y_true, y_pred, dict(autodiff.params)).run()
+    finite = np.isfinite(reference)
+
+    results = {name: _value_and_tape_gradient(loss, y_true, y_pred)
+               for name, loss in (("autodiff", autodiff), ("symbolic", symbolic),
+                                  ("exported", exported))}
+    for name, (value, _) in results.items():
+        value = _expand(value, shape)
+        assert np.all(np.isfinite(value[finite])), (
+            f"{name}: finite reference, non-finite value\n{source}\n"
+            f"y_true={y_true[~np.isfinite(value) & finite]}")
+        np.testing.assert_allclose(value[finite], reference[finite], rtol=RTOL, atol=ATOL,
+                                   err_msg=f"{name} value != NumPy reference\n{source}")
+
+    tape = results["autodiff"][1]
+    for name in ("symbolic", "exported"):
+        other = results[name][1]
+        both = np.isfinite(tape) & np.isfinite(other)
+        assert np.array_equal(np.isfinite(tape), np.isfinite(other)), (
+            f"{name} and autodiff gradients differ in where they are finite\n{source}")
+        np.testing.assert_allclose(other[both], tape[both], rtol=1e-6, atol=1e-9,
+                                   err_msg=f"{name} tape gradient != autodiff's\n{source}")
+
+    settled = np.isfinite(_finite_difference(program, dict(autodiff.params), y_true, y_pred))
+    for name, (_, gradient) in results.items():
+        assert np.all(np.isfinite(gradient[settled])), (
+            f"{name}: the reference has a finite derivative where the tape gradient is not "
+            f"finite\n{source}\ny_true={y_true[settled & ~np.isfinite(gradient)]}, "
+            f"y_pred={y_pred[settled & ~np.isfinite(gradient)]}")
+
+    report = lossdsl.check_gradients(autodiff, y_true, y_pred, rtol=1e-6, atol=1e-8)
+    assert not report.mismatched, f"{source}\n{report}"
+    return report
+
+
+def _compiles(source: str) -> bool:
+    """Whether a generated program compiles; a documented refusal is not a failure."""
+    try:
+        lossdsl.compile_expression(source)
+    except lossdsl.DSLTypeError as error:  # a constant like log(0.5 - 0.5)
+        assert "constant" in error.message or "real" in error.message, error
+        event("refused: not a real constant")
+        return False
+    except lossdsl.DSLLimitError as error:
+        event(f"refused: {error.message[:40]}")
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- generated programs
+
+@pytest.fixture(scope="module")
+def export_directory(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("exported")
+
+
+@scaled(1)
+@given(programs(depth=3), st.integers(0, 2**16), st.booleans())
+def test_every_computation_of_a_generated_program_agrees(export_directory, program, seed,
+                                                          edges) -> None:
+    if not _compiles(str(program)):
+        return
+    event("compared at the edges" if edges else "compared inside (0.1, 0.9)")
+    y_true, y_pred = _points(seed, edges)
+    report = assert_all_computations_agree(program, {}, y_true, y_pred, export_directory)
+    event("formula vs tape: inconclusive" if report.inconclusive else "formula vs tape: agree")
+
+
+# ---------------------------------------------------------------- the library
+
+def _variants() -> list[tuple[str, dict]]:
+    """Every loss with each of its boolean options flipped, and a two-axis reduction."""
+    variants = []
+    for spec in losses.available():
+        variants.append((spec.name, {}))
+        for option, default in spec.options.items():
+            if isinstance(default, bool):
+                variants.append((spec.name, {option: not default}))
+            elif option == "axis":
+                variants.append((spec.name, {option: (1, 2)}))
+    return variants
+
+
+def _library_points(source: str, seed: int, edges: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs of the loss's kind: integer labels for one_hot(y_true), rank 3 for axis=(1, 2)."""
+    shape = (3, 4, 5) if "axis=(1, 2)" in source else (4, 5)
+    y_true, y_pred = _points(seed, edges, shape)
+    if "one_hot(y_true)" in source:
+        y_true = np.random.default_rng(seed).integers(0, shape[-1], shape[:-1] + (1,))
+        y_true = y_true.astype(np.float64)
+    return y_true, y_pred
+
+
+@pytest.mark.parametrize("edges", [False, True], ids=["inside", "edges"])
+@pytest.mark.parametrize("name, options", _variants(),
+                         ids=[f"{n}-{o}" if o else n for n, o in _variants()])
+def test_every_computation_of_a_library_loss_agrees(export_directory, name, options,
+                                                    edges) -> None:
+    spec = losses.REGISTRY[name]
+    source = spec.source_for(**options)
+    y_true, y_pred = _library_points(source, seed=len(name), edges=edges)
+    report = assert_all_computations_agree(ir.parse_source(source), {}, y_true, y_pred,
+                                           export_directory)
+    if not edges:  # inside the loss's usual range the formula check must conclude
+        assert report.passed, f"{source}\n{report}"
