@@ -91,6 +91,20 @@ def test_regression_model_reloads_with_the_same_numbers():
     assert "reloaded model matches" in out
 
 
+def test_boosting_focal_matches_the_builtin_and_beats_logistic_loss():
+    pytest.importorskip("xgboost")  # the `test` extra installs both; CI runs this
+    pytest.importorskip("lightgbm")
+    out = run_example("boosting_focal.py")
+    assert "agree with finite differences" in out
+    assert number_after("max |margin difference|:", out) < 1e-5
+    assert "is negative at" in out  # the focal Hessian's warning, shown by explain()
+    rows = re.findall(r"^\s+(xgboost|lightgbm)\s+logistic ([0-9.]+)\s+focal ([0-9.]+)$", out,
+                      re.MULTILINE)
+    assert len(rows) == 2
+    for _, logistic, focal in rows:
+        assert float(logistic) > 0.8 and float(focal) > float(logistic)
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.py")), ids=lambda p: p.name)
 def test_every_example_opens_with_a_titled_docstring(path):
     text = path.read_text()
