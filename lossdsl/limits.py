@@ -31,6 +31,7 @@ from typing import Iterator
 import sympy
 
 from lossdsl.errors import DSLLimitError, DSLTypeError, LossDSLError, Span
+from lossdsl.ops import varies_by_position
 
 MAX_EXPONENT = 1_000
 """Largest magnitude of a numeric exponent (``x^1000`` overflows float64 for ``|x| > 2``)."""
@@ -162,12 +163,23 @@ def check_real_constant(value: sympy.Expr, source: str | None, span: Span) -> No
     # lossdsl's own functions (log1p, xlogy, ...) say they are real; their numeric value
     # (through the `elementary` column of their row) tells: log1p(-2) is log(-1) = I*pi.
     infinite_or_complex = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I)
-    not_finite_real = value.has(*infinite_or_complex) or value.evalf().has(*infinite_or_complex)
+    not_finite_real = value.has(*infinite_or_complex) or \
+        _numeric_value(value).has(*infinite_or_complex)
     if not_finite_real or value.is_extended_real is False:
         raise DSLTypeError(
             f"This part of the loss is a constant without a finite real value ({value}).",
             source=source, span=span,
             hint="e.g. log(0), 1/0, sqrt(-1) or (-8)^(1/3); TensorFlow would give inf or nan")
+
+
+def _numeric_value(value: sympy.Expr) -> sympy.Expr:
+    """``value`` evaluated to a number where SymPy can; else ``value`` itself (no claim)."""
+    if varies_by_position(value):  # one_hot(2): a value per position, not a number
+        return value
+    try:
+        return value.evalf()
+    except (ValueError, TypeError, NotImplementedError, ArithmeticError):
+        return value
 
 
 @contextmanager

@@ -92,7 +92,9 @@ class DSLFunction(sympy.Function):
         # of constants (where(3 >= expm1(2), ...) recursed without end) nor tell that
         # log1p(-2) is not real.
         elementary = REGISTRY[type(self).__name__].elementary
-        if elementary is None or not all(arg.is_number for arg in self.args):
+        # one_hot(2) has no free symbols but is no number: its value depends on position.
+        if elementary is None or not all(arg.is_number for arg in self.args) \
+                or varies_by_position(self):
             return None
         try:
             return elementary(*self.args).evalf(prec_to_dps(prec))

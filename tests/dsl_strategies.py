@@ -165,8 +165,8 @@ NUMPY: dict[str, object] = {
     "cosh": np.cosh, "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
     "softplus": lambda x: np.logaddexp(0.0, x), "relu": lambda x: np.maximum(x, 0.0),
     "sign": np.sign, "maximum": np.maximum, "minimum": np.minimum,
-    # lo > hi is undefined (TF's clip_by_value returns max(x, lo), NumPy's clip hi): NaN skips it.
-    "clip": lambda x, lo, hi: np.where(lo <= hi, np.minimum(np.maximum(x, lo), hi), np.nan),
+    # As the README defines it (and TF computes it): lo where lo > hi.
+    "clip": lambda x, lo, hi: np.maximum(np.minimum(x, hi), lo),
     "where": np.where, "xlogy": _xlogy, "xdivy": _xdivy, "xlog1py": _xlog1py,
     "one_hot": _one_hot,
 }
