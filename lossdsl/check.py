@@ -7,8 +7,8 @@
 
 A check that compared too little is *inconclusive*, which is not a pass: fewer
 than :data:`MIN_COMPARED_FRACTION` of the gradient entries finite on both sides
-(or none at all, as for an empty batch), or a parameter gradient that is not
-finite. Default points come from the loss itself: candidate ranges are tried and
+(or none at all, as for an empty batch), a loss that is NaN at every point, or
+a parameter gradient that is not finite. Default points come from the loss itself: candidate ranges are tried and
 the one where the loss and both gradients are finite at the most entries wins.
 
     >>> lossdsl.check_gradients("mean(sqrt(y_pred - y_true - 10))").inconclusive
@@ -244,6 +244,7 @@ class _Evaluation:
     tape: np.ndarray
     parameters: dict[str, tuple[float, float]]
     usable: float  # the fraction of entries where the loss and both gradients are finite
+    loss_defined: np.ndarray  # per gradient entry: whether its sample's loss is a number (not NaN)
 
 
 def _evaluate(compiled: CompiledExpression, y_true: np.ndarray, y_pred: np.ndarray
@@ -277,7 +278,8 @@ def _evaluate(compiled: CompiledExpression, y_true: np.ndarray, y_pred: np.ndarr
     loss = np.expand_dims(values["loss"].numpy(), plan.squeezed_axes(len(symbolic.shape)))
     usable = np.isfinite(symbolic) & np.isfinite(by_tape) & np.isfinite(loss)
     return _Evaluation(yt.numpy(), yp.numpy(), symbolic, by_tape, parameters,
-                       float(usable.mean()) if usable.size else 0.0)
+                       float(usable.mean()) if usable.size else 0.0,
+                       np.broadcast_to(~np.isnan(loss), symbolic.shape))
 
 
 def _compare(evaluation: _Evaluation, wrt: str, rtol: float, atol: float) -> GradientReport:
@@ -295,7 +297,9 @@ def _compare(evaluation: _Evaluation, wrt: str, rtol: float, atol: float) -> Gra
         elif abs(s - t) > atol + rtol * abs(t):
             mismatched.append(name)
     points = int(finite.sum())
-    reason = _reason(points, finite.size, unknown)
+    # A loss undefined everywhere (log of a negative number: NaN, not an infinity) makes
+    # agreeing gradients prove nothing.
+    reason = _reason(points, finite.size, unknown, bool(evaluation.loss_defined.any()))
     worst = np.unravel_index(int(np.argmax(np.where(finite, relative, -1.0))), error.shape) \
         if error.size else ()
     return GradientReport(
@@ -308,13 +312,16 @@ def _compare(evaluation: _Evaluation, wrt: str, rtol: float, atol: float) -> Gra
         parameters=evaluation.parameters, mismatched=tuple(mismatched), reason=reason, wrt=wrt)
 
 
-def _reason(points: int, size: int, unknown: list[str]) -> str:
+def _reason(points: int, size: int, unknown: list[str], loss_defined_somewhere: bool) -> str:
     """Why the comparison concludes nothing, or ``""``."""
     if size == 0:
         return "there are no gradient entries to compare (the batch is empty)"
     if points == 0 or points < MIN_COMPARED_FRACTION * size:
         return (f"only {points} of {size} gradient entries are finite on both sides; a check "
                 f"needs at least {MIN_COMPARED_FRACTION:.0%} of them (pass y_true and y_pred "
+                "inside the loss's domain)")
+    if not loss_defined_somewhere:
+        return ("the loss is NaN at every one of these points (pass y_true and y_pred "
                 "inside the loss's domain)")
     if unknown:
         return f"{', '.join(unknown)} is not finite at these points, so it was not compared"

@@ -196,10 +196,12 @@ def compile_expression(source: str, params: Mapping[str, object] | None = None, 
 
     Raises:
         DSLNameError: a parameter has no value, or a keyword names no parameter.
-        DSLTypeError: a parameter value is not a finite real number.
+        DSLTypeError: a parameter value is not a finite real number, or makes part of
+            the loss a constant without a real value (``log(a)`` at ``a = -1``).
     """
     analysis = analyze(source, tuple(inputs), wrt)
     values = bind_parameters(analysis, params or {})  # a mistake is reported before warnings
+    _check_values_keep_it_real(analysis, values)
     for message in analysis.warnings:
         warnings.warn(LossDSLWarning(message), stacklevel=_first_level_outside_lossdsl())
     return CompiledExpression(analysis, values)
@@ -241,6 +243,32 @@ def bind_parameters(analysis: Analysis, given: Mapping[str, object], *,
         elif require_all:
             raise _missing(analysis, name)
     return values
+
+
+def _check_values_keep_it_real(analysis: Analysis, values: Mapping[str, float]) -> None:
+    """Refuse values that make a part of the loss or its gradient complex or infinite.
+
+    With values in, SymPy folds ``log(a)`` at ``a = -1`` to ``I*pi``, which no backend
+    can compute; the part is reported with the parameters it depends on.
+    """
+    substitution = {analysis.parameters[name]: sympy.Float(value)
+                    for name, value in values.items()}
+    formulas = [analysis.expression, analysis.gradient] + \
+        [reduction.arg for reduction in analysis.table.in_order()]
+    bad = (sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
+    for formula in formulas:
+        for node in sympy.preorder_traversal(formula):
+            used = sorted(str(s) for s in node.free_symbols if s in set(substitution))
+            if not used or node.free_symbols - set(substitution):
+                continue  # only parts made of parameters and numbers fold to a constant
+            if not node.xreplace(substitution).has(*bad):
+                continue
+            named = ", ".join(f"{name} = {values[name]!r}" for name in used)
+            raise DSLTypeError(
+                f"With {named}, `{node}` has no finite real value.",
+                source=analysis.source,
+                span=analysis.lowered.first_use.get(used[0], Span(0, len(analysis.source))),
+                hint="choose a value in the part's domain (e.g. log(a) needs a > 0)")
 
 
 def _check_known(analysis: Analysis, given: Mapping[str, object]) -> None:

@@ -353,3 +353,17 @@ def test_explain_and_cli_show_the_hessian(capsys):
     assert main(["show", "mean(y_pred, axis=2)", "--hessian"]) == 2
     assert "one axis" in capsys.readouterr().err
     assert sympy.Symbol("y_pred", real=True) in boosting.second_order(POISSON).hessian.free_symbols
+
+
+def test_review_regressions_softmax_clip_read_only_params_and_an_empty_check():
+    # DiracDelta reached the user from the Hessian of a clipped softmax (an internal error).
+    clipped = _quiet_objective("-sum(one_hot(y_true)*log(clip(softmax(y_pred), 1e-7, 1)))",
+                               num_class=3)
+    assert clipped.check().passed
+    # Editing params did nothing until a pickle round-trip applied it.
+    obj = _quiet_objective("a*(y_true - y_pred)^2", a=1.0)
+    with pytest.raises(TypeError, match="read-only"):
+        obj.params["a"] = 5.0
+    # No point of the grid in the domain: a failed check, not a reshape error.
+    empty = _quiet_objective("sqrt(y_pred - 100)").check()
+    assert not empty.passed and not empty.compared and "INCONCLUSIVE" in str(empty)

@@ -217,3 +217,11 @@ def test_which_losses_mix_a_row(source, mixes):
     from lossdsl.plot import mixes_row
 
     assert mixes_row(source) is mixes
+
+
+def test_agreeing_gradients_where_the_loss_is_not_finite_prove_nothing():
+    # Was "agree ... 0 skipped": both gradients are 1/(y_pred - y_true - 3), finite at
+    # every default point, while the loss, log of a negative number, is NaN at all of them.
+    report = lossdsl.check_gradients("mean(log(y_pred - y_true - 3))", np.zeros((4, 5)),
+                                     np.full((4, 5), 0.5))
+    assert report.inconclusive and not report.passed and "loss is NaN at every one" in report.reason

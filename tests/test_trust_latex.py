@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import sympy
 from dsl_strategies import NUMPY, SHAPE, _one_hot, _reduce, programs
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from lark import Tree
 from sympy.core.function import AppliedUndef
 from sympy.parsing.latex import parse_latex
@@ -574,21 +574,18 @@ def _option_sets(spec) -> list[dict]:
     return sets
 
 
-_GENERATED = Tally()
-
-
 @scaled(0.5)
 @given(programs(depth=3))
 def test_generated_losses_typeset_what_they_compute(program):
+    tally = Tally()
     try:
-        check_report(str(program), _GENERATED)
-    except lossdsl.LossDSLError:
-        return  # a program lossdsl rejects has no LaTeX
-
-
-def test_generated_losses_mostly_parse_back():
-    """Runs after the property (file order): most generated formulas must have parsed."""
-    print(f"generated: {_GENERATED}")
-    if _GENERATED.parsed + len(_GENERATED.unparsed) == 0:
-        pytest.skip("run together with test_generated_losses_typeset_what_they_compute")
-    _GENERATED.assert_most_parsed(0.7)
+        explain(str(program))
+    except lossdsl.LossDSLError as error:  # a program lossdsl refuses has no LaTeX
+        assert "Internal error" not in error.message, error
+        event(f"refused: {type(error).__name__}")
+        return
+    check_report(str(program), tally)
+    event(f"parsed back: {tally.parsed} of {tally.parsed + len(tally.unparsed)}")
+    # Each program on its own (no state shared between tests, which xdist may split):
+    # most of its formulas must parse back, and every one that parses must agree.
+    tally.assert_most_parsed(0.5)

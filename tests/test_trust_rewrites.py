@@ -326,3 +326,14 @@ def test_a_parameter_value_does_not_change_the_per_sample_shape(gradient):
                                gradient=gradient, dtype="float64")
         assert loss.call(y_true, y_pred).shape == (2, 3)
         assert float(loss(y_true, y_pred)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("source, value", [("mean(log(a) + y_pred)", -1.0),
+                                           ("mean(sqrt(a)*y_pred)", -1.0),
+                                           ("mean(y_pred/a)", 0.0)])
+def test_a_parameter_value_without_a_real_value_is_a_located_error(source, value):
+    # Was "Internal error: cannot lower ImaginaryUnit" when the loss was built.
+    with pytest.raises(lossdsl.DSLTypeError, match="has no finite real value") as caught:
+        lossdsl.compile(source, a=value)
+    assert source[caught.value.span.start:caught.value.span.end] == "a"
+    assert lossdsl.compile(source, a=2.0)  # a value in the domain compiles

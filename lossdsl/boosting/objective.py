@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 import sympy
 
-from lossdsl.compiler import bind_parameters
+from lossdsl.compiler import ReadOnlyParams, bind_parameters
 from lossdsl.errors import DSLTypeError, LossDSLWarning
 from lossdsl.ops import one_hot
 from lossdsl.boosting.metric import BoostingMetric, labels_and_weights, library_of
@@ -34,10 +34,12 @@ class FiniteDifferenceReport:
     """Symbolic gradient and Hessian against central finite differences of the loss.
 
     Attributes:
-        passed: both agree within ``rtol``/``atol``.
+        passed: both agree within ``rtol``/``atol`` at one point at least.
         gradient_error, hessian_error: the largest
             ``|symbolic - numeric| / (atol + rtol*|numeric|)``.
         y_true, y_pred: the points checked.
+        compared: whether any point had finite differences (a check that compared
+            nothing is not a pass, and says so).
     """
 
     passed: bool
@@ -45,8 +47,12 @@ class FiniteDifferenceReport:
     hessian_error: float
     y_true: np.ndarray
     y_pred: np.ndarray
+    compared: bool = True
 
     def __str__(self) -> str:
+        if not self.compared:
+            return ("gradient and Hessian check INCONCLUSIVE: no point where the loss is "
+                    "defined around it (pass y_true and y_pred inside the loss's domain)")
         verdict = "agree" if self.passed else "DISAGREE"
         return (f"gradient and Hessian {verdict} with finite differences "
                 f"(worst error/tolerance: gradient {self.gradient_error:.3g}, "
@@ -68,7 +74,8 @@ class BoostingObjective:
                  num_class: int | None = None) -> None:
         self.source, self.name = source, name
         self.formulas: SecondOrder = second_order(source)
-        self.params = bind_parameters(self.formulas.analysis, params)
+        # Read-only: the values are built into the formulas' plans (pickling rebuilds from them).
+        self.params = ReadOnlyParams(bind_parameters(self.formulas.analysis, params))
         if num_class is not None and (isinstance(num_class, bool) or not isinstance(num_class, int)
                                       or num_class < 1):
             raise DSLTypeError(f"`num_class` must be a positive integer. Received: {num_class!r}.")
@@ -136,8 +143,10 @@ class BoostingObjective:
     def _shaped(self, y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray, tuple]:
         margin = np.asarray(y_pred, np.float64)
         shape = margin.shape
-        margin = margin.reshape(len(margin), -1)
-        labels = np.asarray(y_true, np.float64).reshape(len(margin), -1)  # (n, 1) or (n, K)
+        # Explicit sizes, not -1: an empty batch (no point left to check) has no size to infer.
+        margin = margin.reshape(len(margin), int(np.prod(shape[1:])))
+        labels = np.asarray(y_true, np.float64)
+        labels = labels.reshape(len(margin), int(np.prod(labels.shape[1:])))  # (n, 1) or (n, K)
         return labels, margin, shape
 
     def derivatives(self, y_true: Any, y_pred: Any, sample_weight: Any = None
@@ -274,9 +283,9 @@ class BoostingObjective:
             g_down, _ = self._plan.run({"y_true": labels, "y_pred": margin - bump}, self._values)
             fd_hess[:, k] = (g_up[:, k] - g_down[:, k]) / (2 * bump[:, k])
         errors = [_worst(a, b, rtol, atol) for a, b in ((grad, fd_grad), (hess, fd_hess))]
-        compared = np.isfinite(fd_grad).any() and np.isfinite(fd_hess).any()
-        return FiniteDifferenceReport(bool(compared and max(errors) <= 1.0), errors[0], errors[1],
-                                      labels, margin)
+        compared = bool(np.isfinite(fd_grad).any() and np.isfinite(fd_hess).any())
+        return FiniteDifferenceReport(compared and max(errors) <= 1.0, errors[0], errors[1],
+                                      labels, margin, compared)
 
 
 def _worst(symbolic: np.ndarray, numeric: np.ndarray, rtol: float, atol: float) -> float:

@@ -103,7 +103,9 @@ class _Diagonal:
                 tangent = self._reduction(inner)
                 if tangent != 0:
                     spread = _real_diff(reduction.arg, inner)
-                    total += tangent * self.table.reduce("sum", local * spread, reduction.axis)
+                    # The reduced product gets its own Dirac deltas dropped (clip of a softmax).
+                    total += tangent * self.table.reduce("sum", _drop_dirac(local * spread),
+                                                         reduction.axis)
             self.memo[symbol] = _drop_dirac(total)
         return self.memo[symbol]
 
