@@ -203,14 +203,14 @@ def compile_expression(source: str, params: Mapping[str, object] | None = None, 
     values = bind_parameters(analysis, params or {})  # a mistake is reported before warnings
     _check_values_keep_it_real(analysis, values)
     for message in analysis.warnings:
-        warnings.warn(LossDSLWarning(message), stacklevel=_first_level_outside_lossdsl())
+        warnings.warn(LossDSLWarning(message), stacklevel=first_level_outside_lossdsl())
     return CompiledExpression(analysis, values)
 
 
 _PACKAGE_DIRECTORY = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def _first_level_outside_lossdsl() -> int:
+def first_level_outside_lossdsl() -> int:
     """The ``stacklevel`` that makes a warning of our caller point at the user's line.
 
     The call chain from the user's ``lossdsl.compile``, ``lossdsl.losses.focal``,

@@ -200,7 +200,8 @@ def _check_size(tree: lark.Tree, source: str) -> None:
                 source=source, span=span, hint="name inner parts with `name = ...;` bindings")
         if count > MAX_NODES:
             raise DSLLimitError(f"The expression has more than {MAX_NODES} nodes.",
-                                source=source, span=Span(0, len(source)))
+                                source=source, span=Span(0, len(source)),
+                                hint="name repeated parts with `name = ...;` bindings")
         stack.extend((child, depth + 1) for child in node.children
                      if isinstance(child, lark.Tree))
 
@@ -365,20 +366,23 @@ def _check_bindings(program: Program, source: str) -> None:
     for binding in program.bindings:
         name_span = Span(binding.span.start, binding.span.start + len(binding.name))
         problem = None
+        rename = f"give it another name, e.g. `{binding.name.strip('_')}_1 = ...`"
         if binding.name in INPUT_NAMES:
             problem = f"`{binding.name}` is an input and cannot be rebound."
         elif binding.name in REGISTRY:
             problem = f"`{binding.name}` is a function name and cannot be rebound."
         elif binding.name in bound:
             problem = f"`{binding.name}` is bound twice."
+            rename = "a name is bound once; give the second one another name"
         elif binding.name.startswith("__"):
             problem = f"Names starting with '__' are not allowed: `{binding.name}`."
         if problem:
-            raise DSLNameError(problem, source=source, span=name_span)
+            raise DSLNameError(problem, source=source, span=name_span, hint=rename)
         for name in names_in(binding.value):
             if name.id == binding.name:
                 raise DSLNameError(f"`{binding.name}` is defined in terms of itself.",
-                                   source=source, span=name.span)
+                                   source=source, span=name.span,
+                                   hint="a binding can use only the names bound before it")
         bound.add(binding.name)
 
 

@@ -24,7 +24,8 @@ from lossdsl.custom_gradient import symbolic_loss
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.fuse import fuse_reductions
 from lossdsl.fused import LossFunction, fused_loss, worth_fusing
-from lossdsl.tf_lower import TFPlan, run_loss, warn_lost_constants
+from lossdsl.precision import warn_lost_constants
+from lossdsl.tf_lower import TFPlan, run_loss
 
 if TYPE_CHECKING:
     from lossdsl.explain import Explanation
@@ -131,6 +132,9 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
                                       "or None for keras.config.floatx()") from error
         # Keras's Loss computes in floatx under a mixed precision policy too; an explicit
         # float16/bfloat16 dtype (or a constant too fine for float32) rounds constants away.
+        if not keras.backend.is_float_dtype(self.dtype):  # TF would fail at the first call
+            raise DSLConfigError(f"Invalid dtype {dtype!r}: a loss computes in a float dtype.",
+                                 hint="'float32', 'float64', ... or None for keras.config.floatx()")
         warn_lost_constants(self.compiled, self.dtype)
         self.gradient_mode = gradient
         self._plan = forward_plan(self.compiled)

@@ -18,7 +18,7 @@ import tensorflow as tf
 from lossdsl.compiler import CompiledFormulas, compile_expression
 from lossdsl.errors import DSLConfigError
 from lossdsl.keras_loss import forward_plan, per_sample_values, validated_config
-from lossdsl.tf_lower import warn_lost_constants
+from lossdsl.precision import warn_lost_constants
 
 _METRIC_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,), "params": (dict,), "name": (str, type(None)), "dtype": (str, type(None)),
@@ -65,6 +65,9 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
                 hint="'down' when lower is better (a loss), 'up' when higher is (an accuracy)")
         self.compiled = compile_expression(source, params)
         super().__init__(fn=self._values, name=name or "lossdsl_metric", dtype=dtype)
+        if not keras.backend.is_float_dtype(self.dtype):  # TF would fail at the first call
+            raise DSLConfigError(f"Invalid dtype {dtype!r}: a loss computes in a float dtype.",
+                                 hint="'float32', 'float64', ... or None for keras.config.floatx()")
         warn_lost_constants(self.compiled, self.dtype)
         self._plan = forward_plan(self.compiled)
         self.direction = direction

@@ -56,7 +56,8 @@ def parse_tree(source: str) -> lark.Tree:
     """Parse ``source`` into a Lark tree, or raise :class:`DSLSyntaxError`."""
     if not isinstance(source, str):
         raise DSLSyntaxError(
-            f"A loss source must be a string. Received: {type(source).__name__}.")
+            f"A loss source must be a string. Received: {type(source).__name__}.",
+            hint='write the loss as text, e.g. lossdsl.compile("mean((y_true - y_pred)^2)")')
     if len(source) > MAX_SOURCE_LENGTH:
         raise DSLLimitError(
             f"The source is {len(source)} characters long; the limit is {MAX_SOURCE_LENGTH}.",

@@ -202,3 +202,21 @@ def test_a_constant_call_without_a_finite_real_value_is_refused(source):
     with pytest.raises((lossdsl.DSLTypeError, lossdsl.DSLLimitError)) as caught:
         analyze(source)
     assert caught.value.line == 1 and caught.value.column is not None
+
+
+def test_every_error_a_user_can_cause_carries_a_hint():
+    """Each LossDSLError raised in lossdsl/ names a hint; only internal errors (a bug to report) may not."""
+    import ast
+    from pathlib import Path
+
+    families = {name for name in dir(lossdsl.errors) if name.endswith("Error")}
+    missing = []
+    for path in sorted((Path(lossdsl.__file__).parent).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in families):
+                continue
+            message = ast.unparse(node.args[0]) if node.args else ""
+            if "Internal error" not in message and not any(k.arg == "hint" for k in node.keywords):
+                missing.append(f"{path.name}:{node.lineno}")
+    assert not missing, f"errors without a hint: {missing}"

@@ -298,3 +298,10 @@ def test_mixed_policy_penalties_compute_in_float32_and_fit(mixed_policy):
     expected = 1e-2 * np.sum(hidden.numpy().astype("float32") ** 2) / len(x)
     model.layers[1](hidden)
     assert float(model.layers[1].losses[-1]) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("make", [lossdsl.compile, lossdsl.metric])
+def test_an_integer_dtype_is_a_config_error_not_a_type_error_at_the_first_call(make):
+    with pytest.raises(lossdsl.DSLConfigError, match="float dtype") as caught:
+        make("mean(y_pred*0.5)", dtype="int32")
+    assert caught.value.hint

@@ -78,10 +78,13 @@ class BoostingObjective:
         self.params = ReadOnlyParams(bind_parameters(self.formulas.analysis, params))
         if num_class is not None and (isinstance(num_class, bool) or not isinstance(num_class, int)
                                       or num_class < 1):
-            raise DSLTypeError(f"`num_class` must be a positive integer. Received: {num_class!r}.")
+            raise DSLTypeError(f"`num_class` must be a positive integer. Received: {num_class!r}.",
+                               hint="the number of margins per sample, e.g. num_class=3")
         for label, value in (("hessian_scale", hessian_scale), ("hessian_floor", hessian_floor)):
             if value is not None and not (np.isfinite(value) and value >= 0):
-                raise DSLTypeError(f"`{label}` must be a finite number >= 0. Received: {value!r}.")
+                raise DSLTypeError(f"`{label}` must be a finite number >= 0. Received: {value!r}.",
+                                   hint="see lossdsl.boosting.objective's docstring for what "
+                                        "each built-in objective uses")
         self.hessian_floor, self.hessian_scale, self.num_class = \
             hessian_floor, float(hessian_scale), num_class
         f = self.formulas
