@@ -13,8 +13,8 @@ w.r.t. ``y_pred`` must agree with each other and with the symbolic formula
 (``lossdsl.check_gradients``). The stability rewrites must never turn a finite
 reference non-finite: wherever the NumPy value is finite, so is every compiled
 value, and wherever the tape of the formula as written (the same walk in TF ops,
-no rewrite) is finite, so is every tape gradient. Gradients are compared where the
-reference value is finite; the formula check runs on the samples whose loss is.
+no rewrite) is finite, so is every tape gradient. Gradients are compared, and the
+formula checked, on the samples whose reference loss is finite at every element.
 
 Inputs are drawn from (0.1, 0.9) and, in a second pass, from the edges
 {-1, 0, 0.5, 1, 2}, where rewrites such as ``x*log(y) -> xlogy(x, y)`` matter.
@@ -145,12 +145,15 @@ def assert_all_computations_agree(program: ir.Program, params: dict[str, float],
         np.testing.assert_allclose(value[finite], reference[finite], rtol=RTOL, atol=ATOL,
                                    err_msg=f"{name} value != NumPy reference\n{source}")
 
+    # Gradients are compared on the samples whose reference loss is finite at every
+    # element: a NaN element's gradient (TF's conventions for NaN decide it, not the
+    # formula) reaches every element of its sample through a shared reduction.
+    rows = np.all(finite.reshape(len(finite), -1), axis=1)
+    sound = np.broadcast_to(rows.reshape((-1,) + (1,) * (finite.ndim - 1)), finite.shape)
     tape = results["autodiff"][1]
     for name in ("symbolic", "exported"):
         other = results[name][1]
-        # Where the reference value is not finite (0/0 inside a maximum...), TF's
-        # conventions for NaN decide, not the formula: nothing to compare there.
-        both = np.isfinite(tape) & np.isfinite(other) & finite
+        both = np.isfinite(tape) & np.isfinite(other) & sound
         if name == "exported":  # the same TF ops: finite at the same entries
             assert np.array_equal(np.isfinite(tape), np.isfinite(other)), (
                 f"exported and autodiff gradients differ in where they are finite\n{source}")
@@ -161,16 +164,15 @@ def assert_all_computations_agree(program: ir.Program, params: dict[str, float],
                                    err_msg=f"{name} tape gradient != autodiff's\n{source}")
 
     written = np.isfinite(_as_written_tape_gradient(program, dict(autodiff.params), y_true,
-                                                    y_pred)) & finite
+                                                    y_pred)) & sound
     for name, (_, gradient) in results.items():
         assert np.all(np.isfinite(gradient[written])), (
             f"{name}: the formula as written has a finite tape gradient where lossdsl's is not "
             f"finite\n{source}\ny_true={y_true[written & ~np.isfinite(gradient)]}, "
             f"y_pred={y_pred[written & ~np.isfinite(gradient)]}")
 
-    # The formula against the tape, on the samples whose reference loss is finite
-    # everywhere: parameter gradients are compared as batch totals.
-    rows = np.all(finite.reshape(len(finite), -1), axis=1)
+    # The formula against the tape, on the same samples: parameter gradients are
+    # compared as batch totals.
     if not rows.any():
         return None
     y_true, y_pred = (np.broadcast_to(y, finite.shape)[rows] for y in (y_true, y_pred))
