@@ -39,7 +39,7 @@ from lossdsl.compiler import analyze
 from lossdsl.explain import explain
 from lossdsl.latex import LossLatexPrinter, formula_latex
 from lossdsl.losses import available
-from lossdsl.ops import OPS, REGISTRY, DSLFunction
+from lossdsl.ops import OPS, REGISTRY, DSLFunction, xdivy, xlog1py, xlogy
 from lossdsl.symbolic import ELEMENTWISE_INPUTS, ReductionTable, count_symbol
 
 pytestmark = pytest.mark.timeout(900)
@@ -448,6 +448,13 @@ def random_point(vocabulary: Vocabulary, rng: np.random.Generator, labels: bool)
     return point
 
 
+def _plain(expr: sympy.Basic) -> sympy.Basic:
+    """``expr`` with the x == 0 conventions of xdivy, xlogy and xlog1py dropped."""
+    return (expr.replace(xdivy, lambda x, y: x / y)
+                .replace(xlogy, lambda x, y: x * sympy.log(y))
+                .replace(xlog1py, lambda x, y: x * sympy.log(1 + y)))
+
+
 def same_values(a: np.ndarray, b: np.ndarray) -> bool:
     both = np.isfinite(a) & np.isfinite(b)
     return bool(np.allclose(a[both], b[both], rtol=1e-6, atol=1e-9))
@@ -482,9 +489,14 @@ def check_latex(tex: str, expr: sympy.Basic, table: ReductionTable, tally: Tally
     points = [random_point(vocabulary, rng, labels) for labels in (False, True)]
     expected = evaluate(with_reductions_inline(expr, table), points)
     got = evaluate(with_reductions_inline(reading, table), points)
-    assert all(same_values(g, e) for g, e in zip(got, expected)), \
+    # xdivy/xlogy typeset as x/y and x log y: their "0 where x == 0" is not written, and
+    # SymPy cancels a parsed y/y to 1; so the plain reading counts as agreeing too.
+    plain = evaluate(_plain(with_reductions_inline(expr, table)), points)
+    assert all(same_values(g, e) or same_values(g, q) for g, e, q in zip(got, expected, plain)), \
         f"LaTeX {tex!r} reads as {reading}, not {expr}"
-    assert any(np.isfinite(e).any() for e in expected), f"{expr} is nowhere finite"
+    if not any(np.isfinite(e).any() for e in expected):  # compared nothing: not a pass
+        tally.unparsed.append(f"{tex}  [nowhere finite at the points drawn]")
+        return
     tally.parsed += 1
     tally.via_cases += bool(cases)
 
@@ -574,18 +586,21 @@ def _option_sets(spec) -> list[dict]:
     return sets
 
 
-@scaled(0.5)
-@given(programs(depth=3))
-def test_generated_losses_typeset_what_they_compute(program):
+def test_generated_losses_typeset_what_they_compute():
+    """Every generated formula that parses back agrees; most of them parse (counted in one test)."""
     tally = Tally()
-    try:
-        explain(str(program))
-    except lossdsl.LossDSLError as error:  # a program lossdsl refuses has no LaTeX
-        assert "Internal error" not in error.message, error
-        event(f"refused: {type(error).__name__}")
-        return
-    check_report(str(program), tally)
-    event(f"parsed back: {tally.parsed} of {tally.parsed + len(tally.unparsed)}")
-    # Each program on its own (no state shared between tests, which xdist may split):
-    # most of its formulas must parse back, and every one that parses must agree.
-    tally.assert_most_parsed(0.5)
+
+    @scaled(0.5)
+    @given(programs(depth=3))
+    def check(program):
+        try:
+            explain(str(program))
+        except lossdsl.LossDSLError as error:  # a program lossdsl refuses has no LaTeX
+            assert "Internal error" not in error.message, error
+            event(f"refused: {type(error).__name__}")
+            return
+        check_report(str(program), tally)
+
+    check()
+    print(f"generated: {tally}")
+    tally.assert_most_parsed(0.7)
