@@ -294,8 +294,8 @@ def _library_sources():
 
 def _clear_caches():
     from lossdsl import backward, compiler, custom_gradient, keras_loss
-    for cached in (compiler.analyze, backward.backward, backward.separable,
-                   custom_gradient._plans, keras_loss._forward_plan):
+    for cached in (compiler.analyze, compiler._check_values_keep_it_real, backward.backward,
+                   backward.separable, custom_gradient._plans, keras_loss._forward_plan):
         cached.cache_clear()
 
 

@@ -201,7 +201,7 @@ def compile_expression(source: str, params: Mapping[str, object] | None = None, 
     """
     analysis = analyze(source, tuple(inputs), wrt)
     values = bind_parameters(analysis, params or {})  # a mistake is reported before warnings
-    _check_values_keep_it_real(analysis, values)
+    _check_values_keep_it_real(source, tuple(inputs), wrt, tuple(sorted(values.items())))
     for message in analysis.warnings:
         warnings.warn(LossDSLWarning(message), stacklevel=first_level_outside_lossdsl())
     return CompiledExpression(analysis, values)
@@ -245,22 +245,32 @@ def bind_parameters(analysis: Analysis, given: Mapping[str, object], *,
     return values
 
 
-def _check_values_keep_it_real(analysis: Analysis, values: Mapping[str, float]) -> None:
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def _check_values_keep_it_real(source: str, inputs: tuple[str, ...], wrt: str,
+                               items: tuple[tuple[str, float], ...]) -> None:
     """Refuse values that make a part of the loss or its gradient complex or infinite.
 
     With values in, SymPy folds ``log(a)`` at ``a = -1`` to ``I*pi``, which no backend
-    can compute; the part is reported with the parameters it depends on.
+    can compute; the part is reported with the parameters it depends on. Cached, as
+    ``analyze`` is: compiling the same loss again costs no SymPy work.
     """
+    analysis, values = analyze(source, inputs, wrt), dict(items)
     substitution = {analysis.parameters[name]: sympy.Float(value)
                     for name, value in values.items()}
+    symbols = set(substitution)
+    if not symbols:
+        return
     formulas = [analysis.expression, analysis.gradient] + \
         [reduction.arg for reduction in analysis.table.in_order()]
     bad = (sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
     for formula in formulas:
         for node in sympy.preorder_traversal(formula):
-            used = sorted(str(s) for s in node.free_symbols if s in set(substitution))
-            if not used or node.free_symbols - set(substitution):
+            free = node.free_symbols
+            if not free or not free <= symbols:
                 continue  # only parts made of parameters and numbers fold to a constant
+            used = sorted(str(s) for s in free)
+            if not node.xreplace(substitution).has(*bad):
+                continue
             if not node.xreplace(substitution).has(*bad):
                 continue
             named = ", ".join(f"{name} = {values[name]!r}" for name in used)
