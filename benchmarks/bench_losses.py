@@ -21,7 +21,7 @@ paired per round, not the absolute milliseconds):
 3. compile latency (source -> Keras object), cold (caches cleared) and cached, for
    every benchmarked loss and every loss in ``lossdsl.losses``.
 4. the first call of a ``tf.function`` step (trace, and XLA compile on the fused path of
-   ``lossdsl.fused``), with and without that path (``--first-call`` runs this section alone).
+   ``lossdsl.backends.tensorflow.fused``), with and without that path (``--first-call`` runs this section alone).
 5. the cold start of ``python -m lossdsl`` (``--help``, ``ops``, ``show``, ``export``).
 """
 
@@ -293,7 +293,10 @@ def _library_sources():
 
 
 def _clear_caches():
-    from lossdsl import backward, compiler, custom_gradient, keras_loss
+    from lossdsl.analysis import backward
+    from lossdsl.analysis import analyze as compiler
+    from lossdsl.backends.tensorflow import custom_gradient
+    from lossdsl.keras import loss as keras_loss
     for cached in (compiler.analyze, compiler._check_values_keep_it_real, backward.backward,
                    backward.separable, custom_gradient._plans, keras_loss._forward_plan):
         cached.cache_clear()
@@ -354,7 +357,7 @@ def bench_cli(repeats):
 
 def bench_first_call(shape=(256, 1000), repeats=3):
     """Trace (and XLA compile) + first run of a tf.function loss step, with the fused path and without."""
-    from lossdsl import fused
+    from lossdsl.backends.tensorflow import fused
     print(f"\n### first call of a tf.function value+gradient step, y shape {shape} "
           f"(ms, median of {repeats} fresh functions; then: the second call)\n")
     print("| loss | mode | plain ops first | fused first | plain then | fused then |")

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tree under test
 
 from lossdsl import losses  # noqa: E402
-from lossdsl.compiler import analyze  # noqa: E402
+from lossdsl.analysis.analyze import analyze  # noqa: E402
 
 AXIS_CHOICES = (None, -1, (1,))
 

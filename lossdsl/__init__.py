@@ -16,19 +16,19 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, Mapping
 
-from lossdsl.compiler import CompiledExpression, analyze, compile_expression
+from lossdsl.analysis.analyze import CompiledExpression, analyze, compile_expression
 from lossdsl.errors import (DSLArityError, DSLAxisError, DSLConfigError, DSLLimitError,
                             DSLNameError, DSLShapeError, DSLSyntaxError, DSLTypeError,
                             GradientMismatchError, LossDSLError, LossDSLWarning)
-from lossdsl.explain import Explanation, explain
-from lossdsl.ir import parse_source
+from lossdsl.analysis.explain import Explanation, explain
+from lossdsl.language.ir import parse_source
 from lossdsl import losses  # the loss library; TF is imported only when a loss is built
 
 if TYPE_CHECKING:
-    from lossdsl.check import GradientReport, check_gradients
-    from lossdsl.keras_loss import DSLLoss
-    from lossdsl.keras_metric import DSLMetric
-    from lossdsl.keras_penalty import DSLActivityPenalty, DSLRegularizer
+    from lossdsl.tools.check import GradientReport, check_gradients
+    from lossdsl.keras.loss import DSLLoss
+    from lossdsl.keras.metric import DSLMetric
+    from lossdsl.keras.penalty import DSLActivityPenalty, DSLRegularizer
 
 __version__ = "0.1.0"
 
@@ -49,7 +49,7 @@ def compile(source: str, *, name: str | None = None,  # noqa: A001 - the public 
             defaults bound in the source.
 
     Returns:
-        A :class:`lossdsl.keras_loss.DSLLoss`, which also carries ``source``,
+        A :class:`lossdsl.keras.loss.DSLLoss`, which also carries ``source``,
         ``params``, ``expression``, ``gradient`` and ``parameter_gradients``.
 
     Raises:
@@ -62,7 +62,7 @@ def compile(source: str, *, name: str | None = None,  # noqa: A001 - the public 
     >>> sorted(focal.params.items())
     [('alpha', 0.25), ('gamma', 2.0)]
     """
-    from lossdsl.keras_loss import DSLLoss
+    from lossdsl.keras.loss import DSLLoss
 
     values = {**dict(params or {}), **param_values}
     return DSLLoss(source, values, name=name, reduction=reduction, dtype=dtype,
@@ -74,14 +74,14 @@ def metric(source: str, *, name: str | None = None, dtype: str | None = None,
            **param_values: float) -> "DSLMetric":
     """Compile a one-line expression into a ``keras.metrics.Metric`` (a running mean).
 
-    See :class:`lossdsl.keras_metric.DSLMetric`; arguments as for :func:`compile`;
+    See :class:`lossdsl.keras.metric.DSLMetric`; arguments as for :func:`compile`;
     ``direction`` (``"down"``/``"up"``) tells Keras's callbacks which way is better.
 
     >>> mae = metric("mean(abs(y_true - y_pred))", name="mae")
     >>> mae.name
     'mae'
     """
-    from lossdsl.keras_metric import DSLMetric
+    from lossdsl.keras.metric import DSLMetric
 
     return DSLMetric(source, {**dict(params or {}), **param_values}, name=name, dtype=dtype,
                      direction=direction)
@@ -91,12 +91,12 @@ def regularizer(source: str, *, params: Mapping[str, float] | None = None,
                 **param_values: float) -> "DSLRegularizer":
     """Compile a one-line expression in the weight ``w`` into a ``keras.regularizers.Regularizer``.
 
-    See :class:`lossdsl.keras_penalty.DSLRegularizer` (a weight is a batch of one).
+    See :class:`lossdsl.keras.penalty.DSLRegularizer` (a weight is a batch of one).
 
     >>> regularizer("0.5*alpha*sum(w^2)", alpha=0.01).gradient
     1.0*alpha*w
     """
-    from lossdsl.keras_penalty import DSLRegularizer
+    from lossdsl.keras.penalty import DSLRegularizer
 
     return DSLRegularizer(source, {**dict(params or {}), **param_values})
 
@@ -105,21 +105,21 @@ def activity_penalty(source: str, *, params: Mapping[str, float] | None = None,
                      **param_values: float) -> "DSLActivityPenalty":
     """Compile a per-sample expression in activations ``a`` for ``activity_regularizer=``.
 
-    See :class:`lossdsl.keras_penalty.DSLActivityPenalty`; for a layer that
+    See :class:`lossdsl.keras.penalty.DSLActivityPenalty`; for a layer that
     calls ``add_loss`` itself, use :class:`lossdsl.ActivityPenalty`.
 
     >>> activity_penalty("beta*mean(a^2)", beta=0.1).gradient
     2*a*beta/n
     """
-    from lossdsl.keras_penalty import DSLActivityPenalty
+    from lossdsl.keras.penalty import DSLActivityPenalty
 
     return DSLActivityPenalty(source, {**dict(params or {}), **param_values})
 
 
-_KERAS_CLASSES = {"DSLLoss": "lossdsl.keras_loss", "DSLMetric": "lossdsl.keras_metric",
-                  "DSLRegularizer": "lossdsl.keras_penalty",
-                  "DSLActivityPenalty": "lossdsl.keras_penalty",
-                  "ActivityPenalty": "lossdsl.keras_penalty"}
+_KERAS_CLASSES = {"DSLLoss": "lossdsl.keras.loss", "DSLMetric": "lossdsl.keras.metric",
+                  "DSLRegularizer": "lossdsl.keras.penalty",
+                  "DSLActivityPenalty": "lossdsl.keras.penalty",
+                  "ActivityPenalty": "lossdsl.keras.penalty"}
 
 
 def __getattr__(name: str) -> Any:
@@ -129,7 +129,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_KERAS_CLASSES[name]), name)
     # The gradient check needs numpy; `lossdsl show`/`ops`/`export` start faster without it.
     if name in ("check_gradients", "GradientReport"):
-        from lossdsl import check
+        from lossdsl.tools import check
         return getattr(check, name)
     raise AttributeError(f"module 'lossdsl' has no attribute {name!r}")
 
@@ -139,12 +139,12 @@ def _register_with_keras_when_loaded() -> None:
 
     Keras only finds registered classes, and registering needs Keras imported.
     If Keras is loaded already, register now; otherwise this stays lazy, and
-    :func:`lossdsl.compile` or ``import lossdsl.keras_loss`` registers.
+    :func:`lossdsl.compile` or ``import lossdsl.keras.loss`` registers.
     """
     if "keras" in sys.modules and hasattr(sys.modules["keras"], "saving"):
-        import lossdsl.keras_loss  # noqa: F401
-        import lossdsl.keras_metric  # noqa: F401
-        import lossdsl.keras_penalty  # noqa: F401
+        import lossdsl.keras.loss  # noqa: F401
+        import lossdsl.keras.metric  # noqa: F401
+        import lossdsl.keras.penalty  # noqa: F401
 
 
 _register_with_keras_when_loaded()

@@ -1,8 +1,8 @@
-"""``python -m lossdsl``: the ``lossdsl`` command (see :mod:`lossdsl.cli`)."""
+"""``python -m lossdsl``: the ``lossdsl`` command (see :mod:`lossdsl.tools.cli`)."""
 
 import sys
 
-from lossdsl.cli import main
+from lossdsl.tools.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,8 +1,8 @@
 """Trains with a lossdsl loss on one device and under MirroredStrategy over two logical CPUs.
 
 Run as a script, with gradient modes as arguments (default: every mode of
-``lossdsl.keras_loss.GRADIENT_MODES``); tests/test_distribute.py does, in a subprocess, also with
-FUSE_EVERY_BATCH=1 (every batch on the fused XLA path of ``lossdsl.fused``). The logical
+``lossdsl.keras.loss.GRADIENT_MODES``); tests/test_distribute.py does, in a subprocess, also with
+FUSE_EVERY_BATCH=1 (every batch on the fused XLA path of ``lossdsl.backends.tensorflow.fused``). The logical
 devices must be configured before TensorFlow initialises, once per process.
 Prints one JSON line per case with the largest differences; exits 1 on a mismatch.
 """
@@ -18,11 +18,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import lossdsl  # noqa: E402
-import lossdsl.fused  # noqa: E402
-from lossdsl.keras_loss import GRADIENT_MODES  # noqa: E402
+import lossdsl.backends.tensorflow.fused  # noqa: E402
+from lossdsl.keras.loss import GRADIENT_MODES  # noqa: E402
 
 if os.environ.get("FUSE_EVERY_BATCH") == "1":  # the batches here are far below the threshold
-    lossdsl.fused.FUSED_MIN_ELEMENTS = 0
+    lossdsl.backends.tensorflow.fused.FUSED_MIN_ELEMENTS = 0
 
 SOURCE = "mean((y_true - y_pred)^2) + 0.1*mean(abs(y_pred - mean(y_pred)))"
 GLOBAL_BATCH, STEPS, LEARNING_RATE = 8, 4, 0.05

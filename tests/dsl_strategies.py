@@ -14,7 +14,7 @@ import re
 import numpy as np
 from hypothesis import strategies as st
 
-from lossdsl import ir
+from lossdsl.language import ir
 from lossdsl.ops import OPS, REGISTRY
 
 PARAMETERS = ("alpha", "beta")

@@ -18,7 +18,7 @@ import pytest
 import sympy
 
 from lossdsl import boosting
-from lossdsl.cli import main
+from lossdsl.tools.cli import main
 from lossdsl.errors import DSLNameError, DSLShapeError, DSLTypeError, LossDSLWarning
 from lossdsl.ops import OPS
 from lossdsl.boosting.numpy_eval import NUMPY_FORMS, NumpyPlan

@@ -7,7 +7,7 @@ import pytest
 import sympy
 
 import lossdsl
-from lossdsl.compiler import CompiledExpression, compile_expression
+from lossdsl.analysis.analyze import CompiledExpression, compile_expression
 
 
 def test_report_fields_on_agreement():

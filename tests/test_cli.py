@@ -70,7 +70,7 @@ def test_bad_param_syntax_is_a_usage_error():
 
 @pytest.mark.parametrize("command", ["show", "check", "plot", "export", "ops"])
 def test_every_command_has_help_with_examples(command, capsys):
-    from lossdsl.cli import main
+    from lossdsl.tools.cli import main
 
     with pytest.raises(SystemExit) as exit_info:  # in-process: argparse's --help exits 0
         main([command, "--help"])
@@ -106,7 +106,7 @@ def test_readme_ops_table_is_lossdsl_ops_markdown():
     ["show", FOCAL, *FOCAL_PARAMS], ["ops"],
     ["export", FOCAL, *FOCAL_PARAMS, "--class-name", "Focal"]])
 def test_show_ops_export_do_not_import_tensorflow(args):
-    code = ("import sys, io, contextlib; from lossdsl.cli import main\n"
+    code = ("import sys, io, contextlib; from lossdsl.tools.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()): code = main(sys.argv[1:])\n"
             "print(code, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     result = run(*args, code=code)
@@ -139,7 +139,7 @@ def test_plot_writes_a_png_of_the_requested_size(tmp_path):
 
 def test_plot_without_matplotlib_says_how_to_install_it(tmp_path):
     code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "from lossdsl.cli import main; sys.exit(main(sys.argv[1:]))")
+            "from lossdsl.tools.cli import main; sys.exit(main(sys.argv[1:]))")
     result = run("plot", "mean(y_pred^2)", "--y-true", "0", "-o", str(tmp_path / "x.png"),
                  code=code)
     assert result.returncode == 2

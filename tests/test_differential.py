@@ -35,8 +35,9 @@ from test_trust_rewrites import AsWrittenTF
 from hypothesis import strategies as st
 
 import lossdsl
-from lossdsl import ir, losses
-from lossdsl.export import export_to_file
+from lossdsl import losses
+from lossdsl.language import ir
+from lossdsl.tools.export import export_to_file
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lossdsl.keras_loss import GRADIENT_MODES
+from lossdsl.keras.loss import GRADIENT_MODES
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"fit sum_over_batch_size", "fit sum", "fit sum_over_batch_size weighted",

@@ -9,7 +9,7 @@ import pytest
 import sympy
 
 import lossdsl
-from lossdsl.ir import parse_source
+from lossdsl.language.ir import parse_source
 
 FOCAL = "mean(-alpha*y_true*(1-y_pred)^gamma*log(y_pred))"
 SOURCES = [

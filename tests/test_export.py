@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import lossdsl
-from lossdsl.export import export_to_file
+from lossdsl.tools.export import export_to_file
 
 RNG = np.random.default_rng(1)
 Y_TRUE = RNG.uniform(0, 1, (5, 4)).astype("float32")

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 import lossdsl
-from lossdsl import fused
-from lossdsl.keras_loss import GRADIENT_MODES
+from lossdsl.backends.tensorflow import fused
+from lossdsl.keras.loss import GRADIENT_MODES
 
 RNG = np.random.default_rng(11)
 Y_TRUE = RNG.integers(0, 2, (8, 5)).astype("float32")
@@ -327,12 +327,12 @@ def test_shared_exp_under_xla_has_exact_derivatives_at_zero(source, by_hand, mod
     ("sum(y_pred, axis=-1) - mean(y_pred*y_true)", False),
 ])
 def test_separability(source, separable):
-    from lossdsl.backward import is_separable
+    from lossdsl.analysis.backward import is_separable
     assert is_separable(lossdsl.analyze(source)) is separable
 
 
 def test_every_library_loss_is_separable():
-    from lossdsl.backward import is_separable
+    from lossdsl.analysis.backward import is_separable
     from lossdsl.losses import available
     assert [spec.name for spec in available() if not is_separable(lossdsl.analyze(spec.source))] == []
 
@@ -368,7 +368,7 @@ def test_private_tf_probes_degrade_to_the_safe_answer(monkeypatch):
     from tensorflow.python.eager import record
     from tensorflow.python.ops import control_flow_util
 
-    from lossdsl.tf_lower import in_xla_context
+    from lossdsl.lower.plan import in_xla_context
 
     monkeypatch.delattr(control_flow_util, "GraphOrParentsInXlaContext")
     monkeypatch.delattr(record, "could_possibly_record")
@@ -378,7 +378,7 @@ def test_private_tf_probes_degrade_to_the_safe_answer(monkeypatch):
 
 def test_no_matrix_vector_sums_when_a_gpu_is_visible(monkeypatch):
     """With a GPU, float32 products may run in TF32: the reductions stay reductions."""
-    from lossdsl import tf_lower
+    from lossdsl.lower import plan as tf_lower
     loss = lossdsl.compile("logsumexp(y_pred) - sum(y_true*y_pred)", reduction="none")
     rows = np.ones((4, 64), "float32")
     assert " dot(" in _hlo(loss, rows, rows)

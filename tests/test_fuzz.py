@@ -13,7 +13,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import lossdsl
-from lossdsl import ir
+from lossdsl.language import ir
 from lossdsl.ops import OPS
 
 pytestmark = pytest.mark.timeout(900)

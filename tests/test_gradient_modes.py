@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import lossdsl
-from lossdsl.keras_loss import REDUCTIONS
+from lossdsl.keras.loss import REDUCTIONS
 
 RNG = np.random.default_rng(3)
 Y_TRUE = RNG.uniform(0, 1, (6, 4)).astype("float32")

@@ -12,7 +12,8 @@ import pytest
 import sympy
 
 import lossdsl
-from lossdsl import ir, limits
+from lossdsl import limits
+from lossdsl.language import ir
 
 pytestmark = pytest.mark.timeout(60)
 

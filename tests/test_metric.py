@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lossdsl
-from lossdsl.keras_metric import DSLMetric
+from lossdsl.keras.metric import DSLMetric
 
 RNG = np.random.default_rng(1)
 BATCHES = [(RNG.uniform(0, 1, (n, 3)).astype("float32"),

@@ -20,19 +20,19 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_contains_the_grammar(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    assert "lossdsl/grammar/lossdsl.lark" in names
-    grammar = zipfile.ZipFile(wheel).read("lossdsl/grammar/lossdsl.lark").decode()
+    assert "lossdsl/language/grammar.lark" in names
+    grammar = zipfile.ZipFile(wheel).read("lossdsl/language/grammar.lark").decode()
     assert grammar == (ROOT / "grammar" / "lossdsl.lark").read_text()
 
 
 def test_installed_wheel_finds_its_grammar(wheel, tmp_path):
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import lossdsl, lossdsl.parse as p; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import lossdsl, lossdsl.language.parse as p; "
             "assert lossdsl.__file__.startswith(sys.argv[1]), lossdsl.__file__; "
             "print(p.grammar_path()); print(lossdsl.parse_source('mean(y_pred^2)'))")
     # Run from an empty directory so the source checkout is not importable.
     out = subprocess.run([sys.executable, "-I", "-c", code, str(tmp_path / "site")],
                          capture_output=True, text=True, check=True, cwd=tmp_path)
     grammar_line, program_line = out.stdout.splitlines()
-    assert grammar_line == str(tmp_path / "site" / "lossdsl" / "grammar" / "lossdsl.lark")
+    assert grammar_line == str(tmp_path / "site" / "lossdsl" / "language" / "grammar.lark")
     assert program_line == "mean(y_pred^2)"

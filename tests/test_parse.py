@@ -5,7 +5,7 @@ import pytest
 import lossdsl
 from lossdsl.errors import (DSLArityError, DSLAxisError, DSLLimitError, DSLNameError,
                             DSLSyntaxError, DSLTypeError)
-from lossdsl.ir import Binary, Call, Name, Negate, Number, parse_source
+from lossdsl.language.ir import Binary, Call, Name, Negate, Number, parse_source
 
 
 @pytest.mark.parametrize("source, canonical", [

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import lossdsl
-from lossdsl.keras_penalty import ActivityPenalty, DSLActivityPenalty, DSLRegularizer
+from lossdsl.keras.penalty import ActivityPenalty, DSLActivityPenalty, DSLRegularizer
 
 RNG = np.random.default_rng(2)
 WEIGHT_SHAPES = [(), (4,), (3, 4), (2, 3, 3, 2)]

@@ -8,7 +8,7 @@ import pytest
 import sympy
 
 import lossdsl
-from lossdsl import simplify
+from lossdsl.symbolic import simplify
 
 
 @pytest.mark.parametrize("source", ["mean(\n", "y_pred +\n\n", "mean(y_pred)\n)"])

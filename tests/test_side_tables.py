@@ -1,7 +1,7 @@
 """Every table keyed by function covers every function, tested by behaviour.
 
-Domains (``lossdsl.domain``), kinks, infinity warnings (``lossdsl.stability``),
-the double-where guard (``lossdsl.tf_lower``) and the exporter's printer each
+Domains (``lossdsl.analysis.domains``), kinks, infinity warnings (``lossdsl.symbolic.stability``),
+the double-where guard (``lossdsl.lower.plan``) and the exporter's printer each
 hold knowledge about functions outside ``lossdsl.ops.OPS``. A row added to OPS
 and forgotten in one of them would go unnoticed, so this file derives what each
 table must say from the function's own numbers, over a grid of inputs:
@@ -28,8 +28,8 @@ from dsl_strategies import NUMPY
 from test_differential import Exported, _value_and_tape_gradient
 
 import lossdsl
-from lossdsl.compiler import analyze
-from lossdsl.domain import find_conditions
+from lossdsl.analysis.analyze import analyze
+from lossdsl.analysis.domains import find_conditions
 from lossdsl.ops import OPS, DSLFunction
 
 GRID = np.union1d(np.round(np.linspace(-3.0, 3.0, 601), 10), [-1.0, 0.0, 0.3, 0.6, 0.8, 1.0])

@@ -13,9 +13,9 @@ import sympy
 import tensorflow as tf
 
 import lossdsl
-from lossdsl.keras_loss import GRADIENT_MODES
-from lossdsl.stability import RULES, stabilize
-from lossdsl.symbolic import ReductionTable
+from lossdsl.keras.loss import GRADIENT_MODES
+from lossdsl.symbolic.stability import RULES, stabilize
+from lossdsl.symbolic.translate import ReductionTable
 
 LOGITS = np.array([-1e4, -100.0, -20.0, -1.0, 0.0, 0.5, 20.0, 100.0, 1e4])
 LOGIT_PAIRS = np.stack([LOGITS, -LOGITS], axis=1)           # (9, 2)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import lossdsl
-from lossdsl import compiler, parse
+from lossdsl.analysis import analyze as compiler
+from lossdsl.language import parse
 
 SOURCES = (
     "p = clip(y_pred, 1e-7, 1 - 1e-7); alpha = 0.25; mean(-alpha*y_true*(1-p)^gamma*log(p))",

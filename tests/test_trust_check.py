@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import lossdsl
-from lossdsl.check import MIN_COMPARED_FRACTION
-from lossdsl.compiler import CompiledExpression, compile_expression
+from lossdsl.tools.check import MIN_COMPARED_FRACTION
+from lossdsl.analysis.analyze import CompiledExpression, compile_expression
 
 ROOT = Path(__file__).resolve().parents[1]
 NOWHERE_REAL = "mean(sqrt(y_pred - y_true - 10))"  # real only where y_pred > y_true + 10
@@ -166,7 +166,7 @@ def _lines(figure):
 
 def test_plot_of_a_row_loss_varies_one_element_of_a_row():
     pytest.importorskip("matplotlib")
-    from lossdsl.plot import build_figure
+    from lossdsl.tools.plot import build_figure
 
     figure = build_figure("-sum(y_true*log_softmax(y_pred))", [1.0], y_pred_range=(-3, 3),
                           points=9)
@@ -181,7 +181,7 @@ def test_plot_of_a_row_loss_varies_one_element_of_a_row():
 
 def test_plot_of_a_loss_on_labels_uses_the_label():
     pytest.importorskip("matplotlib")
-    from lossdsl.plot import build_figure
+    from lossdsl.tools.plot import build_figure
 
     figure = build_figure("-sum(one_hot(y_true)*log_softmax(y_pred, axis=-1), axis=-1)", [2.0],
                           y_pred_range=(-3, 3), points=9)
@@ -193,7 +193,7 @@ def test_plot_of_a_loss_on_labels_uses_the_label():
 
 def test_plot_of_an_elementwise_loss_stays_one_element_per_sample():
     pytest.importorskip("matplotlib")
-    from lossdsl.plot import build_figure
+    from lossdsl.tools.plot import build_figure
 
     figure = build_figure("mean((y_true-y_pred)^2)", [0.5], y_pred_range=(-1, 2), points=7)
     x, loss, gradient = _lines(figure)
@@ -214,7 +214,7 @@ def test_plot_of_an_elementwise_loss_stays_one_element_per_sample():
     ("mean(one_hot(1)*y_pred)", True),
 ])
 def test_which_losses_mix_a_row(source, mixes):
-    from lossdsl.plot import mixes_row
+    from lossdsl.tools.plot import mixes_row
 
     assert mixes_row(source) is mixes
 

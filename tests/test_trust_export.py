@@ -29,10 +29,11 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import lossdsl
-from lossdsl import ir, losses
-from lossdsl.export import export_source, export_to_file
+from lossdsl import losses
+from lossdsl.language import ir
+from lossdsl.tools.export import export_source, export_to_file
 from lossdsl.ops import OPS, one_hot
-from lossdsl.tf_lower import _is_count, _needs_guard
+from lossdsl.lower.plan import _is_count, _needs_guard
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -134,7 +135,7 @@ def test_guarded_where_exports_the_double_where(tmp_path):
 
 
 def test_one_hot_is_written_into_the_module_and_matches_keras(tmp_path):
-    # Was `tf.lossdsl.tf_lower.one_hot_last_axis(...)`: not a TF function.
+    # Was `tf.lossdsl.lower.plan.one_hot_last_axis(...)`: not a TF function.
     source = losses.REGISTRY["sparse_categorical_crossentropy"].source_for(from_logits=True)
     code = export_source(source, "Sparse")
     assert "def one_hot_last_axis(positions):" in code and "lossdsl." not in code.split(

@@ -35,12 +35,12 @@ from sympy.core.function import AppliedUndef
 from sympy.parsing.latex import parse_latex
 
 import lossdsl
-from lossdsl.compiler import analyze
-from lossdsl.explain import explain
-from lossdsl.latex import LossLatexPrinter, formula_latex
+from lossdsl.analysis.analyze import analyze
+from lossdsl.analysis.explain import explain
+from lossdsl.analysis.latex import LossLatexPrinter, formula_latex
 from lossdsl.losses import available
 from lossdsl.ops import OPS, REGISTRY, DSLFunction, xdivy, xlog1py, xlogy
-from lossdsl.symbolic import ELEMENTWISE_INPUTS, ReductionTable, count_symbol
+from lossdsl.symbolic.translate import ELEMENTWISE_INPUTS, ReductionTable, count_symbol
 
 pytestmark = pytest.mark.timeout(900)
 

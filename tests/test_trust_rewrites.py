@@ -18,10 +18,10 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import lossdsl
-from lossdsl import ir
-from lossdsl.cli import main as cli_main
+from lossdsl.language import ir
+from lossdsl.tools.cli import main as cli_main
 from lossdsl.ops import REGISTRY
-from lossdsl.tf_lower import tf_function
+from lossdsl.lower.plan import tf_function
 
 # The losses here are infinite somewhere on purpose; the warnings are tested where recorded.
 pytestmark = pytest.mark.filterwarnings("ignore::lossdsl.LossDSLWarning")

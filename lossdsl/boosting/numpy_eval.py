@@ -12,7 +12,7 @@ are handled in :func:`_internal_step`.
 
     >>> import sympy
     >>> from lossdsl.ops import softplus
-    >>> from lossdsl.symbolic import ReductionTable
+    >>> from lossdsl.symbolic.translate import ReductionTable
     >>> x = sympy.Symbol("y_pred", real=True)
     >>> plan = NumpyPlan([softplus(x) - 2*x], ReductionTable())
     >>> plan.run({"y_pred": np.array([[1000.0], [0.0]])}, {})[0].ravel().tolist()
@@ -29,7 +29,7 @@ import sympy
 
 from lossdsl.errors import DSLShapeError, LossDSLError
 from lossdsl.ops import BY_SYMPY_HEAD
-from lossdsl.symbolic import ReductionTable
+from lossdsl.symbolic.translate import ReductionTable
 
 Array = np.ndarray
 SAMPLE_AXES = (None, (1,), (-1,))  # the axis specs that name a boosting sample's one axis

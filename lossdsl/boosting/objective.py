@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 import sympy
 
-from lossdsl.compiler import ReadOnlyParams, bind_parameters
+from lossdsl.analysis.analyze import ReadOnlyParams, bind_parameters
 from lossdsl.errors import DSLTypeError, LossDSLWarning
 from lossdsl.ops import one_hot
 from lossdsl.boosting.metric import BoostingMetric, labels_and_weights, library_of

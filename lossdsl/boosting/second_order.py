@@ -27,12 +27,12 @@ from functools import lru_cache
 import sympy
 
 from lossdsl import limits
-from lossdsl.compiler import Analysis, analyze
-from lossdsl.latex import INPUT_LATEX, formula_latex
-from lossdsl.gradient import _drop_dirac, _local_derivative, _real_diff
-from lossdsl.simplify import simplify
-from lossdsl.stability import stabilize
-from lossdsl.symbolic import ReductionTable
+from lossdsl.analysis.analyze import Analysis, analyze
+from lossdsl.analysis.latex import INPUT_LATEX, formula_latex
+from lossdsl.symbolic.derive import _drop_dirac, _local_derivative, _real_diff
+from lossdsl.symbolic.simplify import simplify
+from lossdsl.symbolic.stability import stabilize
+from lossdsl.symbolic.translate import ReductionTable
 
 from lossdsl.boosting.numpy_eval import check_sample_axes
 
@@ -42,7 +42,7 @@ class SecondOrder:
     """A loss with its gradient and diagonal Hessian w.r.t. ``y_pred``, over one table.
 
     Attributes:
-        analysis: the first-order analysis (``lossdsl.compiler.analyze``).
+        analysis: the first-order analysis (``lossdsl.analysis.analyze.analyze``).
         expression: the per-sample loss.
         gradient: d loss / d y_pred, elementwise.
         hessian: d gradient_i / d y_pred_i, elementwise, simplified and stabilised.

@@ -1,0 +1,1 @@
+"""Stage 6, backends: interpreters of a plan (TensorFlow; text for the exporter)."""

@@ -1,0 +1,1 @@
+"""The TensorFlow interpreter of a plan and its TF-only fast paths."""

@@ -1,0 +1,1 @@
+"""Stage 5, lowering: formulas -> a plan (plain data) that a backend interprets."""

@@ -1,0 +1,352 @@
+"""Stage 3: IR -> SymPy, with every reduction lifted to a symbol of its own.
+
+The per-sample loss becomes a SymPy expression over real symbols: the inputs
+``y_true``/``y_pred``, the parameters, the *reduction symbols* and the *count
+symbols*. A reduction symbol stands for one reduction (``mean(y_pred)``); its
+name is its own text, so a formula that contains it reads naturally. A count
+symbol (``n`` for "every axis of the sample", ``n[-1]`` for ``axis=-1``) is the
+number of elements a reduction reduces. The :class:`ReductionTable` holds what
+each reduction symbol means, in dependency order.
+
+Semantics (the README's language reference states them for users): every
+subexpression is conceptually of the sample's full shape; a reduction's value
+is broadcast back over the elements it reduced, as with ``keepdims``.
+
+    >>> from lossdsl.language.ir import parse_source
+    >>> lowered = lower(parse_source("mean((y_pred - mean(y_pred))^2)"))
+    >>> lowered.output
+    mean((-mean(y_pred) + y_pred)**2)
+    >>> lower(parse_source("mean(y_pred - mean(y_pred))")).output
+    0
+    >>> lowered = lower(parse_source("sum(2*y_pred)"))
+    >>> lowered.output
+    2*sum(y_pred)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from lossdsl.language import ir
+from lossdsl import limits
+from lossdsl.errors import DSLNameError, DSLTypeError, Span
+from lossdsl.ops import INPUT_NAMES, REGISTRY, Op, varies_by_position
+
+Axis = tuple[int, ...] | None  # None: every axis of the sample (all but the batch axis)
+
+ELEMENTWISE_INPUTS: dict[str, sympy.Symbol] = {
+    name: sympy.Symbol(name, real=True) for name in INPUT_NAMES}
+_LINEAR_REDUCTIONS = ("mean", "sum")
+
+
+def count_symbol(axis: Axis) -> sympy.Symbol:
+    """The number of elements a reduction over ``axis`` reduces: ``n``, ``n[-1]``, ..."""
+    name = "n" if axis is None else f"n[{','.join(map(str, axis))}]"
+    return sympy.Symbol(name, positive=True, integer=True)
+
+
+def axis_text(axis: Axis) -> str:
+    if axis is None:
+        return ""
+    return f", axis={axis[0]}" if len(axis) == 1 else f", axis={axis}"
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """What a reduction symbol stands for: ``kind(arg, axis=axis)``."""
+
+    kind: str
+    arg: sympy.Expr
+    axis: Axis
+    symbol: sympy.Symbol
+
+
+@dataclass
+class ReductionTable:
+    """Every reduction of a loss (and of its gradient), in dependency order."""
+
+    inputs: frozenset[sympy.Symbol] = frozenset(ELEMENTWISE_INPUTS.values())
+    reductions: dict[sympy.Symbol, Reduction] = field(default_factory=dict)
+    _by_key: dict[tuple, sympy.Symbol] = field(default_factory=dict, repr=False)
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self.reductions
+
+    def __getitem__(self, symbol: sympy.Symbol) -> Reduction:
+        return self.reductions[symbol]
+
+    def in_order(self) -> list[Reduction]:
+        return list(self.reductions.values())
+
+    def with_inputs(self, extra: frozenset[sympy.Symbol]) -> "ReductionTable":
+        """A copy that also counts ``extra`` as inputs (varying along every axis)."""
+        table = ReductionTable(inputs=self.inputs | extra)
+        table.reductions, table._by_key = dict(self.reductions), dict(self._by_key)
+        return table
+
+    def substituted(self, values: dict[sympy.Symbol, sympy.Expr]) -> "ReductionTable":
+        """The same reductions with ``values`` put into their arguments (symbols kept)."""
+        table = ReductionTable(inputs=self.inputs)
+        for symbol, reduction in self.reductions.items():
+            arg = reduction.arg.xreplace(values)
+            table.reductions[symbol] = Reduction(reduction.kind, arg, reduction.axis, symbol)
+            table._by_key[(reduction.kind, arg, reduction.axis)] = symbol
+        return table
+
+    def reduce(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Expr:
+        """The SymPy expression for ``kind(arg, axis)``, made linear for mean and sum."""
+        if kind in _LINEAR_REDUCTIONS:
+            return self._linear(kind, sympy.sympify(arg), axis)
+        if self.is_constant_along(arg, axis) and kind in ("max", "min"):
+            return arg
+        return self._symbol(kind, arg, axis)
+
+    def opaque(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Symbol:
+        """The symbol of ``kind(arg, axis)`` as one reduction, not distributed over ``arg``'s terms.
+
+        For lowering only (one pass over the data); the symbolic core uses :meth:`reduce`.
+        """
+        return self._symbol(kind, sympy.sympify(arg), axis)
+
+    def _linear(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Expr:
+        # mean/sum distribute over + and pull out factors constant along `axis`;
+        # that keeps gradients such as the variance's small (their sums cancel).
+        terms = sympy.Add.make_args(arg)
+        if len(terms) > 1:
+            return sympy.Add(*(self._linear(kind, term, axis) for term in terms))
+        constant, varying = [], []
+        for factor in sympy.Mul.make_args(arg):
+            (constant if self.is_constant_along(factor, axis) else varying).append(factor)
+        scale = sympy.Mul(*constant)
+        if not varying:
+            return scale * (count_symbol(axis) if kind == "sum" else 1)
+        rest = sympy.Mul(*varying)
+        if constant and isinstance(rest, sympy.Add):
+            return scale * self._linear(kind, rest, axis)
+        return scale * self._mean_or_sum(kind, rest, axis)
+
+    def _mean_or_sum(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Expr:
+        # sum(x) and n*mean(x) are one reduction: reuse whichever exists already.
+        other = "mean" if kind == "sum" else "sum"
+        existing = self._by_key.get((other, arg, axis))
+        if existing is not None:
+            n = count_symbol(axis)
+            return existing * n if kind == "sum" else existing / n
+        return self._symbol(kind, arg, axis)
+
+    def _symbol(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Symbol:
+        key = (kind, arg, axis)
+        if key not in self._by_key:
+            symbol = sympy.Symbol(self._name(kind, arg, axis), real=True)
+            self._by_key[key] = symbol
+            self.reductions[symbol] = Reduction(kind, arg, axis, symbol)
+        return self._by_key[key]
+
+    def _name(self, kind: str, arg: sympy.Expr, axis: Axis) -> str:
+        """The reduction's own text, or a numbered stand-in when that text would be long.
+
+        Names embed the names of inner reductions, so spelling every one out
+        grows exponentially with nesting; ``…`` cannot occur in a source, so a
+        numbered name never collides with a spelled-out one.
+        """
+        text = None if limits.exceeds(arg, limits.MAX_REDUCTION_NAME) else sympy.sstr(arg)
+        if text is None or len(text) > limits.MAX_REDUCTION_NAME:
+            text = f"…{len(self.reductions)}"
+        return f"{kind}({text}{axis_text(axis)})"
+
+    def is_constant_along(self, expr: sympy.Expr, axis: Axis) -> bool:
+        """Whether ``expr`` provably takes one value along every axis in ``axis``."""
+        if varies_by_position(expr):
+            return False
+        for symbol in sympy.sympify(expr).free_symbols:
+            if symbol in self.inputs:
+                return False
+            if symbol in self.reductions and not _covers(self.reductions[symbol].axis, axis):
+                return False
+        return True
+
+    def constant_axis(self, expr: sympy.Expr) -> Axis | str:
+        """The axes along which ``expr`` is provably constant, as an axis spec.
+
+        Returns ``()`` when ``expr`` involves an input directly, ``None`` (all axes)
+        when it involves no input, and ``"mixed"`` when it combines reductions over
+        different axes (the count is then only known from the shapes, at run time).
+        """
+        free = sympy.sympify(expr).free_symbols
+        if free & self.inputs or varies_by_position(expr):
+            return ()
+        specs = {self.reductions[s].axis for s in free if s in self.reductions}
+        specs.discard(None)
+        if not specs:
+            return None
+        return specs.pop() if len(specs) == 1 else "mixed"
+
+
+def _covers(outer: Axis, inner: Axis) -> bool:
+    """Whether reducing over ``outer`` reduces every axis that ``inner`` names."""
+    return outer is None or outer == inner
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """A loss in SymPy: the per-sample ``output`` and what its symbols mean."""
+
+    output: sympy.Expr
+    table: ReductionTable
+    parameters: dict[str, sympy.Symbol]
+    defaults: dict[str, float]
+    first_use: dict[str, Span]
+
+
+def lower(program: ir.Program, source: str | None = None,
+          inputs: tuple[str, ...] = INPUT_NAMES) -> Lowered:
+    """Lower a checked IR program to SymPy (see the module docstring).
+
+    ``source`` is only used to point at the offending text in errors.
+    """
+    return _Lowerer(program, source, inputs).run()
+
+
+class _Lowerer:
+    def __init__(self, program: ir.Program, source: str | None,
+                 inputs: tuple[str, ...]) -> None:
+        self.program, self.source = program, source
+        self.inputs = {name: sympy.Symbol(name, real=True) for name in inputs}
+        self.table = ReductionTable(inputs=frozenset(self.inputs.values()))
+        self.locals: dict[str, sympy.Expr] = {}
+        self.parameters: dict[str, sympy.Symbol] = {}
+        self.defaults: dict[str, float] = {}
+        self.first_use: dict[str, Span] = {}
+        self.pending = {binding.name for binding in program.bindings}
+        self.checked_real: set[sympy.Basic] = set()  # subexpressions with a real value somewhere
+
+    def run(self) -> Lowered:
+        for binding in self.program.bindings:
+            self.pending.discard(binding.name)
+            if binding.is_parameter_default:
+                self.defaults[binding.name] = _number_value(binding.value)
+                self._parameter(binding.name, binding.span)
+            else:
+                self.locals[binding.name] = self.expr(binding.value)
+        output = self.expr(self.program.body)
+        return Lowered(output, self.table, self.parameters, self.defaults, self.first_use)
+
+    def _parameter(self, name: str, span: Span) -> sympy.Symbol:
+        self.first_use.setdefault(name, span)
+        return self.parameters.setdefault(name, sympy.Symbol(name, real=True))
+
+    def expr(self, node: ir.Expr) -> sympy.Expr:
+        method = getattr(self, "_" + type(node).__name__.lower())
+        value = method(node)
+        if not isinstance(node, ir.Compare):
+            limits.check_real_constant(value, self.source, node.span)
+            self._check_real_somewhere(value, node)
+        return value
+
+    def _check_real_somewhere(self, value: sympy.Expr, node: ir.Expr) -> None:
+        """Refuse a part that no input makes real: ``sqrt(-exp(y_pred))``, ``log(-1 - y_pred^2)``.
+
+        SymPy would carry on with ``I`` in the formulas (or a formula TF only
+        computes as NaN); it is the user's mistake, so it is reported here, at the call.
+        """
+        if value.is_number or not _never_real(value, self.checked_real):
+            self.checked_real.add(value)
+            return
+        text = self.source[node.span.start:node.span.end] if self.source else str(node)
+        raise DSLTypeError(
+            f"`{text}` is not a real number for any input: its argument is negative "
+            "whatever the inputs are (or zero at isolated points at best), where TensorFlow "
+            "computes NaN.", source=self.source, span=node.span,
+            hint="sqrt, log and fractional powers need an argument that can be positive; "
+                 "check the signs (e.g. sqrt(exp(y_pred)), log(1 + y_pred^2))")
+
+    def _number(self, node: ir.Number) -> sympy.Expr:
+        limits.check_number(node.text, self.source, node.span)
+        value = sympy.Float(node.text) if any(c in node.text for c in ".eE") else \
+            sympy.Integer(node.text)
+        return value
+
+    def _name(self, node: ir.Name) -> sympy.Expr:
+        if node.id in self.inputs:
+            return self.inputs[node.id]
+        if node.id in self.locals:
+            return self.locals[node.id]
+        if node.id in self.pending:
+            raise DSLNameError(f"`{node.id}` is used before its binding.",
+                               source=self.source, span=node.span,
+                               hint="bindings are read left to right; move it earlier")
+        return self._parameter(node.id, node.span)
+
+    def _negate(self, node: ir.Negate) -> sympy.Expr:
+        return -self.expr(node.operand)
+
+    def _binary(self, node: ir.Binary) -> sympy.Expr:
+        left, right = self.expr(node.left), self.expr(node.right)
+        if node.op == "+":
+            return left + right
+        if node.op == "-":
+            return left - right
+        if node.op == "*":
+            return left * right
+        if node.op == "/":
+            return left / right
+        limits.check_exponent(right, self.source, node.span)
+        limits.check_constant_power(left, right, self.source, node.span)
+        return left**right
+
+    def _compare(self, node: ir.Compare) -> sympy.Basic:
+        left, right = self.expr(node.left), self.expr(node.right)
+        relation = {"==": sympy.Eq, "!=": sympy.Ne, "<": sympy.Lt, "<=": sympy.Le,
+                    ">": sympy.Gt, ">=": sympy.Ge}[node.op]
+        return relation(left, right)
+
+    def _call(self, node: ir.Call) -> sympy.Expr:
+        op: Op = REGISTRY[node.function]
+        args = [self.expr(arg) for arg in node.args]
+        if op.kind == "reduction":
+            return self.table.reduce(op.name, args[0], node.axis)
+        if op.kind == "normalizer":
+            return self._normalizer(op, args[0], node.axis)
+        return op.sympy(*args)
+
+    def _normalizer(self, op: Op, x: sympy.Expr, axis: Axis) -> sympy.Expr:
+        # softmax and log_softmax go through logsumexp, whose gradient is the stable softmax.
+        log_normalizer = self.table.reduce("logsumexp", x, axis)
+        log_softmax = x - log_normalizer
+        return log_softmax if op.name == "log_softmax" else sympy.exp(log_softmax)
+
+
+def _never_real(value: sympy.Expr, checked: set[sympy.Basic]) -> bool:
+    """Whether SymPy can tell that ``value`` is not real for any real inputs and parameters.
+
+    ``checked`` holds subexpressions found real already: the walk skips them, so
+    a binding used many times is looked at once, not once per use.
+    """
+    if value.is_extended_real is False or _has_imaginary_unit(value, checked):
+        return True
+    # SymPy leaves (-1 - y^2)**0.5 as it is, with no verdict on its realness.
+    return (isinstance(value, sympy.Pow) and value.exp.is_number and not value.exp.is_integer
+            and bool(value.base.is_extended_negative))
+
+
+def _has_imaginary_unit(expr: sympy.Basic, checked: set[sympy.Basic]) -> bool:
+    pending, seen = [expr], set()
+    while pending:
+        node = pending.pop()
+        if node is sympy.I:
+            return True
+        for arg in node.args:
+            if arg not in seen and arg not in checked:
+                seen.add(arg)
+                pending.append(arg)
+    return False
+
+
+def _number_value(node: ir.Expr) -> float:
+    if isinstance(node, ir.Negate):
+        return -_number_value(node.operand)
+    assert isinstance(node, ir.Number)
+    return node.value
+

@@ -1,0 +1,1 @@
+"""Tools over the pipeline: gradient check, plots, the exporter and the command line."""

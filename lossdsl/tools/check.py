@@ -1,0 +1,328 @@
+"""The gradient check: the symbolic gradient against ``tf.GradientTape``, in float64.
+
+    >>> import lossdsl
+    >>> report = lossdsl.check_gradients("mean((y_true - y_pred)^2)")
+    >>> report.passed
+    True
+
+A check that compared too little is *inconclusive*, which is not a pass: fewer
+than :data:`MIN_COMPARED_FRACTION` of the gradient entries finite on both sides
+(or none at all, as for an empty batch), a loss that is NaN at every point, or
+a parameter gradient that is not finite. Default points come from the loss itself: candidate ranges are tried and
+the one where the loss and both gradients are finite at the most entries wins.
+
+    >>> lossdsl.check_gradients("mean(sqrt(y_pred - y_true - 10))").inconclusive
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import sympy
+
+from lossdsl.analysis.analyze import Analysis, CompiledExpression, compile_expression
+from lossdsl.errors import GradientMismatchError
+from lossdsl.ops import OPS
+
+MIN_COMPARED_FRACTION = 0.5  # of the gradient entries; below it the check concludes nothing
+# Distinct sizes per axis, so that a reduction over the wrong axis cannot go unnoticed.
+_BATCH, _LAST, _MIDDLE = 8, 5, (3, 6, 7, 4, 9)
+_LABEL_OPS = tuple(op.sympy for op in OPS if op.by_position)  # their argument is a class label
+
+Draw = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
+
+
+@dataclass
+class GradientReport:
+    """How the symbolic gradient compares with the tape's.
+
+    Attributes:
+        passed: the check was conclusive and every compared value agrees within
+            ``atol + rtol * |tape|``.
+        max_abs_error, max_rel_error: the largest disagreements w.r.t. ``wrt``.
+        points: how many gradient entries were compared.
+        skipped: entries left out because either side is not finite there.
+        y_true, y_pred: the points tried.
+        symbolic, tape: the two gradients w.r.t. ``wrt`` at those points.
+        worst_index: where the largest relative disagreement is.
+        parameters: per parameter, ``(symbolic, tape)`` batch totals.
+        mismatched: the gradients that disagree: ``wrt`` and/or parameter names.
+        reason: why the check is inconclusive; empty when it is conclusive.
+        wrt: the input the gradient is taken with respect to.
+    """
+
+    passed: bool
+    max_abs_error: float
+    max_rel_error: float
+    points: int
+    skipped: int
+    y_true: np.ndarray = field(repr=False)
+    y_pred: np.ndarray = field(repr=False)
+    symbolic: np.ndarray = field(repr=False)
+    tape: np.ndarray = field(repr=False)
+    worst_index: tuple[int, ...] = ()
+    parameters: dict[str, tuple[float, float]] = field(default_factory=dict)
+    mismatched: tuple[str, ...] = ()
+    reason: str = ""
+    wrt: str = "y_pred"
+
+    @property
+    def inconclusive(self) -> bool:
+        """Too little was compared to say the gradients agree (:data:`MIN_COMPARED_FRACTION`)."""
+        return bool(self.reason) and not self.mismatched
+
+    def __str__(self) -> str:
+        stats = (f"max abs error {self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g} "
+                 f"over {self.points} entries ({self.skipped} skipped as non-finite)")
+        if self.mismatched:
+            names = ", ".join(f"d/d{name}" for name in self.mismatched)
+            lines = [f"symbolic gradient and tape DISAGREE on {names}: d/d{self.wrt} {stats}"]
+        elif self.reason:
+            lines = [f"gradient check INCONCLUSIVE: {self.reason}", f"  d/d{self.wrt}: {stats}"]
+        else:
+            lines = [f"symbolic gradient and tape agree: {stats}"]
+        if self.worst_index and self.points:
+            i = self.worst_index
+            lines.append(f"  worst at index {i}: y_true={self.y_true[i]:.6g}, "
+                         f"y_pred={self.y_pred[i]:.6g}, symbolic={self.symbolic[i]:.10g}, "
+                         f"tape={self.tape[i]:.10g}")
+        for name, (symbolic, tape) in self.parameters.items():
+            note = "  DISAGREE" if name in self.mismatched else \
+                "  (not compared: not finite)" if not np.isfinite([symbolic, tape]).all() else ""
+            lines.append(f"  d/d{name}: symbolic={symbolic:.10g}, tape={tape:.10g}{note}")
+        return "\n".join(lines)
+
+
+def check_gradients(loss: Any, y_true: Any = None, y_pred: Any = None, *,
+                    shape: tuple[int, ...] | None = None, seed: int = 0,
+                    rtol: float = 1e-6, atol: float = 1e-9,
+                    raise_on_mismatch: bool = False, **params: float) -> GradientReport:
+    """Compare the derived gradient with the tape's gradient of the compiled loss.
+
+    Args:
+        loss: a loss from :func:`lossdsl.compile`, a compiled expression, or a
+            source string.
+        y_true, y_pred: the points; when omitted, random points of ``shape``
+            from the range where the loss and its gradients are finite at the
+            most entries (see :func:`candidate_ranges`).
+        shape: default :func:`default_shape`, the smallest rank the loss's axes need.
+        rtol, atol: the tolerance, in float64.
+        raise_on_mismatch: raise :class:`GradientMismatchError` instead of
+            returning a report that did not pass (a mismatch or an inconclusive check).
+        **params: parameter values, when ``loss`` is a source string.
+
+    Returns:
+        A :class:`GradientReport`; ``passed`` is False when the gradients
+        disagree and when the check is inconclusive.
+    """
+    compiled = _compiled(loss, params)
+    shape = tuple(shape) if shape is not None else default_shape(compiled)
+    given = (None if y_true is None else np.asarray(y_true, dtype=np.float64),
+             None if y_pred is None else np.asarray(y_pred, dtype=np.float64))
+    if given[0] is not None and given[1] is not None:
+        best = _evaluate(compiled, *given)
+    else:
+        best = None
+        for draw_true, draw_pred in candidate_ranges(compiled):
+            rng = np.random.default_rng(seed)
+            points = (draw_true(rng, shape) if given[0] is None else given[0],
+                      draw_pred(rng, shape) if given[1] is None else given[1])
+            evaluation = _evaluate(compiled, *points)
+            if best is None or evaluation.usable > best.usable:
+                best = evaluation
+            if best.usable == 1.0:
+                break
+    report = _compare(best, compiled.wrt, rtol, atol)
+    if raise_on_mismatch and not report.passed:
+        hint = ("pass y_true and y_pred where the loss and its gradient are finite"
+                if report.inconclusive else
+                "the derived formula and the tape disagree at these points: please report it "
+                "with the source, the points and this report")
+        raise GradientMismatchError(f"Gradient check failed for {compiled.source!r}.\n{report}",
+                                    source=compiled.source, hint=hint)
+    return report
+
+
+def _compiled(loss: Any, params: dict[str, float]) -> CompiledExpression:
+    if isinstance(loss, str):
+        return compile_expression(loss, params)
+    if isinstance(loss, CompiledExpression):
+        return loss
+    return loss.compiled
+
+
+def default_shape(compiled: CompiledExpression) -> tuple[int, ...]:
+    """``(8, 5)``, or ``(8, 3, 5)``, ... when the loss reduces over an axis beyond the first."""
+    rank = max([abs(a) for r in compiled.table.in_order() for a in (r.axis or ())], default=1)
+    return (_BATCH, *_MIDDLE[:rank - 1], _LAST)
+
+
+def takes_labels(compiled: CompiledExpression | Analysis) -> bool:
+    """Whether ``y_true`` is a class label (the argument of a function such as ``one_hot``)."""
+    formulas = [compiled.expression] + [r.arg for r in compiled.table.in_order()]
+    return any(node.args and "y_true" in {s.name for s in node.args[0].free_symbols}
+               for formula in formulas for node in sympy.preorder_traversal(formula)
+               if isinstance(node, _LABEL_OPS))
+
+
+def candidate_ranges(compiled: CompiledExpression) -> list[tuple[Draw, Draw]]:
+    """Where to draw ``(y_true, y_pred)``, in order of preference.
+
+    Around 0; in (0.05, 0.95); inside the bounds that the loss's own domain
+    conditions put on each input (:func:`lossdsl.analysis.domains.find_conditions`).
+    Labels (see :func:`takes_labels`) are whole class indices.
+    """
+    ranges: list[tuple[Draw, Draw]] = [(_normal, _normal), (_uniform(0.05, 0.95),) * 2]
+    bounds = _domain_bounds(compiled)
+    if bounds:
+        ranges.append((_inside(*bounds.get("y_true", (None, None))),
+                       _inside(*bounds.get("y_pred", (None, None)))))
+    if takes_labels(compiled):
+        ranges = [(_labels, draw_pred) for _, draw_pred in ranges]
+    return ranges
+
+
+def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.normal(0.0, 1.0, shape)
+
+
+def _uniform(low: float, high: float) -> Draw:
+    return lambda rng, shape: rng.uniform(low, high, shape)
+
+
+def _labels(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    if len(shape) < 2:  # no class axis: a label is any of the one element's indices
+        return np.zeros(shape)
+    return rng.integers(0, shape[-1], shape[:-1]).astype(np.float64)
+
+
+def _inside(low: float | None, high: float | None) -> Draw:
+    """Uniform, 5% of the width away from each bound (a unit width where one is missing)."""
+    if low is None and high is None:
+        low, high = 0.0, 1.0
+    elif high is None:
+        high = low + 1.0
+    elif low is None:
+        low = high - 1.0
+    margin = 0.05 * (high - low)
+    return _uniform(low + margin, high - margin)
+
+
+def _domain_bounds(compiled: CompiledExpression) -> dict[str, tuple[float | None, float | None]]:
+    """Per input, the tightest ``(low, high)`` its domain conditions give (None: unbounded)."""
+    from lossdsl.analysis.domains import find_conditions
+
+    values = compiled.values_by_symbol()
+    lows: dict[str, list[float]] = {name: [] for name in compiled.inputs}
+    highs: dict[str, list[float]] = {name: [] for name in compiled.inputs}
+    for condition in find_conditions(compiled.analysis, compiled.params):
+        requirement = condition.requirement
+        if condition.kind != "domain" or not isinstance(requirement, sympy.Rel):
+            continue
+        name = getattr(requirement.lhs, "name", None)
+        bound = requirement.rhs.xreplace(values)
+        if name not in lows or not (bound.is_number and bound.is_real and bound.is_finite):
+            continue  # not solved for one input (e.g. `y_pred - y_true > 0`): no box to draw in
+        if isinstance(requirement, (sympy.StrictGreaterThan, sympy.GreaterThan)):
+            lows[name].append(float(bound))
+        elif isinstance(requirement, (sympy.StrictLessThan, sympy.LessThan)):
+            highs[name].append(float(bound))
+    bounds = {name: (max(lows[name], default=None), min(highs[name], default=None))
+              for name in compiled.inputs if lows[name] or highs[name]}
+    return {name: (low, high) for name, (low, high) in bounds.items()
+            if low is None or high is None or low < high}
+
+
+@dataclass
+class _Evaluation:
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    symbolic: np.ndarray
+    tape: np.ndarray
+    parameters: dict[str, tuple[float, float]]
+    usable: float  # the fraction of entries where the loss and both gradients are finite
+    loss_defined: np.ndarray  # per gradient entry: whether its sample's loss is a number (not NaN)
+
+
+def _evaluate(compiled: CompiledExpression, y_true: np.ndarray, y_pred: np.ndarray
+              ) -> _Evaluation:
+    import tensorflow as tf
+
+    from lossdsl.keras.loss import align_ranks
+    from lossdsl.lower.plan import TFPlan
+
+    yt, yp = align_ranks(tf.constant(y_true, tf.float64), tf.constant(y_pred, tf.float64))
+    variables = {symbol: tf.Variable(value, dtype=tf.float64)
+                 for symbol, value in compiled.values_by_symbol().items()}
+    outputs = {"loss": (compiled.expression, "per_sample"),
+               "gradient": (compiled.gradient, "elementwise")}
+    outputs.update({f"d/{name}": (formula, "total")
+                    for name, formula in compiled.parameter_gradients.items()})
+    plan = TFPlan(outputs, compiled.table, compiled.expression)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(yp)
+        values = plan.run({"y_true": yt, "y_pred": yp}, variables)
+        total = tf.reduce_sum(values["loss"])
+    by_tape = tape.gradient(total, yp)
+    by_tape = np.zeros(yp.shape) if by_tape is None else by_tape.numpy()
+    parameters = {}
+    for name, symbol in compiled.parameters.items():
+        gradient = tape.gradient(total, variables[symbol])
+        parameters[name] = (float(tf.reduce_sum(values[f"d/{name}"])),
+                            0.0 if gradient is None else float(gradient))
+    symbolic = values["gradient"].numpy()
+    # The per-sample loss lacks the axes it reduced; put them back to mask whole samples.
+    loss = np.expand_dims(values["loss"].numpy(), plan.squeezed_axes(len(symbolic.shape)))
+    usable = np.isfinite(symbolic) & np.isfinite(by_tape) & np.isfinite(loss)
+    return _Evaluation(yt.numpy(), yp.numpy(), symbolic, by_tape, parameters,
+                       float(usable.mean()) if usable.size else 0.0,
+                       np.broadcast_to(~np.isnan(loss), symbolic.shape))
+
+
+def _compare(evaluation: _Evaluation, wrt: str, rtol: float, atol: float) -> GradientReport:
+    symbolic, tape = evaluation.symbolic, evaluation.tape
+    finite = np.isfinite(symbolic) & np.isfinite(tape)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite entries are masked
+        error = np.where(finite, np.abs(symbolic - tape), 0.0)
+    relative = error / np.maximum(np.abs(tape), 1e-300)
+    within = error <= atol + rtol * np.abs(tape)
+    mismatched = [wrt] if not np.all(within[finite]) else []
+    unknown = []
+    for name, (s, t) in evaluation.parameters.items():
+        if not (np.isfinite(s) and np.isfinite(t)):
+            unknown.append(f"d/d{name}")
+        elif abs(s - t) > atol + rtol * abs(t):
+            mismatched.append(name)
+    points = int(finite.sum())
+    # A loss undefined everywhere (log of a negative number: NaN, not an infinity) makes
+    # agreeing gradients prove nothing.
+    reason = _reason(points, finite.size, unknown, bool(evaluation.loss_defined.any()))
+    worst = np.unravel_index(int(np.argmax(np.where(finite, relative, -1.0))), error.shape) \
+        if error.size else ()
+    return GradientReport(
+        passed=not mismatched and not reason,
+        max_abs_error=float(error.max(initial=0.0)),
+        max_rel_error=float(np.where(finite, relative, 0.0).max(initial=0.0)),
+        points=points, skipped=int((~finite).sum()),
+        y_true=np.broadcast_to(evaluation.y_true, symbolic.shape), y_pred=evaluation.y_pred,
+        symbolic=symbolic, tape=tape, worst_index=tuple(int(i) for i in worst),
+        parameters=evaluation.parameters, mismatched=tuple(mismatched), reason=reason, wrt=wrt)
+
+
+def _reason(points: int, size: int, unknown: list[str], loss_defined_somewhere: bool) -> str:
+    """Why the comparison concludes nothing, or ``""``."""
+    if size == 0:
+        return "there are no gradient entries to compare (the batch is empty)"
+    if points == 0 or points < MIN_COMPARED_FRACTION * size:
+        return (f"only {points} of {size} gradient entries are finite on both sides; a check "
+                f"needs at least {MIN_COMPARED_FRACTION:.0%} of them (pass y_true and y_pred "
+                "inside the loss's domain)")
+    if not loss_defined_somewhere:
+        return ("the loss is NaN at every one of these points (pass y_true and y_pred "
+                "inside the loss's domain)")
+    if unknown:
+        return f"{', '.join(unknown)} is not finite at these points, so it was not compared"
+    return ""
