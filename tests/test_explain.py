@@ -10,6 +10,7 @@ import sympy
 
 import lossdsl
 from lossdsl.language.ir import parse_source
+from lossdsl.symbolic.counts import Count
 
 FOCAL = "mean(-alpha*y_true*(1-y_pred)^gamma*log(y_pred))"
 SOURCES = [
@@ -72,7 +73,7 @@ def _value(expr):
 def test_focal_report_holds_every_formula():
     report = lossdsl.explain(FOCAL, alpha=0.25, gamma=2.0)
     y_true, y_pred, alpha, gamma, n = sympy.symbols("y_true y_pred alpha gamma n", real=True)
-    n = sympy.Symbol("n", positive=True, integer=True)
+    n = Count(None)
     expected = -alpha * y_true * (1 - y_pred)**gamma * (
         1 / y_pred - gamma * sympy.log(y_pred) / (1 - y_pred)) / n
     assert numerically_equal(report.gradient, expected)

@@ -7,9 +7,10 @@ import sympy
 
 import lossdsl
 from lossdsl.ops import sigmoid
+from lossdsl.symbolic.counts import Count
 
 y_true, y_pred = sympy.symbols("y_true y_pred", real=True)
-n = sympy.Symbol("n", positive=True, integer=True)
+n = Count(None)  # the count symbol: elements of one sample
 
 
 def gradient(source, **params):

@@ -33,7 +33,8 @@ from lossdsl import losses
 from lossdsl.language import ir
 from lossdsl.tools.export import export_source, export_to_file
 from lossdsl.ops import OPS, one_hot
-from lossdsl.lower.plan import _is_count, _needs_guard
+from lossdsl.lower.plan import _needs_guard
+from lossdsl.symbolic.counts import Count
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -259,7 +260,7 @@ def _features(source: str) -> list[str]:
              "guarded where": any(isinstance(node, sympy.Piecewise) and _needs_guard(node)
                                   for node in nodes),
              "one_hot": any(isinstance(node, one_hot) for node in nodes),
-             "count symbol": any(isinstance(node, sympy.Symbol) and _is_count(node)
+             "count symbol": any(isinstance(node, Count)
                                  for node in nodes)}
     return [name for name, present in found.items() if present]
 

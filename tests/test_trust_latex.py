@@ -40,7 +40,8 @@ from lossdsl.analysis.explain import explain
 from lossdsl.analysis.latex import LossLatexPrinter, formula_latex
 from lossdsl.losses import available
 from lossdsl.ops import OPS, REGISTRY, DSLFunction, xdivy, xlog1py, xlogy
-from lossdsl.symbolic.translate import ELEMENTWISE_INPUTS, ReductionTable, count_symbol
+from lossdsl.symbolic.counts import Count
+from lossdsl.symbolic.translate import ELEMENTWISE_INPUTS, ReductionTable
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -437,10 +438,8 @@ def random_point(vocabulary: Vocabulary, rng: np.random.Generator, labels: bool)
             point[symbol] = rng.integers(0, SHAPE[-1], SHAPE[:-1] + (1,)).astype(np.float64)
         elif symbol in ELEMENTWISE_INPUTS.values():
             point[symbol] = rng.uniform(0.05, 0.95, SHAPE)
-        elif symbol.name == "n" or symbol.name.startswith("n["):
-            axis = None if symbol.name == "n" else \
-                tuple(int(a) for a in symbol.name[2:-1].split(","))
-            assert symbol == count_symbol(axis)
+        elif isinstance(symbol, Count):
+            axis = symbol.axis
             point[symbol] = float(np.prod([SHAPE[a % len(SHAPE)] for a in (
                 range(1, len(SHAPE)) if axis is None else axis)]))
         else:

@@ -26,6 +26,7 @@ import sympy
 from lossdsl.analysis.analyze import Analysis, analyze, bind_parameters
 from lossdsl.analysis.domains import Condition, find_conditions
 from lossdsl.analysis.latex import INPUT_LATEX, formula_latex
+from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import ReductionTable
 
 Replacements = tuple[tuple[sympy.Symbol, sympy.Expr], ...]
@@ -80,9 +81,8 @@ class Explanation:
     def counts(self) -> list[str]:
         """What the count symbols in the formulas mean."""
         symbols = set().union(*(f.free_symbols for _, _, f in self.formulas()))
-        names = sorted(s.name for s in symbols if s.name == "n" or s.name.startswith("n["))
-        return [f"{name} = number of elements " + ("of one sample" if name == "n" else
-                f"along axis {name[2:-1]}") for name in names]
+        return [count.describe() for count in sorted(
+            (s for s in symbols if isinstance(s, Count)), key=lambda s: s.name)]
 
     # ------------------------------------------------------------- renderings
 

@@ -35,6 +35,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from lossdsl.ops import INPUT_NAMES, REGISTRY
+from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import Axis, ReductionTable
 
 INPUT_LATEX: dict[str, str] = {
@@ -128,8 +129,8 @@ class LossLatexPrinter(LatexPrinter):
             return REGISTRY[reduction.kind].latex.format(argument)
         if expr.name in INPUT_LATEX:
             return INPUT_LATEX[expr.name]
-        if expr.name.startswith("n["):
-            return f"n_{{{expr.name[2:-1]}}}"
+        if isinstance(expr, Count) and expr.axis not in (None, "output"):
+            return f"n_{{{','.join(map(str, expr.axis))}}}"
         return super()._print_Symbol(expr, style)
 
 

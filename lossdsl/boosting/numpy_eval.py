@@ -29,6 +29,7 @@ import sympy
 
 from lossdsl.errors import DSLShapeError, LossDSLError
 from lossdsl.ops import BY_SYMPY_HEAD
+from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import ReductionTable
 
 Array = np.ndarray
@@ -182,7 +183,7 @@ class NumpyPlan:
 
     @staticmethod
     def _symbol(symbol: sympy.Symbol, full: tuple[int, ...]) -> Array:
-        if symbol.name == "n" or symbol.name.startswith("n[") or symbol.name == "n_out":
+        if isinstance(symbol, Count):
             return np.float64(full[-1])
         raise LossDSLError(f"Internal error: no value for the symbol `{symbol}`.")
 

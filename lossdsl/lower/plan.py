@@ -21,7 +21,8 @@ import sympy
 
 from lossdsl.errors import DSLShapeError, LossDSLError
 from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY, varies_by_position
-from lossdsl.symbolic.translate import Axis, ReductionTable
+from lossdsl.symbolic.counts import Axis, Count
+from lossdsl.symbolic.translate import ReductionTable
 
 Tensor = Any  # tf.Tensor; TF is not imported at module load
 
@@ -345,11 +346,9 @@ def _given_step(expr: sympy.Basic) -> Step:
 
 def _symbol_step(symbol: sympy.Symbol) -> Step:
     name = symbol.name
-    if name == "n" or name.startswith("n["):
-        axis = None if name == "n" else tuple(int(a) for a in name[2:-1].split(","))
+    if isinstance(symbol, Count):
+        axis = symbol.axis
         return lambda context, _: context.count(context.axes(axis))
-    if name == "n_out":
-        return lambda context, _: context.count(context.output_axes())
 
     def missing(context: _Context, _: list) -> Tensor:
         raise LossDSLError(f"Internal error: no value for the symbol `{name}`.")
@@ -600,10 +599,6 @@ def _needs_guard(expr: sympy.Piecewise) -> bool:
     return False
 
 
-def _is_count(symbol: sympy.Symbol) -> bool:
-    return symbol.name in ("n", "n_out") or symbol.name.startswith("n[")
-
-
 def _guarded_piecewise_node(expr: sympy.Piecewise, table: ReductionTable) -> _Node:
     """``where`` whose branches see ``where(taken, x, stop_gradient(x))`` for each leaf ``x``.
 
@@ -615,7 +610,7 @@ def _guarded_piecewise_node(expr: sympy.Piecewise, table: ReductionTable) -> _No
     conditions = [cond for _, cond in expr.args if cond is not sympy.true]
     has_default = expr.args[-1].cond is sympy.true
     leaves = sorted(set().union(*(v.free_symbols for v in values)), key=str)
-    masked = [leaf for leaf in leaves if not _is_count(leaf)]
+    masked = [leaf for leaf in leaves if not isinstance(leaf, Count)]
     branch_plans = [build_plan([value], table, leaves=frozenset(leaves)) for value in values]
 
     def step(context: _Context, args: list[Tensor]) -> Tensor:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import sympy
 
 from lossdsl import limits
+from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import Axis, Lowered, Reduction, ReductionTable, count_symbol
 
 
@@ -126,7 +127,7 @@ def _copies(table: ReductionTable, output: sympy.Expr) -> sympy.Expr:
     if axis == ():
         return sympy.Integer(1)
     if axis == "mixed":
-        return sympy.Symbol("n_out", positive=True, integer=True)
+        return Count("output")
     return count_symbol(axis)
 
 

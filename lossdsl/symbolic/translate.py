@@ -33,18 +33,17 @@ from lossdsl.language import ir
 from lossdsl import limits
 from lossdsl.errors import DSLNameError, DSLTypeError, Span
 from lossdsl.ops import INPUT_NAMES, REGISTRY, Op, varies_by_position
+from lossdsl.symbolic.counts import Axis, Count
 
-Axis = tuple[int, ...] | None  # None: every axis of the sample (all but the batch axis)
 
 ELEMENTWISE_INPUTS: dict[str, sympy.Symbol] = {
     name: sympy.Symbol(name, real=True) for name in INPUT_NAMES}
 _LINEAR_REDUCTIONS = ("mean", "sum")
 
 
-def count_symbol(axis: Axis) -> sympy.Symbol:
+def count_symbol(axis: Axis) -> Count:
     """The number of elements a reduction over ``axis`` reduces: ``n``, ``n[-1]``, ..."""
-    name = "n" if axis is None else f"n[{','.join(map(str, axis))}]"
-    return sympy.Symbol(name, positive=True, integer=True)
+    return Count(axis)
 
 
 def axis_text(axis: Axis) -> str:

@@ -39,7 +39,8 @@ from lossdsl.symbolic.translate import ReductionTable
 from lossdsl.lower.plan import (LOGIC, POWER_FUNCTIONS, RELATIONS, UNARY, build_plan,
                               split_product, split_sum)
 # The plan's own decisions, read rather than re-derived, so the two lowerings cannot drift.
-from lossdsl.lower.plan import _is_count, _needs_guard
+from lossdsl.lower.plan import _needs_guard
+from lossdsl.symbolic.counts import Count
 
 # TF functions lossdsl defines itself (a path under `lossdsl.` in OPS): the module gets a copy.
 _OWN_FUNCTIONS = {op.tf: op.tf.rpartition(".")[2] for op in OPS
@@ -297,7 +298,7 @@ class _Module:
             given = {}
             for leaf in (leaf for leaf in leaves if leaf in value.free_symbols):
                 # Counts and parameters are constants to the tape (compile has numbers there).
-                keep = _is_count(leaf) or leaf in self.locals
+                keep = isinstance(leaf, Count) or leaf in self.locals
                 given[leaf] = outer[leaf] if keep else self.line(
                     lines, f"tf.where({taken}, {outer[leaf]}, tf.stop_gradient({outer[leaf]}))",
                     f"{leaf}, differentiated only where this branch is taken")
@@ -360,13 +361,12 @@ class _Module:
             return symbol.name
         if symbol in self.locals:
             return self.locals[symbol]
-        if symbol.name == "n_out":
+        if isinstance(symbol, Count) and symbol.axis == "output":
             self.helpers.update({"_axes", "_count"})
             return f"_count(shape, _output_axes(rank, {self.reduced}), dtype)"
-        if _is_count(symbol):
+        if isinstance(symbol, Count):
             self.helpers.update({"_axes", "_count"})
-            axis = None if symbol.name == "n" else tuple(int(a) for a in symbol.name[2:-1].split(","))
-            return f"_count(shape, _axes(rank, {axis!r}), dtype)"
+            return f"_count(shape, _axes(rank, {symbol.axis!r}), dtype)"
         raise LossDSLError(f"Internal error: cannot export the symbol `{symbol}`. Please report "
                            "this with the source that produced it.")
 
@@ -427,7 +427,7 @@ _SPECIAL = {sympy.oo: 'float("inf")', -sympy.oo: 'float("-inf")',
 def _is_inline(expr: sympy.Basic, table: ReductionTable) -> bool:
     """Leaves (inputs, parameters, numbers) are written in place, not named."""
     if isinstance(expr, sympy.Symbol):
-        return expr not in table and not _is_count(expr)
+        return expr not in table and not isinstance(expr, Count)
     return expr.is_Number or expr in _SPECIAL or isinstance(expr, sympy.NumberSymbol)
 
 
