@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import sympy
 
 from lossdsl.errors import DSLShapeError, LossDSLError
-from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY, varies_by_position
+from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY, derivative_may_blow_up, varies_by_position
 from lossdsl.symbolic.counts import Axis, Count
 from lossdsl.symbolic.translate import ReductionTable
 
@@ -581,22 +581,10 @@ def _shared_exp_node(expr: sympy.Basic) -> _Node:
     return _Node(expr, (z,), step)
 
 
-# Nodes whose derivative can be infinite (or NaN) somewhere: a `where` branch
-# containing one gets the double-where guard.
-_CAN_BLOW_UP = (sympy.log, sympy.exp, sympy.cosh, sympy.sinh, sympy.tan)
-
-
 def _needs_guard(expr: sympy.Piecewise) -> bool:
-    for value, _ in expr.args:
-        for node in sympy.preorder_traversal(value):
-            own = BY_SYMPY_HEAD.get(type(node))
-            risky = isinstance(node, _CAN_BLOW_UP) or (own is not None and own.name in (
-                "log1p", "expm1", "xlogy", "xdivy", "xlog1py")) or (
-                isinstance(node, sympy.Pow)
-                and not (node.exp.is_integer and node.exp.is_nonnegative))
-            if risky:
-                return True
-    return False
+    """Whether a branch of this ``where`` calls something whose derivative can blow up."""
+    return any(derivative_may_blow_up(node)
+               for value, _ in expr.args for node in sympy.preorder_traversal(value))
 
 
 def _guarded_piecewise_node(expr: sympy.Piecewise, table: ReductionTable) -> _Node:

@@ -54,6 +54,9 @@ class Op:
         elementary: for functions lossdsl defines itself, the same function in
             SymPy's own terms; it gives calls on numbers a value (``expm1(2)``), so
             constants are checked and compared like any other number.
+        derivative_blows_up: its derivative can be infinite or NaN at finite
+            arguments (``log`` at 0, ``exp`` by overflow); a ``where`` branch that
+            calls it gets the double-where guard in a differentiated plan.
     """
 
     name: str
@@ -68,6 +71,7 @@ class Op:
     by_position: bool = False
     arguments: tuple[str, ...] = ("x",)
     elementary: Callable[..., sympy.Expr] | None = field(default=None, repr=False)
+    derivative_blows_up: bool = False
 
     def __post_init__(self) -> None:
         assert len(self.arguments) == self.arity, f"{self.name}: one name per argument"
@@ -154,20 +158,25 @@ _E = "elementwise"
 
 OPS: tuple[Op, ...] = (
     Op("abs", 1, _E, sympy.Abs, "math.abs", r"\left|{0}\right|", "absolute value"),
-    Op("exp", 1, _E, sympy.exp, "math.exp", r"e^{{{0}}}", "exponential"),
-    Op("log", 1, _E, sympy.log, "math.log", r"\log\left({0}\right)", "natural logarithm"),
+    Op("exp", 1, _E, sympy.exp, "math.exp", r"e^{{{0}}}", "exponential",
+       derivative_blows_up=True),
+    Op("log", 1, _E, sympy.log, "math.log", r"\log\left({0}\right)", "natural logarithm",
+       derivative_blows_up=True),
     Op("log1p", 1, _E, log1p, "math.log1p", r"\operatorname{{log1p}}\left({0}\right)",
        "log(1 + x), accurate near 0", (lambda x: 1 / (1 + x),),
-       elementary=lambda x: sympy.log(1 + x)),
+       elementary=lambda x: sympy.log(1 + x),
+       derivative_blows_up=True),
     Op("expm1", 1, _E, expm1, "math.expm1", r"\operatorname{{expm1}}\left({0}\right)",
        "exp(x) - 1, accurate near 0", (lambda x: sympy.exp(x),),
-       elementary=lambda x: sympy.exp(x) - 1),
+       elementary=lambda x: sympy.exp(x) - 1,
+       derivative_blows_up=True),
     Op("sqrt", 1, _E, sympy.sqrt, "math.sqrt", r"\sqrt{{{0}}}", "square root"),
     Op("square", 1, _E, lambda x: x**2, "math.square", r"\left({0}\right)^{{2}}", "x^2"),
     Op("sin", 1, _E, sympy.sin, "math.sin", r"\sin\left({0}\right)", "sine"),
     Op("cos", 1, _E, sympy.cos, "math.cos", r"\cos\left({0}\right)", "cosine"),
     Op("tanh", 1, _E, sympy.tanh, "math.tanh", r"\tanh\left({0}\right)", "hyperbolic tangent"),
-    Op("cosh", 1, _E, sympy.cosh, "math.cosh", r"\cosh\left({0}\right)", "hyperbolic cosine"),
+    Op("cosh", 1, _E, sympy.cosh, "math.cosh", r"\cosh\left({0}\right)", "hyperbolic cosine",
+       derivative_blows_up=True),
     Op("sigmoid", 1, _E, sigmoid, "math.sigmoid", r"\sigma\left({0}\right)",
        "logistic function 1/(1 + exp(-x))", (lambda x: sigmoid(x) * sigmoid(-x),),
        elementary=lambda x: 1 / (1 + sympy.exp(-x))),
@@ -198,16 +207,19 @@ OPS: tuple[Op, ...] = (
     Op("xlogy", 2, _E, xlogy, "math.xlogy", r"{0} \log\left({1}\right)",
        "x*log(y), and 0 where x == 0 (even at y == 0)",
        (lambda x, y: _zero_where_x_is_zero(x, sympy.log(y)), lambda x, y: xdivy(x, y)),
-       arguments=("x", "y"), elementary=lambda x, y: _zero_where_x_is_zero(x, x * sympy.log(y))),
+       arguments=("x", "y"), elementary=lambda x, y: _zero_where_x_is_zero(x, x * sympy.log(y)),
+       derivative_blows_up=True),
     Op("xlog1py", 2, _E, xlog1py, "math.xlog1py", r"{0} \operatorname{{log1p}}\left({1}\right)",
        "x*log1p(y), and 0 where x == 0 (even at y == -1)",
        (lambda x, y: _zero_where_x_is_zero(x, log1p(y)), lambda x, y: xdivy(x, 1 + y)),
        arguments=("x", "y"),
-       elementary=lambda x, y: _zero_where_x_is_zero(x, x * sympy.log(1 + y))),
+       elementary=lambda x, y: _zero_where_x_is_zero(x, x * sympy.log(1 + y)),
+       derivative_blows_up=True),
     Op("xdivy", 2, _E, xdivy, "math.xdivy", r"\frac{{{0}}}{{{1}}}",
        "x/y, and 0 where x == 0 (even at y == 0)",
        (lambda x, y: _zero_where_x_is_zero(x, 1 / y), lambda x, y: -xdivy(x, y**2)),
-       arguments=("x", "y"), elementary=lambda x, y: _zero_where_x_is_zero(x, x / y)),
+       arguments=("x", "y"), elementary=lambda x, y: _zero_where_x_is_zero(x, x / y),
+       derivative_blows_up=True),
     Op("one_hot", 1, _E, one_hot, "lossdsl.lower.plan.one_hot_last_axis",
        r"\mathbb{{1}}\left[i = {0}\right]",
        "1 where the element's index along the last axis equals k (a class label "
@@ -243,6 +255,29 @@ BY_SYMPY_HEAD: dict[type, Op] = {
 INPUT_NAMES: tuple[str, ...] = ("y_true", "y_pred")
 
 _BY_POSITION: tuple[type, ...] = tuple(op.sympy for op in OPS if op.by_position)
+
+
+# SymPy heads that no row names but derivatives produce (d/dx cosh(x) = sinh(x)), and
+# whose own derivative can blow up.
+_INTERNAL_BLOWING_UP: tuple[type, ...] = (sympy.sinh, sympy.tan)
+
+
+def derivative_may_blow_up(node: sympy.Basic) -> bool:
+    """Whether the derivative of this one node (not its children) can be infinite or NaN.
+
+    True for the rows marked ``derivative_blows_up``, for powers other than
+    non-negative integer ones (``sqrt`` at 0, ``x**-1`` at 0), and for the few SymPy
+    heads derivatives introduce.
+
+        >>> derivative_may_blow_up(sympy.log(sympy.Symbol("x"))), derivative_may_blow_up(sympy.Symbol("x")**2)
+        (True, False)
+    """
+    if isinstance(node, sympy.Pow):
+        return not (node.exp.is_integer and node.exp.is_nonnegative)
+    if isinstance(node, _INTERNAL_BLOWING_UP):
+        return True
+    row = BY_SYMPY_HEAD.get(type(node))
+    return row is not None and row.derivative_blows_up
 
 
 def varies_by_position(expr: sympy.Basic) -> bool:
