@@ -17,7 +17,8 @@ from typing import Any, Mapping
 import numpy as np
 import sympy
 
-from lossdsl.analysis.analyze import ReadOnlyParams, bind_parameters
+from lossdsl.analysis.analyze import bind_parameters
+from lossdsl.analysis.formulas import ReadOnlyParams
 from lossdsl.errors import DSLTypeError, LossDSLWarning
 from lossdsl.ops import one_hot
 from lossdsl.boosting.metric import BoostingMetric, labels_and_weights, library_of

@@ -18,8 +18,9 @@ import sympy
 import tensorflow as tf
 
 from lossdsl.analysis.backward import separable
-from lossdsl.analysis.analyze import (COMPILE_CACHE_SIZE, CompiledExpression, CompiledFormulas, analyze,
-                              compile_expression)
+from lossdsl.analysis.analyze import (COMPILE_CACHE_SIZE, CompiledExpression, analyze,
+                                     compile_expression)
+from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.backends.tensorflow.custom_gradient import symbolic_loss
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.symbolic.fuse import fuse_reductions

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 import keras
 import tensorflow as tf
 
-from lossdsl.analysis.analyze import CompiledFormulas, compile_expression
+from lossdsl.analysis.analyze import compile_expression
+from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.errors import DSLConfigError
 from lossdsl.keras.loss import forward_plan, per_sample_values, validated_config
 from lossdsl.analysis.precision import warn_lost_constants

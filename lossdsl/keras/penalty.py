@@ -28,7 +28,8 @@ import keras
 import sympy
 import tensorflow as tf
 
-from lossdsl.analysis.analyze import CompiledExpression, CompiledFormulas, analyze, compile_expression
+from lossdsl.analysis.analyze import CompiledExpression, analyze, compile_expression
+from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.errors import DSLNameError, DSLShapeError
 from lossdsl.keras.loss import forward_plan, validated_config
 from lossdsl.lower.plan import TFPlan
