@@ -4,6 +4,7 @@ Run from the repository root (so that this tree's ``lossdsl`` is imported):
 
     python benchmarks/bench_losses.py            # full run, a few minutes
     python benchmarks/bench_losses.py --quick    # a short run
+    python benchmarks/bench_losses.py --check    # eager rows only; exit status 1 if one misses GOAL
 
 What it measures, all in one process, variants interleaved round-robin, medians
 over rounds (the machine is shared and noisy: compare the ratios, which are
@@ -15,13 +16,15 @@ paired per round, not the absolute milliseconds):
    ``gradient="autodiff"`` and ``gradient="symbolic"``; eager, ``tf.function`` and
    ``tf.function(jit_compile=True)``; at (256, 10) and (4096, 1000) float32. A floor
    kernel (``g = y_pred - y_true`` and its mean, under XLA) runs in the same rounds;
-   every time is also printed as a multiple of it.
+   every time is also printed as a multiple of it. The eager rows are then printed against
+   :data:`GOAL` (lossdsl / built-in <= 1.05, issue 17); ``--check`` runs only them.
 2. the ``model.fit`` step time of a small MLP (784 -> 256 -> C) per loss, as a
    ratio to the built-in.
 3. compile latency (source -> Keras object), cold (caches cleared) and cached, for
    every benchmarked loss and every loss in ``lossdsl.losses``.
 4. the first call of a ``tf.function`` step (trace, and XLA compile on the fused path of
-   ``lossdsl.backends.tensorflow.fused``), with and without that path (``--first-call`` runs this section alone).
+   ``lossdsl.backends.tensorflow.fused``), with and without that path, and the steps after which
+   the fused path's compile has paid for itself (``--first-call`` runs this section alone).
 5. the cold start of ``python -m lossdsl`` (``--help``, ``ops``, ``show``, ``export``).
 """
 
@@ -48,6 +51,10 @@ import lossdsl  # noqa: E402
 
 MODES = ("eager", "graph", "xla")
 SHAPES = ((256, 10), (4096, 1000))
+GOAL = 1.05
+"""Eager forward+backward, lossdsl / built-in, paired: at most this (issue 17).
+
+``--check`` exits with status 1 when a ratio exceeds it."""
 
 
 # ---------------------------------------------------------------- the losses
@@ -225,6 +232,34 @@ def report_forward_backward(shape, times, modes):
                   f"{med['dsl symbolic'] / floor:.1f} |")
 
 
+def eager_misses(shape, times):
+    """Print the eager rows against :data:`GOAL`; return the (loss, mode, ratio) that miss it."""
+    print(f"\n#### eager forward+backward at {shape} against the goal (lossdsl / built-in <= {GOAL})\n")
+    print("| loss | autodiff / built-in | symbolic / built-in | goal |\n| --- | --- | --- | --- |")
+    misses = []
+    for case in CASES:
+        ratios = {m: _paired_ratio(times[(case.name, "eager", f"dsl {m}")],
+                                   times[(case.name, "eager", "built-in")])
+                  for m in ("autodiff", "symbolic")}
+        missed = [(case.name, m, r) for m, r in ratios.items() if r > GOAL]
+        misses += missed
+        print(f"| {case.name} | {ratios['autodiff']:.2f} | {ratios['symbolic']:.2f} | "
+              f"{'met' if not missed else 'MISSED'} |")
+    return misses
+
+
+def check(rounds, budget):
+    """``--check``: the eager rows alone; exit status 1 when a ratio misses :data:`GOAL`."""
+    misses = []
+    for shape in SHAPES:
+        small = shape[0] * shape[1] < 100_000
+        times = bench_forward_backward(shape, ("eager",), 3 * rounds if small else rounds, budget)
+        misses += [(shape, *miss) for miss in eager_misses(shape, times)]
+    for shape, name, mode, ratio in misses:
+        print(f"MISSED: {name} {mode} at {shape}: {ratio:.2f} > {GOAL}")
+    return 1 if misses else 0
+
+
 # ---------------------------------------------------------------- fit step
 
 def _mlp(classes):
@@ -296,9 +331,9 @@ def _clear_caches():
     from lossdsl.analysis import backward
     from lossdsl.analysis import analyze as compiler
     from lossdsl.backends.tensorflow import custom_gradient
-    from lossdsl.keras import loss as keras_loss
+    from lossdsl.lower import plans
     for cached in (compiler.analyze, compiler._check_values_keep_it_real, backward.backward,
-                   backward.separable, custom_gradient._plans, keras_loss._forward_plan):
+                   backward.separable, custom_gradient._plans, plans._forward_plan):
         cached.cache_clear()
 
 
@@ -359,9 +394,11 @@ def bench_first_call(shape=(256, 1000), repeats=3):
     """Trace (and XLA compile) + first run of a tf.function loss step, with the fused path and without."""
     from lossdsl.backends.tensorflow import fused
     print(f"\n### first call of a tf.function value+gradient step, y shape {shape} "
-          f"(ms, median of {repeats} fresh functions; then: the second call)\n")
-    print("| loss | mode | plain ops first | fused first | plain then | fused then |")
-    print("| --- | --- | --- | --- | --- | --- |")
+          f"(ms, median of {repeats} fresh functions; then: a call after it, mean of 20; break-even: "
+          "the steps after which the fused path's compile has paid for itself)\n")
+    print("| loss | mode | plain ops first | fused first | plain then | fused then "
+          "| break-even steps |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     threshold = fused.FUSED_MIN_ELEMENTS
     try:
         for case in CASES:
@@ -375,10 +412,12 @@ def bench_first_call(shape=(256, 1000), repeats=3):
                         loss = lossdsl.compile(case.source, gradient=mode, **dict(case.params))
                         step = tf.function(_value_and_grad(loss))
                         first.append(_time_calls(step, (y_true, y_pred), 1))
-                        then.append(_time_calls(step, (y_true, y_pred), 1))
+                        then.append(_time_calls(step, (y_true, y_pred), 20))
                     row.append((statistics.median(first), statistics.median(then)))
+                saved = row[0][1] - row[1][1]  # per later step
+                even = f"{(row[1][0] - row[0][0]) / saved:.0f}" if saved > 0 else "never"
                 print(f"| {case.name} | {mode} | {row[0][0]:.0f} | {row[1][0]:.0f} | "
-                      f"{row[0][1]:.1f} | {row[1][1]:.1f} |")
+                      f"{row[0][1]:.1f} | {row[1][1]:.1f} | {even} |")
     finally:
         fused.FUSED_MIN_ELEMENTS = threshold
 
@@ -388,12 +427,16 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="a short run (fewer rounds)")
     parser.add_argument("--first-call", action="store_true",
                         help="only the first-call section (trace + XLA compile), about 30 s")
+    parser.add_argument("--check", action="store_true",
+                        help=f"only the eager rows; exit status 1 if a ratio exceeds {GOAL}")
     args = parser.parse_args(argv)
     if args.first_call:
         bench_first_call()
         return
     rounds = 3 if args.quick else 7
     budget = 40.0 if args.quick else 120.0  # ms per variant per round
+    if args.check:
+        sys.exit(check(rounds, budget))
     print(f"# lossdsl benchmark ({'quick' if args.quick else 'full'}): TF {tf.__version__}, "
           f"Keras {keras.__version__}, {os.cpu_count()} CPUs, {rounds} interleaved rounds")
     for shape in SHAPES:
@@ -402,6 +445,7 @@ def main(argv=None):
         small = shape[0] * shape[1] < 100_000
         times = bench_forward_backward(shape, MODES, 3 * rounds if small else rounds, budget)
         report_forward_backward(shape, times, MODES)
+        eager_misses(shape, times)
     report_fit(10, bench_fit(10, steps=20 if args.quick else 50, rounds=rounds))
     if not args.quick:
         report_fit(1000, bench_fit(1000, steps=20, rounds=rounds))

@@ -1,11 +1,16 @@
 """Work limits that keep SymPy bounded: a pathological source fails fast and clearly.
 
+This module is the one home of every limit: the constants below are read by
+the stages that enforce them, and the README's limits table is generated from
+:data:`LIMITS` (``tests/test_limits.py`` keeps the two in sync).
+
 SymPy cannot be interrupted safely, so lossdsl bounds its *input* instead:
-the parser limits the source's length, depth and node count (``parse.py``,
-``ir.py``); this module adds limits on numbers, exponents and on the size of
-the formulas the later stages build, checked *before* an expensive step
-where the cost can be estimated (differentiating a product of ``k`` factors
-makes ``k`` products of ``k - 1`` factors) and right after it otherwise.
+the parser limits the source's length, depth and node count
+(``language/parse.py``, ``language/ir.py``); the checks here bound numbers,
+exponents and the size of the formulas the later stages build, checked
+*before* an expensive step where the cost can be estimated (differentiating a
+product of ``k`` factors makes ``k`` products of ``k - 1`` factors) and right
+after it otherwise.
 
 Sizes are counted with an early exit, so checking a huge tree costs no more
 than the limit itself:
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 import sympy
@@ -33,6 +39,24 @@ import sympy
 from lossdsl.errors import DSLLimitError, DSLTypeError, LossDSLError, Span
 from lossdsl.ops import varies_by_position
 
+# --- the source (language/parse.py, language/ir.py) ---
+MAX_SOURCE_LENGTH = 10_000
+"""Longest accepted source, in characters."""
+MAX_DEPTH = 64
+"""Deepest accepted nesting of the expression tree."""
+MAX_NODES = 2_000
+"""Most IR nodes accepted in one source."""
+MAX_REDUCTION_NESTING = 8
+"""Most reductions/normalizers nested inside one another (through bindings too).
+
+The chain rule through nested reductions revisits each inner one, so the
+gradient's size and the time to derive it grow exponentially with nesting
+(``softmax`` 16 deep takes seconds, 30 deep hours); realistic losses nest 2 or 3.
+"""
+MAX_NUMBER_DIGITS = 400
+"""Longest numeric literal, in characters (float64 has no use for more)."""
+
+# --- numbers and the formulas derived from them (symbolic/, analysis/) ---
 MAX_EXPONENT = 1_000
 """Largest magnitude of a numeric exponent (``x^1000`` overflows float64 for ``|x| > 2``)."""
 MAX_FORMULA_NODES = 5_000
@@ -43,6 +67,24 @@ MAX_DIFFERENTIATION_WORK = 100_000
 """Most tree nodes differentiated, over all the steps of one gradient."""
 MAX_REDUCTION_NAME = 120
 """Longest reduction-symbol name spelled out; longer ones are numbered instead."""
+
+# --- effort bounds: past them a step is skipped, not refused (symbolic/) ---
+MAX_OPS_TO_SIMPLIFY = 400
+"""Expressions with more operations than this (or 4 times as many tree nodes) are left as derived."""
+MAX_DENOMINATORS_TO_COMBINE = 8
+"""``together`` multiplies out every distinct denominator; beyond this many it is skipped."""
+MAX_REWRITES_PER_NODE = 16
+"""A node is rewritten at most this often (every rule shrinks or stabilizes, so few are needed)."""
+SIMPLIFY_BUDGET_SECONDS = 0.05
+"""A wall-clock budget callers may pass to ``simplify``; not the default (it made results load-dependent)."""
+
+# --- caches (analysis/, keras/, backends/) ---
+COMPILE_CACHE_SIZE = 512
+"""Entries kept by each compile cache (``analyze``, the backward formula, the TF plans)."""
+EAGER_TENSOR_CACHE_SIZE = 256
+"""Eager constants and axis tensors kept per (value, dtype): made once, not per call (issue 17)."""
+RESOLVED_AXES_CACHE_SIZE = 1024
+"""(rank, axis spec) -> axes resolutions kept by the TF runner."""
 _FLOAT64_MAX_LOG10 = math.log10(float.fromhex("0x1.fffffffffffffp+1023"))
 
 
@@ -116,7 +158,7 @@ def check_total_work(work: int) -> None:
 
 def check_number(text: str, source: str | None, span: Span) -> None:
     """A numeric literal must be a finite float64 (``1e400`` and 400-digit integers are not)."""
-    if len(text) > 400 or not math.isfinite(float(text)):
+    if len(text) > MAX_NUMBER_DIGITS or not math.isfinite(float(text)):
         raise DSLLimitError(f"The number {_shortened(text)} is beyond the float64 range.",
                             source=source, span=span, hint="float64 reaches about 1.8e308")
 
@@ -195,3 +237,51 @@ def located_in(source: str) -> Iterator[None]:
 
 def _shortened(text: str) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One row of the README's limits table."""
+
+    what: str
+    value: str
+    past_it: str
+
+
+REFUSED = "`DSLLimitError`"
+LIMITS: tuple[Limit, ...] = (
+    Limit("source length", f"{MAX_SOURCE_LENGTH:,} characters", REFUSED),
+    Limit("nesting depth of the expression", f"{MAX_DEPTH:,}", REFUSED),
+    Limit("nodes in the expression", f"{MAX_NODES:,}", REFUSED),
+    Limit("reductions/`softmax` nested inside one another (bindings included)",
+          f"{MAX_REDUCTION_NESTING:,}", REFUSED),
+    Limit("characters of a numeric literal", f"{MAX_NUMBER_DIGITS:,}", REFUSED),
+    Limit("magnitude of a numeric exponent (`x^1000` overflows float64 for `x > 2`)",
+          f"{MAX_EXPONENT:,}", REFUSED),
+    Limit("numbers and constant powers (`1e400`, `10^10^10`)", "the float64 range", REFUSED),
+    Limit("constants must be finite reals (`log(0)`, `sqrt(-1)`, `1/0` are refused)", "—",
+          "`DSLTypeError`"),
+    Limit("tree nodes of the derived gradient", f"{MAX_FORMULA_NODES:,}", REFUSED),
+    Limit("estimated work of one derivative (tree nodes + k·k per product of k factors)",
+          f"{MAX_DERIVATIVE_WORK:,}", REFUSED),
+    Limit("tree nodes differentiated for one gradient", f"{MAX_DIFFERENTIATION_WORK:,}", REFUSED),
+    Limit("operations `simplify` works on (tree nodes: 4 times as many)",
+          f"{MAX_OPS_TO_SIMPLIFY:,}", "left as derived"),
+    Limit("distinct denominators put over one (`together`)", f"{MAX_DENOMINATORS_TO_COMBINE:,}",
+          "left apart"),
+    Limit("stability rewrites of one node", f"{MAX_REWRITES_PER_NODE:,}", "no further rewrite"),
+    Limit("compiled sources kept in each cache", f"{COMPILE_CACHE_SIZE:,}",
+          "least recently used dropped"),
+)
+"""The limits a user can meet, in the order the README lists them."""
+
+
+def markdown_table() -> str:
+    """The README's limits table (between ``<!-- limits-table:start/end -->``).
+
+    >>> print(markdown_table().splitlines()[2])
+    | source length | 10,000 characters | `DSLLimitError` |
+    """
+    rows = ["| limit | value | past it |", "| --- | --- | --- |"]
+    rows += [f"| {limit.what} | {limit.value} | {limit.past_it} |" for limit in LIMITS]
+    return "\n".join(rows) + "\n"

@@ -2,9 +2,12 @@
 
 The generator draws functions from :data:`lossdsl.ops.OPS`, so a new row is
 generated automatically; only functions with a restricted domain need an
-entry in :data:`DOMAINS`. The interpreter is written here from the README's
-semantics (every subexpression full-shape, reductions broadcast back as with
-``keepdims``), not from lossdsl's SymPy or TF code, so it can disagree.
+entry in :data:`DOMAINS` (a test checks it against the rows' ``domain`` column).
+The interpreter is written here from the README's semantics (every
+subexpression full-shape, reductions broadcast back as with ``keepdims``), not
+from lossdsl's SymPy, NumPy or TF code, so it can disagree; its forms
+(:data:`REFERENCE_FORMS`) are keyed by the rows of OPS, and a test fails when a
+row has none.
 """
 
 from __future__ import annotations
@@ -130,13 +133,28 @@ DSL_ALPHABET = "y_predtrumanxlogsqcf()+-*/^,;=<>!.0123456789e# \n\tαx"
 
 # ---------------------------------------------------------------- NumPy interpreter
 
+def _logsumexp(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    top = np.max(x, axis=axes, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return np.log(np.sum(np.exp(x - top), axis=axes, keepdims=True)) + top
+
+
+# Reductions and normalizers: (x at full shape, axes) -> keepdims result.
+REDUCE: dict[str, object] = {
+    "mean": lambda x, axes: np.mean(x, axis=axes, keepdims=True),
+    "sum": lambda x, axes: np.sum(x, axis=axes, keepdims=True),
+    "max": lambda x, axes: np.max(x, axis=axes, keepdims=True),
+    "min": lambda x, axes: np.min(x, axis=axes, keepdims=True),
+    "logsumexp": _logsumexp,
+}
+NORMALIZE: dict[str, object] = {
+    "softmax": lambda x, axes: np.exp(x - _logsumexp(x, axes)),
+    "log_softmax": lambda x, axes: x - _logsumexp(x, axes),
+}
+
+
 def _reduce(kind: str, x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    if kind == "logsumexp":
-        top = np.max(x, axis=axes, keepdims=True)
-        top = np.where(np.isfinite(top), top, 0.0)
-        return np.log(np.sum(np.exp(x - top), axis=axes, keepdims=True)) + top
-    return {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min}[kind](
-        x, axis=axes, keepdims=True)
+    return REDUCE[kind](x, axes)
 
 
 def _xlogy(x, y):
@@ -170,6 +188,20 @@ NUMPY: dict[str, object] = {
     "where": np.where, "xlogy": _xlogy, "xdivy": _xdivy, "xlog1py": _xlog1py,
     "one_hot": _one_hot,
 }
+# The reference forms by the kind of row they serve; every row of OPS has one, and no
+# entry names a function OPS lacks (tests/test_side_tables.py checks both).
+REFERENCE_FORMS: dict[str, dict[str, object]] = {
+    "elementwise": NUMPY, "reduction": REDUCE, "normalizer": NORMALIZE}
+
+
+def rows_without_a_reference_form() -> list[str]:
+    """The rows of OPS this interpreter cannot evaluate, and the entries that are no row."""
+    missing = [op.name for op in OPS if op.name not in REFERENCE_FORMS[op.kind]]
+    stray = [f"{name} (not a {kind} row)" for kind, forms in REFERENCE_FORMS.items()
+             for name in forms if name not in REGISTRY or REGISTRY[name].kind != kind]
+    return missing + stray
+
+
 _COMPARE = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
             ">": np.greater, ">=": np.greater_equal}
 
@@ -220,12 +252,7 @@ class NumpyInterpreter:
             if op.by_position:  # its value depends on where each element sits
                 args = [self.full(arg) for arg in args]
             return NUMPY[op.name](*args)
-        axes = self.axes(node.axis)
-        x = self.full(args[0])
-        if op.kind == "reduction":
-            return _reduce(op.name, x, axes)
-        log_softmax = x - _reduce("logsumexp", x, axes)
-        return log_softmax if op.name == "log_softmax" else np.exp(log_softmax)
+        return REFERENCE_FORMS[op.kind][op.name](self.full(args[0]), self.axes(node.axis))
 
     def axes(self, axis: tuple[int, ...] | None) -> tuple[int, ...]:
         if axis is None:

@@ -346,7 +346,7 @@ def test_explain_and_cli_show_the_hessian(capsys):
     assert "y_pred is the raw margin" in text and "exp(y_pred)" in text.split("diagonal)")[1]
     assert main(["show", "softplus(y_pred) - y_true*y_pred", "--hessian"]) == 0
     out = capsys.readouterr().out
-    assert out.rstrip().endswith("sigmoid(-y_pred)*sigmoid(y_pred)")
+    assert out.rstrip().endswith("sigmoid(y_pred) * sigmoid(-y_pred)")
     assert main(["show", POISSON, "--hessian", "--json"]) == 0
     import json
     assert json.loads(capsys.readouterr().out)["formulas"]["hessian"]["text"] == "exp(y_pred)"

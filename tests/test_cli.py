@@ -1,6 +1,7 @@
 """The `lossdsl` command, run as a subprocess: output and exit codes of every command."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -27,11 +28,11 @@ def test_show_prints_the_report():
     result = run("show", FOCAL, *FOCAL_PARAMS)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "canonical   mean(-alpha * y_true * (1 - y_pred)^gamma * log(y_pred))" in out
+    assert "loss as written\n  mean(-alpha * y_true * (1 - y_pred)^gamma * log(y_pred))\n" in out
     assert "parameters  alpha = 0.25, gamma = 2.0" in out
-    assert ("  -alpha*(-gamma*(1 - y_pred)**(gamma - 1)*xlogy(y_true, y_pred)"
-            " + (1 - y_pred)**gamma*xdivy(y_true, y_pred))/n") in out
-    assert "  t0 = 1 - y_pred" in out
+    assert ("d loss / d y_pred\n  n = sum(1);\n  -alpha * ((1 - y_pred)^gamma * xdivy(y_true, y_pred)"
+            " - gamma * (1 - y_pred)^(gamma - 1) * xlogy(y_true, y_pred)) / n\n") in out
+    assert "loss as it runs\n  -alpha * mean((1 - y_pred)^gamma * xlogy(y_true, y_pred))\n" in out
     assert re.search(r"y_pred > 0 +\[loss, gradient\] xlogy\(y_true, y_pred\): its log of y_pred"
                      r" needs this unless y_true = 0", out)
 
@@ -155,3 +156,78 @@ def test_export_writes_a_module_or_prints_it(tmp_path):
     assert printed.stdout == path.read_text()
     assert "def __init__(self, alpha=0.25, gamma=2.0, name='focal_loss'" in printed.stdout
     compile(printed.stdout, str(path), "exec")  # valid Python
+
+
+# ------------------------------------------------------------------ a good Unix tool (issue 15)
+
+def test_an_expression_may_start_with_a_minus():
+    result = run("show", "-mean(y_true*log(y_pred))", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["source"] == "-mean(y_true*log(y_pred))"
+    from lossdsl.tools.cli import build_parser, expressions_as_positionals
+    argv = ["plot", "-y_pred^2", "--y-true", "-1", "--range", "-2", "2", "-o", "a.png"]
+    args = build_parser().parse_args(expressions_as_positionals(argv, build_parser()))
+    assert args.expr.strip() == "-y_pred^2" and args.y_true == [-1.0] and args.range == [-2, 2]
+
+
+def test_version():
+    from lossdsl.version import __version__
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"lossdsl {__version__}"
+
+
+def test_a_closed_pipe_is_no_traceback():
+    command = (f"'{sys.executable}' -m lossdsl show \"{FOCAL}\" --param alpha=0.25 "
+               "--param gamma=2 | head -1")
+    result = subprocess.run(["/bin/sh", "-c", command], cwd=ROOT, capture_output=True, text=True,
+                            timeout=240, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert result.stdout.startswith("source ")
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_a_closed_pipe_exits_like_sigpipe(monkeypatch):
+    from lossdsl.tools import cli
+
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError
+
+        def flush(self):
+            raise BrokenPipeError
+
+        def fileno(self):
+            return sys.__stdout__.fileno()
+    saved = os.dup(sys.__stdout__.fileno())
+    try:
+        monkeypatch.setattr(sys, "stdout", Closed())
+        assert cli.main(["ops"]) == cli.EXIT_CLOSED_PIPE
+    finally:
+        os.dup2(saved, sys.__stdout__.fileno())
+        os.close(saved)
+
+
+def test_help_shows_defaults(capsys):
+    from lossdsl.tools.cli import main
+
+    for command, expected in [("check", "random seed (default: 0)"),
+                              ("plot", "pixels (default: 900)"),
+                              ("check", "relative tolerance (default: 1e-06)")]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert expected in " ".join(capsys.readouterr().out.split())
+
+
+def test_warnings_are_printed_once_without_source_lines():
+    result = run("check", "mean(-y_true*log(y_pred))")
+    warnings = [line for line in result.stderr.splitlines() if "Warning" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("LossDSLWarning: ")
+    assert "warnings.warn" not in result.stderr and ".py:" not in result.stderr
+
+
+def test_show_hessian_is_lossdsl_source():
+    result = run("show", "e = y_pred; softplus(e) - y_true*e", "--hessian")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.rstrip().splitlines()[-1].strip()
+    assert text == "e = y_pred; sigmoid(e) * sigmoid(-e)"
+    data = json.loads(run("show", "e = y_pred; softplus(e) - y_true*e", "--hessian", "--json").stdout)
+    assert data["formulas"]["hessian"]["text"] == text

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sympy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,10 +34,45 @@ def number_after(label: str, text: str) -> float:
     return float(match.group(1))
 
 
+# Printed formulas are compared as formulas, not as strings: SymPy's print
+# (`(-y_pred + y_true)**2`) and lossdsl's readable one (`n = sum(1); (y_true - y_pred)^2`)
+# are the same formula.
+_NAMES = {"mean": sympy.Function("mean"), "sum": sympy.Function("sum"), "n": sympy.Symbol("n")}
+
+
+def _formula(text: str) -> sympy.Expr:
+    """A printed formula (SymPy or DSL spelling, with `name = value;` bindings) as SymPy."""
+    *bindings, body = [part.strip() for part in text.split(";")]
+    values = {}
+    for binding in bindings:
+        name, value = (side.strip() for side in binding.split("=", 1))
+        if not value.startswith("sum(1"):  # `n = sum(1)` names the count n: it stays a symbol
+            values[sympy.Symbol(name)] = _formula(value)
+    expr = sympy.sympify(body.replace("^", "**"), locals=_NAMES)
+    for name, value in reversed(list(values.items())):
+        expr = expr.subs(name, value)
+    return expr
+
+
+def assert_formula(label: str, out: str, expected: str) -> None:
+    match = re.search(re.escape(label) + r"\s*(.+)$", out, flags=re.M)
+    assert match, f"no {label!r} in:\n{out}"
+    printed = match.group(1).split(" {")[0].strip()  # a line may go on with the params dict
+    difference = sympy.nsimplify(_formula(printed) - _formula(expected))
+    assert sympy.simplify(difference) == 0, f"{label} {printed} is not {expected}"
+
+
+def test_formula_comparison_reads_both_spellings():
+    assert_formula("d/dy_pred  :", "d/dy_pred  : n = sum(1); (2 * y_pred + lam * (2 * y_pred - 1)"
+                   " - 2 * y_true) / n\n", "(lam*(2*y_pred - 1.0) + 2*y_pred - 2*y_true)/n")
+    with pytest.raises(AssertionError):
+        assert_formula("d/dw =", "d/dw = 2 * lam * w\n", "1.0*lam*w")
+
+
 def test_quickstart_prints_formulas_checks_them_and_trains():
     out = run_example("quickstart.py")
-    assert "simplified : lam*mean((0.5 - y_pred)**2) + mean((-y_pred + y_true)**2)" in out
-    assert "d/dy_pred  : (lam*(2*y_pred - 1.0) + 2*y_pred - 2*y_true)/n" in out
+    assert_formula("simplified :", out, "lam*mean((0.5 - y_pred)**2) + mean((-y_pred + y_true)**2)")
+    assert_formula("d/dy_pred  :", out, "(lam*(2*y_pred - 1.0) + 2*y_pred - 2*y_true)/n")
     assert "tape check : symbolic gradient and tape agree" in out
     first, last = map(float, re.search(r"loss ([0-9.]+) -> ([0-9.]+)", out).groups())
     assert last < first
@@ -45,7 +81,7 @@ def test_quickstart_prints_formulas_checks_them_and_trains():
 def test_fit_x_squared_learns_the_parabola():
     out = run_example("fit_x_squared.py")
     assert "tape check : passed" in out
-    assert "d/dy_pred  : (y_pred - y_true)/(n*sqrt(1 + (y_pred - y_true)**2/delta**2))" in out
+    assert_formula("d/dy_pred  :", out, "(y_pred - y_true)/(n*sqrt(1 + (y_pred - y_true)**2/delta**2))")
     assert number_after("max error on the grid:", out) < 0.1
     first, last = map(float, re.search(r"loss ([0-9.]+) -> ([0-9.]+)", out).groups())
     assert last < first / 10
@@ -53,7 +89,7 @@ def test_fit_x_squared_learns_the_parabola():
 
 def test_tape_loop_shows_and_checks_the_penalty_gradient():
     out = run_example("tape_loop_l2.py")
-    assert "d/dw = 1.0*lam*w" in out
+    assert_formula("d/dw =", out, "1.0*lam*w")
     gaps = [float(g) for g in re.findall(r"max \|difference\| = ([0-9.e+-]+)", out)]
     assert len(gaps) == 2 and max(gaps) < 1e-9
     assert number_after("final MSE", out) < 0.005

@@ -128,7 +128,8 @@ def test_latex_block_and_jupyter_reprs():
     assert r"&\text{needs } y_{\mathrm{pred}} > 0" in block
     assert report._repr_latex_() == f"$$\n{block}\n$$"
     markdown = report._repr_markdown_()
-    assert f"$$\n{report.latex(report.gradient)}\n$$" in markdown
+    assert f"$$\n{report.gradient.latex()}\n$$" in markdown
+    assert f"`{report.gradient}`" in markdown
     assert "- `y_pred > 0` (loss, gradient)" in markdown
 
 
@@ -136,7 +137,9 @@ def test_dict_and_json_forms_agree():
     report = lossdsl.explain(FOCAL, alpha=0.25, gamma=2.0)
     data = json.loads(report.to_json())
     assert data == report.to_dict()
-    assert data["formulas"]["gradient"]["text"] == sympy.sstr(report.gradient)
+    assert data["formulas"]["gradient"]["text"] == str(report.gradient)
+    assert data["formulas"]["gradient"]["bindings"] == [["n", "sum(1)"]]
+    assert data["rewrites"] == list(report.rewrites)
     assert data["formulas"]["d/gamma"]["latex"] == report.latex(report.parameter_gradients["gamma"])
     # The stable gradient has no 1/(1 - y_pred) left, so y_pred = 1 is no longer a condition.
     assert [c["requirement"] for c in data["conditions"]] == ["y_pred > 0"]
@@ -198,3 +201,42 @@ def test_xlogy_is_defined_at_zero_where_its_first_argument_is_zero():
     assert [(c.text, c.applies_to, c.kind) for c in report.conditions] == [
         ("y_pred > 0", ("loss", "gradient"), "domain")]
     assert "unless y_true = 0" in report.conditions[0].reason
+
+
+# ------------------------------------------------------------------ readable forms (issue 15)
+
+def test_written_and_running_forms_side_by_side_with_the_rewrites():
+    report = lossdsl.explain("e = y_pred - y_true; mean(log(cosh(e)))")
+    assert report.rewrites  # log(cosh(e)) runs as a softplus form
+    lines = report.to_text().splitlines()
+    written = lines.index("loss as written")
+    assert lines[written + 1] == "  e = y_pred - y_true; mean(log(cosh(e)))"
+    assert lines[written + 2] == f"  rewrites: {', '.join(report.rewrites)}"
+    assert lines[written + 3] == "loss as it runs"
+    markdown = report.to_markdown()
+    assert "| as written | runs as | rewrites |" in markdown
+    assert f"| `{report.canonical}` | `{report.loss}` |" in markdown
+    plain = lossdsl.explain("mean(y_pred^2)")
+    assert "rewrites: none: it runs as written" in plain.to_text()
+
+
+def test_every_formula_in_the_text_report_is_source_that_parses():
+    report = lossdsl.explain("p = clip(y_pred, 1e-7, 1 - 1e-7); alpha = 0.25; gamma = 2; "
+                             "mean(-alpha*y_true*(1-p)^gamma*log(p))")
+    lines = report.to_text().splitlines()
+    for _, title, formula in report.formulas():
+        start = lines.index(title) + 1
+        end = next(i for i in range(start, len(lines)) if not lines[i].startswith("  "))
+        program = " ".join(line.strip() for line in lines[start:end])
+        assert parse_source(program) == parse_source(str(formula))
+        assert "clip(" not in program.split(";", 1)[1]  # p is used, not repeated
+    assert "Heaviside" not in report.to_text() and "Piecewise" not in report.to_text()
+
+
+def test_conditions_and_latex_use_the_users_names():
+    report = lossdsl.explain("p = clip(y_pred, 1e-7, 1 - 1e-7); mean(-y_true*log(p))")
+    assert report.requirement(report.conditions[0]) == "p > 0"
+    assert "  p > 0 " in report.to_text()
+    mu = lossdsl.explain("mu = mean(y_pred); mean((y_pred - mu)^2)")
+    assert r"\mu &= \operatorname{mean}\left(y_{\mathrm{pred}}\right)" in mu.to_latex()
+    assert r"\mu" in mu.gradient.latex()

@@ -368,7 +368,7 @@ def test_private_tf_probes_degrade_to_the_safe_answer(monkeypatch):
     from tensorflow.python.eager import record
     from tensorflow.python.ops import control_flow_util
 
-    from lossdsl.lower.plan import in_xla_context
+    from lossdsl.backends.tensorflow.functions import in_xla_context
 
     monkeypatch.delattr(control_flow_util, "GraphOrParentsInXlaContext")
     monkeypatch.delattr(record, "could_possibly_record")
@@ -378,7 +378,7 @@ def test_private_tf_probes_degrade_to_the_safe_answer(monkeypatch):
 
 def test_no_matrix_vector_sums_when_a_gpu_is_visible(monkeypatch):
     """With a GPU, float32 products may run in TF32: the reductions stay reductions."""
-    from lossdsl.lower import plan as tf_lower
+    from lossdsl.backends.tensorflow import xla as tf_lower
     loss = lossdsl.compile("logsumexp(y_pred) - sum(y_true*y_pred)", reduction="none")
     rows = np.ones((4, 64), "float32")
     assert " dot(" in _hlo(loss, rows, rows)

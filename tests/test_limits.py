@@ -1,11 +1,16 @@
 """Pathological sources: each returns a result or a clear DSLLimitError/DSLTypeError, quickly.
 
 pytest-timeout is the hang detector (no timing asserts): before the limits in
-lossdsl/limits.py and ir.MAX_REDUCTION_NESTING, several of these ran for minutes
-or hours, exhausted memory, or raised ValueError/IndexError.
+lossdsl/limits.py (MAX_REDUCTION_NESTING among them), several of these ran for
+minutes or hours, exhausted memory, or raised ValueError/IndexError.
+Also here: lossdsl/limits.py is the one home of every limit, and the README's
+limits table is generated from it.
 """
 
+import ast
+import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +18,6 @@ import sympy
 
 import lossdsl
 from lossdsl import limits
-from lossdsl.language import ir
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -112,7 +116,54 @@ def test_reduction_names_stay_short_however_deep_the_nesting():
 
 def test_limits_are_the_documented_values():
     readme = open("README.md", encoding="utf-8").read()
-    for value in (ir.MAX_DEPTH, ir.MAX_NODES, ir.MAX_REDUCTION_NESTING, limits.MAX_EXPONENT,
-                  limits.MAX_FORMULA_NODES, limits.MAX_DERIVATIVE_WORK,
+    for value in (limits.MAX_DEPTH, limits.MAX_NODES, limits.MAX_REDUCTION_NESTING,
+                  limits.MAX_EXPONENT, limits.MAX_FORMULA_NODES, limits.MAX_DERIVATIVE_WORK,
                   limits.MAX_DIFFERENTIATION_WORK):
         assert f"| {value:,} |" in readme, value
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_limits_table_is_generated_from_limits_py():
+    """Regenerate with: python -c "from lossdsl import limits; print(limits.markdown_table())"."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- limits-table:start -->\n")[1].split("<!-- limits-table:end -->")[0]
+    assert table == limits.markdown_table()
+
+
+def test_every_limit_row_names_a_constant_of_limits_py():
+    values = {f"{value:,}" for name, value in vars(limits).items()
+              if name.isupper() and isinstance(value, int)}
+    for row in limits.LIMITS:
+        number = row.value.split()[0]
+        assert number in values or not number[0].isdigit(), row
+
+
+# A limit is a bound on size, depth, effort, time or memory: MAX_*, *_BUDGET*, *CACHE_SIZE.
+_LIMIT_NAME = re.compile(r"^_?(MAX_\w+|\w*_BUDGET\w*|\w*CACHE_SIZE)$")
+
+
+def _limits_defined_outside_limits_py() -> list[str]:
+    found = []
+    for path in sorted((ROOT / "lossdsl").rglob("*.py")):
+        if path == ROOT / "lossdsl" / "limits.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            targets = (node.targets if isinstance(node, ast.Assign) else
+                       [node.target] if isinstance(node, ast.AnnAssign) else [])
+            for target in targets:
+                if isinstance(target, ast.Name) and _LIMIT_NAME.match(target.id):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {target.id}")
+            if (isinstance(node, ast.keyword) and node.arg == "maxsize"
+                    and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, int) and node.value.value > 1):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} maxsize={node.value.value}")
+    return found
+
+
+def test_every_limit_lives_in_limits_py():
+    """Modules import their limits from lossdsl.limits; none defines its own (nor a literal cache size)."""
+    offenders = _limits_defined_outside_limits_py()
+    assert not offenders, "limits defined outside lossdsl/limits.py:\n" + "\n".join(offenders)

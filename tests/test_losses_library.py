@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import re
 import subprocess
 import sys
@@ -33,7 +35,7 @@ def test_available_lists_each_loss_with_source_doc_and_origin() -> None:
         assert spec.name in losses.__all__
 
 
-def test_callables_are_generated_from_the_table() -> None:
+def test_callables_pass_parameters_and_keras_settings_to_the_loss() -> None:
     focal = losses.focal(alpha=0.5, gamma=1.0, name="my_focal", reduction="sum")
     assert isinstance(focal, keras.losses.Loss)
     assert focal.source == losses.REGISTRY["focal"].source
@@ -42,6 +44,33 @@ def test_callables_are_generated_from_the_table() -> None:
     assert losses.huber().name == "huber"
     assert "Same as keras.losses.Huber" in losses.huber.__doc__
     assert "Lin, Goyal" in losses.focal.__doc__
+
+
+def test_each_row_has_one_public_callable_whose_signature_is_the_row() -> None:
+    """The callables are written out (for IDEs and help()); this keeps them equal to the table."""
+    callables = {name: value for name, value in vars(losses).items()
+                 if inspect.isfunction(value) and value.__module__ in
+                 ("lossdsl.losses.keras_builtins", "lossdsl.losses.literature")}
+    assert set(callables) == set(losses.REGISTRY)
+    for spec in losses.available():
+        signature = inspect.signature(callables[spec.name])
+        kinds = {p.kind for p in signature.parameters.values()}
+        assert kinds <= {inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD}
+        assert signature.parameters["settings"].kind is inspect.Parameter.VAR_KEYWORD
+        keywords = {name: p.default for name, p in signature.parameters.items()
+                    if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        assert keywords == {**spec.options, **spec.params}, spec.name
+        for default in spec.params.values():
+            assert isinstance(default, float)
+        # Every choice of the boolean options has the same parameters as the default source.
+        flags = [key for key, value in spec.options.items() if isinstance(value, bool)]
+        for values in itertools.product((False, True), repeat=len(flags)):
+            source = spec.source_for(**dict(zip(flags, values)))
+            assert dict(lossdsl.analyze(source).defaults) == spec.params, (spec.name, values)
+        doc = " ".join(callables[spec.name].__doc__.split())
+        origin = f"Same as keras.losses.{spec.keras}." if spec.keras else f"From: {spec.citation}."
+        assert doc.startswith(f"{spec.doc[0].upper()}{spec.doc[1:]}.") and origin in doc, spec.name
+        assert ">>> " in doc, spec.name
 
 
 def test_options_choose_the_source_and_parameters_keep_their_defaults() -> None:

@@ -36,3 +36,18 @@ def test_installed_wheel_finds_its_grammar(wheel, tmp_path):
     grammar_line, program_line = out.stdout.splitlines()
     assert grammar_line == str(tmp_path / "site" / "lossdsl" / "language" / "grammar.lark")
     assert program_line == "mean(y_pred^2)"
+
+
+def test_wheel_version_is_lossdsl_version(wheel):
+    """The version has one home, lossdsl/version.py; the wheel's metadata reads it from there."""
+    from lossdsl.version import __version__
+
+    assert wheel.name.startswith(f"lossdsl-{__version__}-")
+    archive = zipfile.ZipFile(wheel)
+    metadata = next(name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+    assert f"\nVersion: {__version__}\n" in archive.read(metadata).decode()
+
+
+def test_wheel_carries_the_packaged_grammar_byte_for_byte(wheel):
+    grammar = zipfile.ZipFile(wheel).read("lossdsl/language/grammar.lark")
+    assert grammar == (ROOT / "lossdsl" / "language" / "grammar.lark").read_bytes()

@@ -6,7 +6,10 @@ then edit the loss's entry in its config.json inside the zip.
 
 import json
 import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,6 +18,7 @@ import pytest
 import lossdsl
 
 MARKER_ENV = "LOSSDSL_PWNED"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +133,76 @@ def test_malformed_config_fails_to_load_with_a_lossdsl_error(saved_model, tmp_pa
 def test_missing_source_fails_to_load(saved_model, tmp_path):
     path = _crafted(saved_model, tmp_path / "bad.keras", lambda config: config.pop("source"))
     _assert_lossdsl_error_and_no_trace(path, tmp_path / "MARKER")
+
+
+# --- Import order does not matter -------------------------------------------------------------
+
+IMPORT_ORDERS = {
+    "lossdsl, then keras": "import lossdsl; import keras",
+    "keras, then lossdsl": "import keras; import lossdsl",
+    "lossdsl, then tensorflow (which imports keras)": "import lossdsl; import tensorflow; import keras",
+    "tensorflow, then lossdsl": "import tensorflow; import lossdsl; import keras",
+}
+
+_RELOAD = """
+{imports}
+import json, sys
+model = keras.models.load_model(sys.argv[1], safe_mode=True)
+dense, penalty_layer = model.layers[0], model.layers[1]
+metric = next(m for m in model._compile_metrics._user_metrics if m.name == "mae")
+print(json.dumps({{
+    "loss": [type(model.loss).__name__, model.loss.source, model.loss.params],
+    "metric": [type(metric).__name__, metric.source, metric.params],
+    "regularizer": [type(dense.kernel_regularizer).__name__, dense.kernel_regularizer.source,
+                    dense.kernel_regularizer.params],
+    "activity penalty": [type(dense.activity_regularizer).__name__,
+                         dense.activity_regularizer.source, dense.activity_regularizer.params],
+    "ActivityPenalty layer": [type(penalty_layer).__name__, penalty_layer.penalty.source,
+                              penalty_layer.penalty.params],
+}}))
+"""
+
+EXPECTED = {
+    "loss": ["DSLLoss", "mean((y_true - y_pred)^2)", {}],
+    "metric": ["DSLMetric", "mean(abs(y_true - y_pred))", {}],
+    "regularizer": ["DSLRegularizer", "alpha*sum(w^2)", {"alpha": 0.01}],
+    "activity penalty": ["DSLActivityPenalty", "beta*mean(a^2)", {"beta": 0.1}],
+    "ActivityPenalty layer": ["ActivityPenalty", "gamma*mean(abs(a))", {"gamma": 0.2}],
+}
+
+
+@pytest.fixture(scope="module")
+def model_with_every_kind(tmp_path_factory) -> str:
+    """A model holding each kind of lossdsl object Keras serializes."""
+    model = keras.Sequential([
+        keras.Input((3,)),
+        keras.layers.Dense(4, kernel_regularizer=lossdsl.regularizer("alpha*sum(w^2)", alpha=0.01),
+                           activity_regularizer=lossdsl.activity_penalty("beta*mean(a^2)",
+                                                                         beta=0.1)),
+        lossdsl.ActivityPenalty("gamma*mean(abs(a))", {"gamma": 0.2}),
+        keras.layers.Dense(2)])
+    model.compile("sgd", loss=lossdsl.compile("mean((y_true - y_pred)^2)"),
+                  metrics=[lossdsl.metric("mean(abs(y_true - y_pred))", name="mae")])
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)  # builds the compiled metrics
+    path = str(tmp_path_factory.mktemp("every_kind") / "model.keras")
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("order", list(IMPORT_ORDERS))
+def test_every_kind_reloads_in_a_fresh_process_whatever_the_import_order(model_with_every_kind,
+                                                                          order):
+    code = _RELOAD.format(imports=IMPORT_ORDERS[order])
+    result = subprocess.run([sys.executable, "-c", code, model_with_every_kind], cwd=ROOT,
+                            capture_output=True, text=True, timeout=240,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == EXPECTED
+
+
+def test_importing_lossdsl_imports_neither_tensorflow_nor_keras():
+    code = ("import sys, lossdsl; print(sorted(name for name in ('tensorflow', 'keras') "
+            "if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,10 +1,12 @@
 """Every table keyed by function covers every function, tested by behaviour.
 
-Domains (``lossdsl.analysis.domains``), kinks, infinity warnings (``lossdsl.symbolic.stability``),
-the double-where guard (``lossdsl.lower.plan``) and the exporter's printer each
-hold knowledge about functions outside ``lossdsl.ops.OPS``. A row added to OPS
-and forgotten in one of them would go unnoticed, so this file derives what each
-table must say from the function's own numbers, over a grid of inputs:
+Domains and kinks (``lossdsl.analysis.domains``), infinity warnings
+(``lossdsl.symbolic.infinities``), NumPy evaluation (``lossdsl.boosting.numpy_eval``)
+and the real derivatives of abs/sign (``lossdsl.symbolic.derive``) are read from
+the columns of ``lossdsl.ops.OPS`` (checked column by column in test_ops_columns.py);
+the double-where guard (``lossdsl.lower``) and the exporter's printer act on them
+too. A row whose columns are wrong or missing would go unnoticed, so this file
+derives what each must say from the function's own numbers, over a grid of inputs:
 
 - a domain condition is reported exactly when the function is not finite somewhere;
 - a kink is reported exactly when its one-sided derivatives disagree somewhere;
@@ -220,3 +222,37 @@ def test_every_error_a_user_can_cause_carries_a_hint():
             if "Internal error" not in message and not any(k.arg == "hint" for k in node.keywords):
                 missing.append(f"{path.name}:{node.lineno}")
     assert not missing, f"errors without a hint: {missing}"
+
+
+# ---------------------------------------------------------------- the derived tables read the rows
+
+def test_numpy_evaluation_reads_every_rows_numpy_column():
+    from lossdsl.boosting.numpy_eval import NUMPY_FORMS
+    from lossdsl.ops.numpy_forms import numpy_form
+
+    assert NUMPY_FORMS == {op.name: numpy_form(op) for op in OPS}
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if op.domain is not None], ids=lambda op: op.name)
+def test_the_infinity_warning_shows_the_rows_pole(op):
+    y = sympy.Symbol("y_pred", real=True)
+    symbols = sympy.symbols(f"a:{op.arity}", real=True)
+    pole = op.domain.pole(*symbols)
+    (position,) = [i for i, s in enumerate(symbols) if s in pole.free_symbols]
+    # The argument whose pole lies in [0, 1], where the warning looks: y_pred or -y_pred.
+    argument, at = next((text, value) for text, value in (("y_pred", y), ("-y_pred", -y))
+                        if 0 <= sympy.solve(pole.xreplace({symbols[position]: value}), y)[0] <= 1)
+    shown = op.domain.shown.format(pole.xreplace({symbols[position]: at}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lossdsl.LossDSLWarning)
+        warned = analyze(f"mean({_call(op.name, position, op.arity, argument)})").warnings
+    assert any(f"`{shown}` is infinite" in message for message in warned), (shown, warned)
+
+
+def test_abs_and_sign_differentiate_by_their_rows():
+    from lossdsl.symbolic.derive import _STAND_INS
+
+    assert {head: stand_in.row for head, stand_in in _STAND_INS.items()} == {
+        op.sympy: op for op in OPS if op.derivatives and isinstance(op.sympy, type)
+        and not issubclass(op.sympy, DSLFunction)}
+    assert set(_STAND_INS) == {sympy.Abs, sympy.sign}

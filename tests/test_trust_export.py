@@ -33,7 +33,7 @@ from lossdsl import losses
 from lossdsl.language import ir
 from lossdsl.tools.export import export_source, export_to_file
 from lossdsl.ops import OPS, one_hot
-from lossdsl.lower.plan import _needs_guard
+from lossdsl.lower.guards import needs_guard as _needs_guard
 from lossdsl.symbolic.counts import Count
 
 pytestmark = pytest.mark.timeout(900)

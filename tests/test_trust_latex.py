@@ -37,7 +37,8 @@ from sympy.parsing.latex import parse_latex
 import lossdsl
 from lossdsl.analysis.analyze import analyze
 from lossdsl.analysis.explain import explain
-from lossdsl.analysis.latex import LossLatexPrinter, formula_latex
+from lossdsl.analysis.latex import LossLatexPrinter, formula_latex, named_latex
+from lossdsl.analysis.naming import name_formulas, user_bindings
 from lossdsl.losses import available
 from lossdsl.ops import OPS, REGISTRY, DSLFunction, xdivy, xlog1py, xlogy
 from lossdsl.symbolic.counts import Count
@@ -442,8 +443,8 @@ def random_point(vocabulary: Vocabulary, rng: np.random.Generator, labels: bool)
             axis = symbol.axis
             point[symbol] = float(np.prod([SHAPE[a % len(SHAPE)] for a in (
                 range(1, len(SHAPE)) if axis is None else axis)]))
-        else:
-            point[symbol] = rng.uniform(0.5, 2.0)
+        else:  # a parameter, or a name bound in the typeset block (NumPy: no complex powers)
+            point[symbol] = np.float64(rng.uniform(0.5, 2.0))
     return point
 
 
@@ -539,13 +540,11 @@ def test_the_keras_loss_shows_in_jupyter_what_it_computes():
     shown = loss._repr_latex_()
     assert shown.startswith("$$\n") and shown.endswith("\n$$")
     report = explain(source)
-    expected = [report.loss, report.gradient, report.parameter_gradients["alpha"]]
-    rows = _rows(shown[3:-3])
-    assert len(rows) == 3
+    named = shared_names(report)
+    assert len(named.formulas) == 3
     tally = Tally()
-    for tex, expr in zip(rows, expected):
-        check_latex(tex, expr, report.table, tally)
-    assert tally.parsed == 3, tally.unparsed
+    check_named(shown[3:-3], named, tally)
+    assert tally.parsed == len(named.bindings) + 3, tally.unparsed
 
 
 def _rows(aligned: str) -> list[str]:
@@ -554,18 +553,39 @@ def _rows(aligned: str) -> list[str]:
     return [row.split("&= ", 1)[1] for row in body.split(" \\\\\n") if "&= " in row]
 
 
+def shared_names(report):
+    """The names ``to_latex`` shows: the loss, its gradient and the parameter gradients together."""
+    shown = [report.loss, report.gradient, *report.parameter_gradients.values()]
+    return name_formulas([f.sympy for f in shown], report.table, user_bindings(report.analysis),
+                         name_counts=False)
+
+
+def check_named(tex: str, named, tally: Tally) -> None:
+    """Each row of a named block (bindings, then formulas) reads as the value it stands for."""
+    rows = _rows(tex) if tex.startswith("\\begin{aligned}") else [tex]
+    expected = [value for _, value in named.bindings] + list(named.formulas)
+    assert len(rows) == len(expected), (rows, expected)
+    for row, expr in zip(rows, expected):
+        check_latex(row, expr, named.table, tally)
+
+
 def check_report(source: str, tally: Tally, **params) -> None:
-    """Every formula of ``explain(source)`` as LaTeX, to_latex and Markdown shows it."""
+    """Every formula of ``explain(source)`` as LaTeX, to_latex and Markdown shows it.
+
+    A formula is typeset with its names (the user's bindings, repeated parts): each
+    binding row is checked against the value it names, the formula against the
+    formula over those names.
+    """
     report = explain(source, **params)
-    latex_rows = _rows(report.to_latex())
     markdown_blocks = re.findall(r"\$\$\n(.*?)\n\$\$", report.to_markdown(), re.S)
-    formulas_ = formulas(report)
-    assert markdown_blocks == [tex for tex, _ in formulas_]
+    assert markdown_blocks == [f.latex() for _, _, f in report.formulas()]
+    user = user_bindings(report.analysis)
+    for tex, (_, _, formula) in zip(markdown_blocks, report.formulas()):
+        named = name_formulas([formula.sympy], report.table, user, name_counts=False)
+        assert tex == named_latex(named)
+        check_named(tex, named, tally)
     # to_latex shows the loss, the simplified gradient and the parameter gradients.
-    shown = [formulas_[0]] + formulas_[2:]
-    assert latex_rows == [tex for tex, _ in shown]
-    for tex, expr in formulas_:
-        check_latex(tex, expr, report.table, tally)
+    check_named(report.to_latex(), shared_names(report), tally)
 
 
 def test_every_library_loss_typesets_what_it_computes():

@@ -21,7 +21,7 @@ import lossdsl
 from lossdsl.language import ir
 from lossdsl.tools.cli import main as cli_main
 from lossdsl.ops import REGISTRY
-from lossdsl.lower.plan import tf_function
+from lossdsl.backends.tensorflow.functions import tf_function
 
 # The losses here are infinite somewhere on purpose; the warnings are tested where recorded.
 pytestmark = pytest.mark.filterwarnings("ignore::lossdsl.LossDSLWarning")
@@ -45,7 +45,7 @@ def test_a_label_times_y_log_y_is_finite_at_zero():
     value = float(loss(np.ones((1, 2), "float32"), np.array([[0.0, 0.5]], "float32")))
     assert value == pytest.approx((0.0 + 0.5 * math.log(0.5)) / 2, rel=1e-6)  # -0.1733
     # The label multiplies from outside; the guard is the factor that vanishes with log's argument.
-    assert str(loss.expression) == "mean(y_true*xlogy(y_pred, y_pred))"
+    assert str(loss.expression) == "mean(y_true * xlogy(y_pred, y_pred))"
 
 
 def test_a_label_times_y_log_y_has_the_tapes_gradient_at_zero():
@@ -75,7 +75,7 @@ def test_xlog1py_takes_the_factor_that_vanishes_with_one_plus_its_argument():
     values, tape = _tape(loss, y_true, y_pred)
     np.testing.assert_allclose(values, [(0.0 + 0.5 * math.log(0.5)) / 2], rtol=1e-12)
     assert np.all(np.isfinite(tape))
-    assert str(loss.expression) == "mean(y_true*xlog1py(1 - y_pred, -y_pred))"
+    assert str(loss.expression) == "mean(y_true * xlog1py(1 - y_pred, -y_pred))"
 
 
 def test_the_focal_gradient_in_gamma_is_finite_where_the_base_is_zero():

@@ -5,7 +5,8 @@
 
 :func:`analyze` is cached by source text (the work does not depend on
 parameter values, which stay symbols); :func:`compile_expression` adds the
-parameter values and checks them.
+parameter values and checks them (:mod:`~lossdsl.analysis.parameters`). What
+both return is defined in :mod:`~lossdsl.analysis.results`.
 
     >>> compiled = compile_expression("mean((y_true - y_pred)^2)")
     >>> compiled.gradient
@@ -16,13 +17,10 @@ parameter values and checks them.
 
 from __future__ import annotations
 
-import difflib
-import math
-import numbers
 import os
 import sys
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Mapping
@@ -30,54 +28,21 @@ from typing import Mapping
 import sympy
 
 from lossdsl import limits
+from lossdsl.analysis.parameters import bind_parameters, check_values_keep_it_real
+from lossdsl.analysis.results import Analysis, CompiledExpression
+from lossdsl.errors import LossDSLWarning
 from lossdsl.language import ir
-from lossdsl.errors import DSLNameError, DSLTypeError, LossDSLWarning, Span
-from lossdsl.symbolic.derive import derive
+from lossdsl.limits import COMPILE_CACHE_SIZE
 from lossdsl.ops import INPUT_NAMES
+from lossdsl.symbolic.derive import derive
 from lossdsl.symbolic.simplify import simplify
 from lossdsl.symbolic.stability import infinity_warnings, stabilize
-from lossdsl.symbolic.translate import Lowered, ReductionTable, lower
+from lossdsl.symbolic.translate import lower
 
-COMPILE_CACHE_SIZE = 512
-
-
-@dataclass(frozen=True)
-class Analysis:
-    """Everything lossdsl derives from a source text, independent of parameter values.
-
-    Attributes:
-        source: the text as given.
-        program: the checked IR.
-        canonical: the canonical form of the source (parses back to ``program``).
-        expression: the per-sample loss, simplified, parameters as symbols.
-        gradient: d loss / d ``wrt`` (elementwise), simplified.
-        gradient_as_derived: the same before simplification.
-        parameter_gradients: per-sample d loss / d parameter, simplified.
-        table: what each reduction symbol in the formulas stands for.
-        parameters: the parameters' SymPy symbols, in order of first use.
-        defaults: parameter defaults bound in the source.
-        wrt: the input the gradient is taken with respect to.
-        rewrites: names of the stability rewrites that fired (see ``lossdsl.symbolic.stability``).
-        inputs: the names of the elementwise inputs.
-        warnings: why the loss is infinite somewhere, when that is visible in the
-            formula; :func:`compile_expression` emits each as a ``LossDSLWarning``.
-    """
-
-    source: str
-    program: ir.Program
-    canonical: str
-    expression: sympy.Expr
-    gradient: sympy.Expr
-    gradient_as_derived: sympy.Expr
-    parameter_gradients: Mapping[str, sympy.Expr]
-    table: ReductionTable = field(repr=False)
-    parameters: Mapping[str, sympy.Symbol] = field(repr=False)
-    defaults: Mapping[str, float] = field(repr=False)
-    lowered: Lowered = field(repr=False)
-    wrt: str = "y_pred"
-    inputs: tuple[str, ...] = INPUT_NAMES
-    rewrites: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
+# Re-exported (importers across the package read them from here): COMPILE_CACHE_SIZE,
+# Analysis, CompiledExpression, bind_parameters.
+__all__ = ["analyze", "compile_expression", "first_level_outside_lossdsl", "Analysis",
+           "CompiledExpression", "bind_parameters", "COMPILE_CACHE_SIZE"]
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
@@ -117,21 +82,6 @@ def analyze(source: str, inputs: tuple[str, ...] = INPUT_NAMES,
     )
 
 
-@dataclass(frozen=True)
-class CompiledExpression:
-    """An :class:`Analysis` with every parameter given a value."""
-
-    analysis: Analysis
-    params: dict[str, float]
-
-    def __getattr__(self, name: str):
-        # Formulas and tables are the analysis's; only the values are ours.
-        return getattr(self.analysis, name)
-
-    def values_by_symbol(self) -> dict[sympy.Symbol, float]:
-        return {self.analysis.parameters[name]: value for name, value in self.params.items()}
-
-
 def compile_expression(source: str, params: Mapping[str, object] | None = None, *,
                        inputs: tuple[str, ...] = INPUT_NAMES,
                        wrt: str = "y_pred") -> CompiledExpression:
@@ -166,115 +116,11 @@ def first_level_outside_lossdsl() -> int:
     return level
 
 
-def bind_parameters(analysis: Analysis, given: Mapping[str, object], *,
-                    require_all: bool = True) -> dict[str, float]:
-    """The parameters' values: keywords over source defaults, each checked.
-
-    With ``require_all=False`` a parameter without a value is left out
-    instead of raising (for showing formulas, which keep parameters as symbols).
-
-    Raises:
-        DSLNameError: a parameter has no value, or a keyword names no parameter.
-        DSLTypeError: a parameter value is not a finite real number.
-    """
-    _check_known(analysis, given)
-    values = {}
-    for name in analysis.parameters:
-        if name in given:
-            values[name] = _number(analysis, name, given[name])
-        elif name in analysis.defaults:
-            values[name] = analysis.defaults[name]
-        elif require_all:
-            raise _missing(analysis, name)
-    return values
-
-
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
 def _check_values_keep_it_real(source: str, inputs: tuple[str, ...], wrt: str,
                                items: tuple[tuple[str, float], ...]) -> None:
-    """Refuse values that make a part of the loss or its gradient complex or infinite.
+    """:func:`check_values_keep_it_real` cached by source and values, as ``analyze`` is.
 
-    With values in, SymPy folds ``log(a)`` at ``a = -1`` to ``I*pi``, which no backend
-    can compute; the part is reported with the parameters it depends on. Cached, as
-    ``analyze`` is: compiling the same loss again costs no SymPy work.
+    Compiling the same loss with the same values again then costs no SymPy work.
     """
-    analysis, values = analyze(source, inputs, wrt), dict(items)
-    substitution = {analysis.parameters[name]: sympy.Float(value)
-                    for name, value in values.items()}
-    symbols = set(substitution)
-    if not symbols:
-        return
-    formulas = [analysis.expression, analysis.gradient] + \
-        [reduction.arg for reduction in analysis.table.in_order()]
-    bad = (sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
-    for formula in formulas:
-        for node in sympy.preorder_traversal(formula):
-            free = node.free_symbols
-            if not free or not free <= symbols:
-                continue  # only parts made of parameters and numbers fold to a constant
-            used = sorted(str(s) for s in free)
-            if not node.xreplace(substitution).has(*bad):
-                continue
-            if not node.xreplace(substitution).has(*bad):
-                continue
-            named = ", ".join(f"{name} = {values[name]!r}" for name in used)
-            raise DSLTypeError(
-                f"With {named}, `{node}` has no finite real value.",
-                source=analysis.source,
-                span=analysis.lowered.first_use.get(used[0], Span(0, len(analysis.source))),
-                hint="choose a value in the part's domain (e.g. log(a) needs a > 0)")
-
-
-def _check_known(analysis: Analysis, given: Mapping[str, object]) -> None:
-    for name in given:
-        if name in analysis.parameters:
-            continue
-        known = list(analysis.parameters)
-        close = difflib.get_close_matches(name, known, n=1)
-        message = f"`{name}` is not a parameter of this loss."
-        if close:
-            message += f" Did you mean `{close[0]}`?"
-        hint = (f"its parameters are: {', '.join(known)}" if known
-                else "this loss has no parameters")
-        if name in analysis.inputs or any(b.name == name for b in analysis.program.bindings):
-            hint = f"`{name}` is an input or a local definition, not a parameter"
-        # The keyword is not in the source: point at the parameter it most likely meant,
-        # else at the whole source, so the message still shows what was compiled.
-        span = analysis.lowered.first_use.get(close[0]) if close else None
-        raise DSLNameError(message, source=analysis.source,
-                           span=span or Span(0, len(analysis.source)), hint=hint)
-
-
-def _missing(analysis: Analysis, name: str) -> DSLNameError:
-    nearby = list(analysis.inputs) + [b.name for b in analysis.program.bindings]
-    close = difflib.get_close_matches(name, nearby, n=1)
-    message = f"The parameter `{name}` has no value."
-    if close:
-        message += f" Did you mean `{close[0]}`?"
-    return DSLNameError(
-        message, source=analysis.source, span=analysis.lowered.first_use.get(name),
-        hint=f"pass it as lossdsl.compile(..., {name}=VALUE), "
-             f"or give a default in the source: `{name} = VALUE; ...`")
-
-
-def _number(analysis: Analysis, name: str, value: object) -> float:
-    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not is_real or not _is_finite_float(value):
-        shown = repr(value)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        hint = (f"pass one number, e.g. {name}=0.5; a parameter is a scalar"
-                if isinstance(value, (list, tuple, dict, set)) or hasattr(value, "shape")
-                else f"pass a finite number, e.g. {name}=0.5")
-        raise DSLTypeError(
-            f"The parameter `{name}` must be a finite real number. Received: {shown}.",
-            source=analysis.source,
-            span=analysis.lowered.first_use.get(name, Span(0, len(analysis.source))), hint=hint)
-    return float(value)
-
-
-def _is_finite_float(value: numbers.Real) -> bool:
-    # float() of a 400-digit int raises OverflowError (seen in a crafted .keras config).
-    try:
-        return math.isfinite(float(value))
-    except OverflowError:
-        return False
+    check_values_keep_it_real(analyze(source, inputs, wrt), dict(items))

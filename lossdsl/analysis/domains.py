@@ -4,7 +4,9 @@ The formulas are walked node by node (the loss with the arguments of the
 reductions it uses, then the gradient with its own): a ``log`` needs a positive
 argument, a division a non-zero denominator, a fractional power a non-negative
 base, ``abs``/``relu``/``maximum``/``clip`` have kinks where TF picks one
-gradient. A condition on a linear expression of one input is solved for it
+gradient. What each function needs is the ``domain`` and ``kinks`` columns of
+its row in :data:`lossdsl.ops.OPS`; powers are SymPy's own node, handled here.
+A condition on a linear expression of one input is solved for it
 (``1 - y_pred > 0`` reads ``y_pred < 1``). Conditions that the parameter
 values settle are dropped.
 
@@ -22,6 +24,7 @@ from typing import Iterator, Literal, Mapping
 import sympy
 
 from lossdsl.analysis.analyze import Analysis
+from lossdsl.ops import BY_SYMPY_HEAD
 from lossdsl.symbolic.translate import ReductionTable
 
 Kind = Literal["domain", "kink"]
@@ -112,37 +115,20 @@ def _nodes(formula: sympy.Basic, table: ReductionTable) -> Iterator[sympy.Basic]
                 pending.append(table[node].arg)
 
 
-_GUARDED = {"xlogy": (lambda y: y > 0, "log"), "xlog1py": (lambda y: y > -1, "log1p"),
-            "xdivy": (lambda y: sympy.Ne(y, 0), "division")}
-
-
 def _rules(node: sympy.Basic, values: dict) -> Iterator[tuple[sympy.Basic, str, Kind]]:
-    name = type(node).__name__
-    args = node.args
-    text = _text(node)
-    if name == "log":
-        yield args[0] > 0, f"{text} is undefined below 0 and -oo at 0", "domain"
-    elif name == "log1p":
-        yield args[0] > -1, f"{text} is undefined below -1 and -oo at -1", "domain"
-    elif name in _GUARDED:
-        # The condition binds only where the factor x is nonzero; saying so in the
-        # text keeps the condition itself as short as log's.
-        condition, what = _GUARDED[name]
-        yield condition(args[1]), \
-            f"{text}: its {what} of {_text(args[1])} needs this unless {_text(args[0])} = 0", \
-            "domain"
-    elif isinstance(node, sympy.Pow):
+    """The node's conditions: its row's ``domain`` and ``kinks``; powers are SymPy's own."""
+    if isinstance(node, sympy.Pow):
         yield from _power_rules(node, values)
-    elif isinstance(node, sympy.Abs) or name == "relu" or isinstance(node, sympy.sign):
-        where = "jumps at 0" if isinstance(node, sympy.sign) else "has a kink at 0"
-        yield sympy.Ne(args[0], 0), f"{text} {where}; TF's gradient there is 0", "kink"
-    elif name in ("maximum", "minimum"):
-        yield sympy.Ne(args[0], args[1]), f"{text} has a kink where its arguments tie; " \
-                                          "TF sends the gradient to the first", "kink"
-    elif name == "clip":
-        for bound in args[1:]:
-            yield sympy.Ne(args[0], bound), f"{text} has a kink at {_text(bound)}; " \
-                                             "TF's gradient there is 1", "kink"
+        return
+    row = BY_SYMPY_HEAD.get(type(node))
+    if row is None:
+        return
+    texts = {"call": _text(node)}
+    args = [_text(arg) for arg in node.args]
+    if row.domain is not None:
+        yield row.domain.requires(*node.args), row.domain.reason.format(*args, **texts), "domain"
+    for kink in row.kinks:
+        yield sympy.Ne(*kink.at(*node.args)), kink.reason.format(*args, **texts), "kink"
 
 
 def _power_rules(node: sympy.Pow, values: dict) -> Iterator[tuple[sympy.Basic, str, Kind]]:

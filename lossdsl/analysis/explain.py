@@ -1,16 +1,18 @@
-"""See what a loss does: its formulas, its gradient three ways, and where it breaks.
+"""See what a loss does: its formulas, its gradient, and where it breaks.
 
-:func:`explain` returns an :class:`Explanation`: the canonical source, the
-simplified loss, the gradient w.r.t. ``y_pred`` as derived, simplified and with
-common subexpressions pulled out (``sympy.cse``), the gradient w.r.t. each
-parameter, and the conditions under which the loss or its gradient is
-undefined, infinite or not differentiable. It renders as text, LaTeX, Markdown
-and a dict/JSON, and typesets itself in Jupyter. Nothing here imports TensorFlow.
+:func:`explain` returns an :class:`Explanation`: the loss as written and as it
+runs (its stable form) with the rewrites between them, the gradient w.r.t.
+``y_pred`` as derived and simplified, the gradient w.r.t. each parameter, and
+the conditions under which the loss or its gradient is undefined, infinite or
+not differentiable. Every formula is a :class:`~lossdsl.analysis.formula.Formula`:
+lossdsl source with the user's names, which parses back. It renders as text,
+LaTeX, Markdown and a dict/JSON, and typesets itself in Jupyter. Nothing here
+imports TensorFlow.
 
     >>> import lossdsl
     >>> report = lossdsl.explain("mean(-y_true*log(y_pred))")
     >>> report.gradient
-    -xdivy(y_true, y_pred)/n
+    n = sum(1); -xdivy(y_true, y_pred) / n
     >>> [condition.text for condition in report.conditions]
     ['y_pred > 0']
 """
@@ -19,21 +21,27 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping
 
 import sympy
 
 from lossdsl.analysis.analyze import Analysis, analyze, bind_parameters
 from lossdsl.analysis.domains import Condition, find_conditions
-from lossdsl.analysis.latex import INPUT_LATEX, formula_latex
+from lossdsl.analysis.dsl_text import NotPrintable, condition_text
+from lossdsl.analysis.formula import Formula
+from lossdsl.analysis.latex import INPUT_LATEX, formula_latex, named_latex
+from lossdsl.analysis.naming import name_formulas, user_bindings
 from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import ReductionTable
 
 Replacements = tuple[tuple[sympy.Symbol, sympy.Expr], ...]
 
 
-def _text(expr: sympy.Basic) -> str:
-    return sympy.sstr(expr, full_prec=False)
+def program_lines(formula: Formula, indent: str = "  ") -> list[str]:
+    """A formula as source, one binding a line (``name = value;``), the result last."""
+    bindings, body = formula.parts()
+    return [f"{indent}{name} = {value};" for name, value in bindings] + [indent + body]
 
 
 @dataclass(frozen=True)
@@ -42,13 +50,13 @@ class Explanation:
 
     Attributes:
         source: the text as given.
-        canonical: the canonical form; it parses back to the same program.
+        canonical: the loss as written, in canonical form; it parses back to the same program.
         params: the parameter values given or defaulted (may be partial).
         parameters: every parameter's name, in order of first use.
-        loss: the per-sample loss, simplified, parameters as symbols.
+        loss: the per-sample loss as it runs (stable, simplified), parameters as names.
+        rewrites: the stability rewrites between ``canonical`` and ``loss``, by name.
         gradient_as_derived: d loss / d ``y_pred`` before simplification.
         gradient: the same, simplified.
-        gradient_cse: ``(replacements, reduced)`` from ``sympy.cse``.
         parameter_gradients: per-sample d loss / d parameter.
         conditions: where the loss or gradient is undefined, infinite or kinked.
     """
@@ -57,84 +65,113 @@ class Explanation:
     canonical: str
     params: Mapping[str, float]
     parameters: tuple[str, ...]
-    loss: sympy.Expr
-    gradient_as_derived: sympy.Expr
-    gradient: sympy.Expr
-    gradient_cse: tuple[Replacements, sympy.Expr]
-    parameter_gradients: Mapping[str, sympy.Expr]
+    loss: Formula
+    gradient_as_derived: Formula
+    gradient: Formula
+    parameter_gradients: Mapping[str, Formula]
     conditions: tuple[Condition, ...]
     table: ReductionTable = field(repr=False)
+    rewrites: tuple[str, ...] = ()
+    analysis: Analysis | None = field(default=None, repr=False, compare=False)
 
-    def formulas(self) -> list[tuple[str, str, sympy.Expr]]:
+    @cached_property
+    def gradient_cse(self) -> tuple[Replacements, sympy.Expr]:
+        """``(replacements, reduced)`` from ``sympy.cse`` of the gradient (SymPy's names)."""
+        formula = self.gradient.sympy
+        names = sympy.numbered_symbols("t", real=True, exclude=formula.free_symbols)
+        replacements, (reduced,) = sympy.cse(formula, symbols=names)
+        return tuple(replacements), reduced
+
+    def formulas(self) -> list[tuple[str, str, Formula]]:
         """``(key, title, formula)`` for each formula, in reading order."""
-        rows = [("loss", "loss (simplified)", self.loss),
-                ("gradient_as_derived", "d loss / d y_pred, as derived", self.gradient_as_derived),
-                ("gradient", "d loss / d y_pred, simplified", self.gradient)]
+        wrt = self.wrt
+        rows = [("loss", "loss as it runs", self.loss),
+                ("gradient_as_derived", f"d loss / d {wrt}, as derived", self.gradient_as_derived),
+                ("gradient", f"d loss / d {wrt}", self.gradient)]
         rows += [(f"d/{name}", f"d loss / d {name}", formula)
                  for name, formula in self.parameter_gradients.items()]
         return rows
 
+    @property
+    def wrt(self) -> str:
+        """The input the gradient is taken with respect to (``y_pred``, or ``w`` for a penalty)."""
+        return self.analysis.wrt if self.analysis is not None else "y_pred"
+
     def latex(self, expr: sympy.Basic) -> str:
         """LaTeX of one of this loss's formulas (reductions typeset via their OPS row)."""
-        return formula_latex(expr, self.table)
+        return formula_latex(sympy.sympify(expr), self.table)
 
     def counts(self) -> list[str]:
         """What the count symbols in the formulas mean."""
-        symbols = set().union(*(f.free_symbols for _, _, f in self.formulas()))
+        symbols = set().union(*(f.sympy.free_symbols for _, _, f in self.formulas()))
         return [count.describe() for count in sorted(
             (s for s in symbols if isinstance(s, Count)), key=lambda s: s.name)]
+
+    def requirement(self, condition: Condition) -> str:
+        """A condition's requirement in DSL spelling, with the user's names (``p > 0``)."""
+        mapping = {value: sympy.Symbol(name, real=True) for name, values in (
+            user_bindings(self.analysis) if self.analysis is not None else ()) for value in values}
+        try:
+            return condition_text(condition.requirement.xreplace(mapping), self.table)
+        except NotPrintable:
+            return condition.text
+
+    def _rewrite_text(self) -> str:
+        return ", ".join(self.rewrites) if self.rewrites else "none: it runs as written"
 
     # ------------------------------------------------------------- renderings
 
     def to_text(self) -> str:
-        """A plain-text report, as ``lossdsl show`` prints it."""
-        lines = [f"source      {self.source}", f"canonical   {self.canonical}",
-                 f"parameters  {self._parameter_text()}", ""]
+        """A plain-text report, as ``lossdsl show`` prints it; every formula is lossdsl source."""
+        lines = [f"source      {self.source}", f"parameters  {self._parameter_text()}", "",
+                 "loss as written", f"  {self.canonical}",
+                 f"  rewrites: {self._rewrite_text()}"]
         for key, title, formula in self.formulas():
-            lines += [title, f"  {_text(formula)}"]
-            if key == "gradient":
-                replacements, reduced = self.gradient_cse
-                lines += ["d loss / d y_pred, common subexpressions"]
-                lines += [f"  {_text(s)} = {_text(e)}" for s, e in replacements]
-                lines += [f"  {_text(reduced)}"]
+            lines += [title] + program_lines(formula)
         lines += ["", "where the loss or its gradient is undefined, infinite or kinked"]
-        lines += [f"  {c.text:<24} [{', '.join(c.applies_to)}] {c.reason}"
+        lines += [f"  {self.requirement(c):<24} [{', '.join(c.applies_to)}] {c.reason}"
                   for c in self.conditions] or ["  nowhere: defined and smooth everywhere"]
         lines += [""] + self.counts() if self.counts() else []
         return "\n".join(lines).rstrip()
 
     def to_latex(self) -> str:
-        """The formulas as one LaTeX ``aligned`` block (no surrounding ``$``)."""
-        wrt = INPUT_LATEX["y_pred"]
-        rows = [rf"L &= {self.latex(self.loss)}",
-                rf"\frac{{\partial L}}{{\partial {wrt}}} &= {self.latex(self.gradient)}"]
-        rows += [rf"\frac{{\partial L}}{{\partial {sympy.latex(sympy.Symbol(name))}}} &= "
-                 rf"{self.latex(formula)}" for name, formula in self.parameter_gradients.items()]
-        rows += [rf"&\text{{needs }} {self.latex(c.requirement)}"
+        """The formulas as one LaTeX ``aligned`` block (no surrounding ``$``), with the user's names."""
+        wrt = INPUT_LATEX.get(self.wrt) or sympy.latex(sympy.Symbol(self.wrt))
+        lhs = ["L", rf"\frac{{\partial L}}{{\partial {wrt}}}"] + [
+            rf"\frac{{\partial L}}{{\partial {sympy.latex(sympy.Symbol(name))}}}"
+            for name in self.parameter_gradients]
+        formulas = [self.loss.sympy, self.gradient.sympy] + [
+            f.sympy for f in self.parameter_gradients.values()]
+        user = user_bindings(self.analysis) if self.analysis is not None else ()
+        block = named_latex(name_formulas(formulas, self.table, user, name_counts=False), lhs)
+        needs = [rf"&\text{{needs }} {self.latex(c.requirement)}"
                  for c in self.conditions if c.kind == "domain"]
-        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+        if needs:
+            block = block.replace("\n\\end{aligned}", " \\\\\n" + " \\\\\n".join(needs)
+                                  + "\n\\end{aligned}")
+        return block
 
     def to_markdown(self) -> str:
-        """A Markdown report with typeset math (``$$``), for notebooks and READMEs."""
-        parts = [f"**Loss** `{self.canonical}`", f"Parameters: {self._parameter_text()}"]
+        """A Markdown report: the source forms as code, the formulas typeset (``$$``)."""
+        parts = [f"**Loss** `{self.canonical}`", f"Parameters: {self._parameter_text()}",
+                 "| as written | runs as | rewrites |\n| --- | --- | --- |\n"
+                 f"| `{self.canonical}` | `{self.loss}` | {self._rewrite_text()} |"]
         for key, title, formula in self.formulas():
-            parts.append(f"*{title}*\n\n$$\n{self.latex(formula)}\n$$")
+            parts.append(f"*{title}*: `{formula}`\n\n$$\n{formula.latex()}\n$$")
         parts.append("*Where it is undefined, infinite or kinked*\n\n" + (
-            "\n".join(f"- `{c.text}` ({', '.join(c.applies_to)}): {c.reason}"
+            "\n".join(f"- `{self.requirement(c)}` ({', '.join(c.applies_to)}): {c.reason}"
                       for c in self.conditions) or "- nowhere"))
         return "\n\n".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (strings and numbers): every formula as text and as LaTeX."""
-        replacements, reduced = self.gradient_cse
+        """Plain data (strings and numbers): every formula as lossdsl source and as LaTeX."""
         return {
             "source": self.source, "canonical": self.canonical, "params": dict(self.params),
-            "parameters": list(self.parameters),
-            "formulas": {key: {"text": _text(f), "latex": self.latex(f)}
+            "parameters": list(self.parameters), "rewrites": list(self.rewrites),
+            "formulas": {key: {"text": str(f), "latex": f.latex(),
+                               "bindings": [list(b) for b in f.parts()[0]]}
                          for key, _, f in self.formulas()},
-            "gradient_cse": {"replacements": [[_text(s), _text(e)] for s, e in replacements],
-                             "result": _text(reduced)},
-            "conditions": [{"requirement": c.text, "latex": self.latex(c.requirement),
+            "conditions": [{"requirement": self.requirement(c), "latex": self.latex(c.requirement),
                             "term": c.term, "reason": c.reason,
                             "applies_to": list(c.applies_to), "kind": c.kind}
                            for c in self.conditions],
@@ -181,7 +218,7 @@ def explain(source: str, **params: float) -> Explanation:
 
     >>> report = explain("mean((y_true - y_pred)^2)")
     >>> print(report.gradient)
-    2*(y_pred - y_true)/n
+    n = sum(1); 2 * (y_pred - y_true) / n
     >>> report.latex(report.loss)
     '\\\\operatorname{mean}\\\\left(\\\\left(- y_{\\\\mathrm{pred}} + y_{\\\\mathrm{true}}\\\\right)^{2}\\\\right)'
     """
@@ -191,17 +228,14 @@ def explain(source: str, **params: float) -> Explanation:
 
 def explain_analysis(analysis: Analysis, params: Mapping[str, float]) -> Explanation:
     """The :class:`Explanation` of an analysis with (some) parameter values."""
+    def formula(expr: sympy.Expr) -> Formula:
+        return Formula(expr, analysis)
+
     return Explanation(
         source=analysis.source, canonical=analysis.canonical, params=dict(params),
-        parameters=tuple(analysis.parameters), loss=analysis.expression,
-        gradient_as_derived=analysis.gradient_as_derived, gradient=analysis.gradient,
-        gradient_cse=_cse(analysis.gradient),
-        parameter_gradients=dict(analysis.parameter_gradients),
-        conditions=tuple(find_conditions(analysis, params)), table=analysis.table)
-
-
-def _cse(formula: sympy.Expr) -> tuple[Replacements, sympy.Expr]:
-    # Fresh names that cannot clash with a parameter's.
-    names = sympy.numbered_symbols("t", real=True, exclude=formula.free_symbols)
-    replacements, (reduced,) = sympy.cse(formula, symbols=names)
-    return tuple(replacements), reduced
+        parameters=tuple(analysis.parameters), loss=formula(analysis.expression),
+        gradient_as_derived=formula(analysis.gradient_as_derived),
+        gradient=formula(analysis.gradient),
+        parameter_gradients={name: formula(f) for name, f in analysis.parameter_gradients.items()},
+        conditions=tuple(find_conditions(analysis, params)), table=analysis.table,
+        rewrites=tuple(analysis.rewrites), analysis=analysis)

@@ -1,15 +1,22 @@
 """What a compiled Keras object shows of its source: parameters and formulas.
 
 :class:`CompiledFormulas` is mixed into the loss, metric and penalty classes;
-:class:`ReadOnlyParams` is how they hand out their parameter values.
+:class:`ReadOnlyParams` is how they hand out their parameter values; formulas
+are :class:`~lossdsl.analysis.formula.Formula` values (lossdsl source when
+printed, SymPy underneath), and the report renders as Markdown in notebooks.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lossdsl.analysis.explain import explain_analysis
+from lossdsl.analysis.formula import Formula
+
 if TYPE_CHECKING:
-    from lossdsl.analysis.analyze import CompiledExpression
+    from lossdsl.analysis.results import CompiledExpression
+
+__all__ = ["CompiledFormulas", "Formula", "ReadOnlyParams"]
 
 
 class ReadOnlyParams(dict):
@@ -46,7 +53,8 @@ class CompiledFormulas:
     """Read access to the formulas of a Keras object compiled from a source.
 
     Mixed into the loss, metric and penalty classes, which keep their
-    :class:`CompiledExpression` in ``self.compiled``.
+    :class:`CompiledExpression` in ``self.compiled``. Formulas are
+    :class:`Formula` values: lossdsl source when printed, SymPy underneath.
     """
 
     compiled: CompiledExpression
@@ -57,12 +65,26 @@ class CompiledFormulas:
         doc="Parameter values, read-only (:class:`ReadOnlyParams`): they are built into the "
             "compiled plan. To change one, compile again with the new value, or call "
             "``from_config`` with new ``params``.")
-    expression = property(lambda self: self.compiled.expression,
-                          doc="The simplified per-sample formula, parameters as symbols.")
-    gradient = property(lambda self: self.compiled.gradient,
-                        doc="d formula / d its differentiated input, elementwise, simplified.")
-    parameter_gradients = property(lambda self: dict(self.compiled.parameter_gradients),
-                                   doc="d formula / d parameter, per sample.")
+
+    @property
+    def expression(self) -> Formula:
+        """The per-sample formula that runs (stable, simplified), parameters as names."""
+        return Formula(self.compiled.expression, self.compiled.analysis)
+
+    @property
+    def gradient(self) -> Formula:
+        """d formula / d its differentiated input, elementwise, simplified."""
+        return Formula(self.compiled.gradient, self.compiled.analysis)
+
+    @property
+    def parameter_gradients(self) -> dict[str, Formula]:
+        """d formula / d parameter, per sample."""
+        return {name: Formula(formula, self.compiled.analysis)
+                for name, formula in self.compiled.parameter_gradients.items()}
+
+    def _repr_markdown_(self) -> str:
+        """The report of :func:`lossdsl.explain` as Markdown, for notebooks."""
+        return explain_analysis(self.compiled.analysis, self.compiled.params).to_markdown()
 
     def _call_text(self, constructor: str) -> str:
         """``constructor('source', name=value, ...)``: how the object is made, for ``repr``."""

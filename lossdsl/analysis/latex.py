@@ -25,10 +25,7 @@ bracketed like SymPy's ``Sum`` when a factor or a power follows it.
 
 from __future__ import annotations
 
-import re
-import string
-from functools import lru_cache
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import sympy
 from sympy.printing.latex import LatexPrinter
@@ -38,51 +35,14 @@ from lossdsl.ops import INPUT_NAMES, REGISTRY
 from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import Axis, ReductionTable
 
+if TYPE_CHECKING:
+    from lossdsl.analysis.naming import NamedFormulas
+
 INPUT_LATEX: dict[str, str] = {
     name: rf"y_{{\mathrm{{{name[2:]}}}}}" for name in INPUT_NAMES}
 
 # LaTeX operators that scope over what follows them, as SymPy's Sum does.
 LARGE_OPERATORS: tuple[str, ...] = (r"\sum", r"\prod")
-
-_OPENERS = re.compile(r"\\left\b|\\begin\b|\{")
-_CLOSERS = re.compile(r"\\right\b|\\end\b|\}")
-
-
-@lru_cache(maxsize=None)
-def bare_slots(template: str) -> frozenset[int]:
-    r"""The arguments of a LaTeX template that no bracket, brace or environment encloses.
-
-    Such an argument is juxtaposed with the rest of the template, as a factor
-    of a product (``{0} \log\left({1}\right)``), so it needs the brackets
-    a factor needs.
-
-        >>> sorted(bare_slots(r"{0} \log\left({1}\right)"))
-        [0]
-        >>> sorted(bare_slots(r"\frac{{{0}}}{{{1}}}"))
-        []
-    """
-    depth, bare = 0, set()
-    for literal, field, _, _ in string.Formatter().parse(template):
-        depth += len(_OPENERS.findall(literal)) - len(_CLOSERS.findall(literal))
-        if field is not None and depth == 0:
-            bare.add(int(field))
-    return frozenset(bare)
-
-
-def format_template(template: str, printer: LatexPrinter, args: Sequence[sympy.Basic]) -> str:
-    """Fill an OPS LaTeX template with the arguments' LaTeX, bracketing bare factors.
-
-    A bare argument is bracketed by SymPy's rule for a factor that is neither
-    first nor last in a product: sums, negative terms, ``cases`` and the like.
-    """
-    bare = bare_slots(template)
-    texts = []
-    for index, arg in enumerate(args):
-        tex = printer._print(arg)
-        if index in bare and printer._needs_mul_brackets(arg, first=False, last=False):
-            tex = rf"\left({tex}\right)"
-        texts.append(tex)
-    return template.format(*texts)
 
 
 def axis_latex(axis: Axis) -> str:
@@ -131,9 +91,37 @@ class LossLatexPrinter(LatexPrinter):
             return INPUT_LATEX[expr.name]
         if isinstance(expr, Count) and expr.axis not in (None, "output"):
             return f"n_{{{','.join(map(str, expr.axis))}}}"
+        if expr.name.count("_") > 1:  # a made-up name (sigmoid_minus_y_pred): spelled out
+            return r"\mathit{" + expr.name.replace("_", r"\_") + "}"
         return super()._print_Symbol(expr, style)
 
 
 def formula_latex(expr: sympy.Basic, table: ReductionTable) -> str:
     """LaTeX of a lossdsl formula (loss, gradient, condition)."""
     return LossLatexPrinter(table).doprint(expr)
+
+
+def named_latex(named: "NamedFormulas", lhs: Sequence[str] = ()) -> str:
+    r"""LaTeX of named formulas: one ``aligned`` row per binding, then one per formula.
+
+    ``lhs`` gives each formula's left-hand side; a single formula without
+    bindings or ``lhs`` is returned bare.
+
+        >>> from lossdsl.analysis.analyze import analyze
+        >>> from lossdsl.analysis.naming import name_formulas, user_bindings
+        >>> a = analyze("mu = mean(y_pred); mean((y_pred - mu)^2)")
+        >>> print(named_latex(name_formulas([a.gradient], a.table, user_bindings(a), name_counts=False), ["g"]))
+        \begin{aligned}
+        \mu &= \operatorname{mean}\left(y_{\mathrm{pred}}\right) \\
+        g &= \frac{2 \left(- \mu + y_{\mathrm{pred}}\right)}{n}
+        \end{aligned}
+    """
+    printer = LossLatexPrinter(named.table)
+    rows = [f"{printer.doprint(symbol)} &= {printer.doprint(value)}"
+            for symbol, value in named.bindings]
+    formulas = [printer.doprint(formula) for formula in named.formulas]
+    if not rows and not lhs and len(formulas) == 1:
+        return formulas[0]
+    sides = list(lhs) + [""] * (len(formulas) - len(lhs))
+    rows += [f"{side} &= {tex}" for side, tex in zip(sides, formulas)]
+    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"

@@ -18,7 +18,8 @@ from __future__ import annotations
 from typing import Mapping
 
 from lossdsl.boosting.metric import BoostingMetric
-from lossdsl.boosting.objective import BoostingObjective, FiniteDifferenceReport
+from lossdsl.boosting.diagnostics import FiniteDifferenceReport
+from lossdsl.boosting.objective import BoostingObjective
 from lossdsl.boosting.second_order import SecondOrder, second_order
 
 

@@ -7,12 +7,18 @@ its library has already been imported (which it has, if it made one).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from lossdsl.boosting.objective import BoostingObjective
+
+class ScoredObjective(Protocol):
+    """What the metric reads of its objective (a ``BoostingObjective``, which imports this
+    module: a protocol rather than an import keeps the two modules free of a cycle)."""
+
+    name: str
+
+    def loss(self, y_true: Any, y_pred: Any) -> np.ndarray: ...
 
 
 def library_of(data: Any) -> str | None:
@@ -42,7 +48,7 @@ class BoostingMetric:
     :meth:`lightgbm_sklearn`.)
     """
 
-    def __init__(self, objective: "BoostingObjective") -> None:
+    def __init__(self, objective: ScoredObjective) -> None:
         self.objective = objective
         self.__name__ = objective.name  # XGBoost's sklearn API names the metric after this
 

@@ -5,8 +5,8 @@ The formulas of a boosting objective are evaluated on batches of shape
 has a single axis, so every reduction (``mean(x)``, ``logsumexp(x, axis=-1)``)
 runs along the last axis with ``keepdims``, and every count symbol is ``K``.
 
-Each DSL function's NumPy form is in :data:`NUMPY_FORMS`, keyed by the name of
-its :data:`lossdsl.ops.OPS` row (a test checks that every row has one); nodes
+Each DSL function's NumPy form is the ``numpy`` column of its
+:data:`lossdsl.ops.OPS` row (:data:`NUMPY_FORMS` collects them by name); nodes
 that only SymPy makes (``+``, ``*``, powers, ``Piecewise``, steps, comparisons)
 are handled in :func:`_internal_step`.
 
@@ -28,7 +28,8 @@ import numpy as np
 import sympy
 
 from lossdsl.errors import DSLShapeError, LossDSLError
-from lossdsl.ops import BY_SYMPY_HEAD
+from lossdsl.ops import BY_SYMPY_HEAD, OPS
+from lossdsl.ops.numpy_forms import numpy_form
 from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import ReductionTable
 
@@ -36,65 +37,9 @@ Array = np.ndarray
 SAMPLE_AXES = (None, (1,), (-1,))  # the axis specs that name a boosting sample's one axis
 
 
-def _sigmoid(x: Array) -> Array:
-    # exp(-|x|) <= 1 never overflows, and the small side keeps its relative precision.
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0, e) / (1.0 + e)
-
-
-def _softplus(x: Array) -> Array:
-    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
-
-
-def _masked(x: Array, value: Array) -> Array:
-    return np.where(x == 0, 0.0, value)  # TF's xlogy/xdivy: 0 where x == 0, whatever y is
-
-
-_FEW_COLUMNS = 16
-
-
-def _along_last(ufunc: np.ufunc, x: Array) -> Array:
-    """``ufunc.reduce`` over the last axis, keepdims: column by column when there are few
-    (NumPy's reduce over a short last axis is several times slower than K-1 whole-array ops)."""
-    x = np.asarray(x)
-    if x.ndim and 1 < x.shape[-1] <= _FEW_COLUMNS:
-        return functools.reduce(ufunc, [x[..., k:k + 1] for k in range(x.shape[-1])])
-    return ufunc.reduce(x, axis=-1, keepdims=True)
-
-
-def _logsumexp(x: Array, axis: int) -> Array:
-    largest = _along_last(np.maximum, x)
-    largest = np.where(np.isfinite(largest), largest, 0.0)
-    return np.log(_along_last(np.add, np.exp(x - largest))) + largest
-
-
-def _one_hot(k: Array) -> Array:
-    return (k == np.arange(k.shape[-1])).astype(np.float64)
-
-
-# One NumPy form per OPS row. TODO(lead): this should become a column of OPS
-# (``Op.numpy``); ops.py is edited by other helpers now, so it lives here meanwhile.
-NUMPY_FORMS: dict[str, Callable[..., Array]] = {
-    "abs": np.abs, "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1,
-    "sqrt": np.sqrt, "square": np.square, "sin": np.sin, "cos": np.cos, "tanh": np.tanh,
-    "cosh": np.cosh, "sigmoid": _sigmoid, "softplus": _softplus,
-    "relu": lambda x: np.maximum(x, 0.0), "sign": np.sign,
-    "maximum": np.maximum, "minimum": np.minimum,
-    "clip": lambda x, lo, hi: np.maximum(np.minimum(x, hi), lo),  # TF's order: lo wins if lo > hi
-    "where": np.where,
-    "xlogy": lambda x, y: _masked(x, x * np.log(y)),
-    "xlog1py": lambda x, y: _masked(x, x * np.log1p(y)),
-    "xdivy": lambda x, y: _masked(x, x / y),
-    "one_hot": _one_hot,
-    # Reductions run along a sample's one axis, the last (``axis`` is always -1 here).
-    "mean": lambda x, axis: _along_last(np.add, x) / np.shape(x)[-1],
-    "sum": lambda x, axis: _along_last(np.add, x),
-    "max": lambda x, axis: _along_last(np.maximum, x),
-    "min": lambda x, axis: _along_last(np.minimum, x),
-    "logsumexp": _logsumexp,
-    "softmax": lambda x, axis: np.exp(x - _logsumexp(x, axis)),
-    "log_softmax": lambda x, axis: x - _logsumexp(x, axis),
-}
+# One NumPy form per OPS row, read from its ``numpy`` column. Reductions run along a
+# sample's one axis, the last (``axis`` is always -1 here).
+NUMPY_FORMS: dict[str, Callable[..., Array]] = {op.name: numpy_form(op) for op in OPS}
 
 _RELATIONS: dict[type, Callable[..., Array]] = {
     sympy.Eq: np.equal, sympy.Ne: np.not_equal, sympy.StrictLessThan: np.less,

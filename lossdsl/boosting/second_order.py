@@ -28,11 +28,12 @@ import sympy
 
 from lossdsl import limits
 from lossdsl.analysis.analyze import Analysis, analyze
+from lossdsl.limits import COMPILE_CACHE_SIZE
 from lossdsl.analysis.latex import INPUT_LATEX, formula_latex
 from lossdsl.symbolic.derive import _drop_dirac, _local_derivative, _real_diff
 from lossdsl.symbolic.simplify import simplify
 from lossdsl.symbolic.stability import stabilize
-from lossdsl.symbolic.translate import ReductionTable
+from lossdsl.symbolic.reductions import ReductionTable
 
 from lossdsl.boosting.numpy_eval import check_sample_axes
 
@@ -58,7 +59,7 @@ class SecondOrder:
     rewrites: tuple[str, ...]
 
 
-@lru_cache(maxsize=128)
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
 def second_order(source: str) -> SecondOrder:
     """Derive (once per source text) the diagonal Hessian of ``source`` w.r.t. ``y_pred``.
 

@@ -10,23 +10,21 @@ in safe mode with no pickled code.
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import partial
 from typing import TYPE_CHECKING, Any, Mapping
 
 import keras
-import sympy
 import tensorflow as tf
 
+from lossdsl.analysis.analyze import compile_expression
 from lossdsl.analysis.backward import separable
-from lossdsl.analysis.analyze import (COMPILE_CACHE_SIZE, CompiledExpression, analyze,
-                                     compile_expression)
 from lossdsl.analysis.formulas import CompiledFormulas
-from lossdsl.backends.tensorflow.custom_gradient import symbolic_loss
-from lossdsl.errors import DSLConfigError, LossDSLError
-from lossdsl.symbolic.fuse import fuse_reductions
-from lossdsl.backends.tensorflow.fused import LossFunction, fused_loss, worth_fusing
 from lossdsl.analysis.precision import warn_lost_constants
-from lossdsl.lower.plan import TFPlan, run_loss
+from lossdsl.backends.tensorflow.custom_gradient import symbolic_loss
+from lossdsl.backends.tensorflow.fused import LossFunction, fused_loss, worth_fusing
+from lossdsl.backends.tensorflow.run import Runner, run_loss, runner
+from lossdsl.errors import DSLConfigError, LossDSLError
+from lossdsl.lower.plans import forward_plan
 
 if TYPE_CHECKING:
     from lossdsl.analysis.explain import Explanation
@@ -56,24 +54,6 @@ def align_ranks(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
     while y_pred.shape.rank < y_true.shape.rank:
         y_pred = tf.expand_dims(y_pred, -1)
     return y_true, y_pred
-
-
-def forward_plan(compiled: CompiledExpression, differentiable: bool = True) -> TFPlan:
-    """The TF plan of a compiled loss with its parameter values built in (cached)."""
-    return _forward_plan(compiled.source, compiled.inputs, compiled.wrt,
-                         tuple(sorted(compiled.params.items())), differentiable)
-
-
-@lru_cache(maxsize=COMPILE_CACHE_SIZE)
-def _forward_plan(source: str, inputs: tuple[str, ...], wrt: str,
-                  params: tuple[tuple[str, float], ...], differentiable: bool) -> TFPlan:
-    compiled = CompiledExpression(analyze(source, inputs, wrt), dict(params))
-    values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
-    # Reductions split for the symbolic work are merged back: one pass over the data.
-    expression, table = fuse_reductions(compiled.expression.xreplace(values),
-                                        compiled.table.substituted(values))
-    return TFPlan({"loss": (expression, "per_sample")}, table, compiled.expression,
-                  differentiable=differentiable, loss_table=compiled.table)
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLLoss")
@@ -108,7 +88,7 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
     >>> float(loss(np.array([[0.0, 1.0]]), np.array([[1.0, 1.0]])))
     0.5
     >>> loss.gradient
-    2*(y_pred - y_true)/n
+    n = sum(1); 2 * (y_pred - y_true) / n
     """
 
     def __init__(self, source: str, params: Mapping[str, float] | None = None,
@@ -138,7 +118,7 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
                                  hint="'float32', 'float64', ... or None for keras.config.floatx()")
         warn_lost_constants(self.compiled, self.dtype)
         self.gradient_mode = gradient
-        self._plan = forward_plan(self.compiled)
+        self._plan = runner(forward_plan(self.compiled))
         self._per_sample = symbolic_loss(self.compiled) if gradient == "symbolic" else \
             autodiff_loss(self._plan, separable(self.source, self.compiled.inputs, self.compiled.wrt))
 
@@ -166,7 +146,7 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         return self._call_text("lossdsl.compile")
 
 
-def autodiff_loss(plan: TFPlan, separable: bool) -> LossFunction:
+def autodiff_loss(plan: Runner, separable: bool) -> LossFunction:
     """``(y_true, y_pred) -> per-sample loss`` differentiated by TF's tape.
 
     A large batch of a separable loss inside a graph takes the fused path of
@@ -200,7 +180,7 @@ def batch_inputs(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Te
     return align_ranks(tf.cast(y_true, y_pred.dtype), y_pred)
 
 
-def per_sample_values(plan: TFPlan, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+def per_sample_values(plan: Runner, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """Run a loss plan on a batch (see :func:`batch_inputs`)."""
     return run_loss(plan, *batch_inputs(y_true, y_pred))
 

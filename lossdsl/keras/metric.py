@@ -18,7 +18,9 @@ import tensorflow as tf
 from lossdsl.analysis.analyze import compile_expression
 from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.errors import DSLConfigError
-from lossdsl.keras.loss import forward_plan, per_sample_values, validated_config
+from lossdsl.backends.tensorflow.run import runner
+from lossdsl.keras.loss import per_sample_values, validated_config
+from lossdsl.lower.plans import forward_plan
 from lossdsl.analysis.precision import warn_lost_constants
 
 _METRIC_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
@@ -70,7 +72,7 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
             raise DSLConfigError(f"Invalid dtype {dtype!r}: a loss computes in a float dtype.",
                                  hint="'float32', 'float64', ... or None for keras.config.floatx()")
         warn_lost_constants(self.compiled, self.dtype)
-        self._plan = forward_plan(self.compiled)
+        self._plan = runner(forward_plan(self.compiled))
         self.direction = direction
         if direction is not None:
             self._direction = direction  # read by Keras's monitor callbacks

@@ -25,14 +25,14 @@ from __future__ import annotations
 from typing import Any, ClassVar, Mapping
 
 import keras
-import sympy
 import tensorflow as tf
 
 from lossdsl.analysis.analyze import CompiledExpression, analyze, compile_expression
 from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.errors import DSLNameError, DSLShapeError
-from lossdsl.keras.loss import forward_plan, validated_config
-from lossdsl.lower.plan import TFPlan
+from lossdsl.backends.tensorflow.run import Runner, runner
+from lossdsl.keras.loss import validated_config
+from lossdsl.lower.plans import forward_plan, penalty_gradient_plan
 
 WEIGHT_INPUT = "w"
 ACTIVITY_INPUT = "a"
@@ -72,8 +72,8 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
 
     def __init__(self, source: str, params: Mapping[str, float] | None = None) -> None:
         self.compiled = compile_penalty(source, params, self.input_name, self.role)
-        self._plan = forward_plan(self.compiled)
-        self._gradient_plan = gradient_plan(self.compiled)
+        self._plan = runner(forward_plan(self.compiled))
+        self._gradient_plan = Runner(penalty_gradient_plan(self.compiled))
 
     def _batched(self, x: tf.Tensor) -> tf.Tensor:
         return tf.convert_to_tensor(x)
@@ -84,9 +84,9 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
     def _shape_note(self, x: tf.Tensor) -> str:
         return ""
 
-    def _run(self, plan: TFPlan, x: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _run(self, plan: Runner, x: tf.Tensor) -> dict[str, tf.Tensor]:
         try:
-            return plan.run({self.input_name: self._batched(_widened(x))}, {})
+            return plan.run({self.input_name: self._batched(_widened(x))})
         except DSLShapeError as error:
             raise DSLShapeError(error.message + self._shape_note(x), source=self.source,
                                 hint=error.hint) from None
@@ -124,14 +124,6 @@ def _widened(x: tf.Tensor) -> tf.Tensor:
     return tf.cast(x, floatx) if x.dtype.is_floating and x.dtype.size < floatx.size else x
 
 
-def gradient_plan(compiled: CompiledExpression) -> TFPlan:
-    """The TF plan of the derived gradient, parameter values built in, input-shaped."""
-    values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
-    return TFPlan({"gradient": (compiled.gradient.xreplace(values), "elementwise")},
-                  compiled.table.substituted(values), compiled.expression,
-                  loss_table=compiled.table)
-
-
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLRegularizer")
 class DSLRegularizer(_PenaltyBase):
     """A ``keras.regularizers.Regularizer`` from a one-line expression in ``w``.
@@ -151,7 +143,7 @@ class DSLRegularizer(_PenaltyBase):
     >>> float(l2(np.array([[1.0, 2.0], [0.0, 3.0]])))
     3.5
     >>> l2.gradient
-    1.0*alpha*w
+    alpha * w
     """
 
     input_name = WEIGHT_INPUT
@@ -188,7 +180,7 @@ class DSLActivityPenalty(_PenaltyBase):
     >>> float(sparse(np.array([[1.0, -2.0], [0.0, 3.0]])))
     3.0
     >>> sparse.gradient
-    beta*sign(a)
+    beta * sign(a)
     """
 
     input_name = ACTIVITY_INPUT
@@ -243,4 +235,4 @@ class ActivityPenalty(keras.layers.Layer):
 
 
 __all__ = ["DSLRegularizer", "DSLActivityPenalty", "ActivityPenalty", "compile_penalty",
-           "gradient_plan", "WEIGHT_INPUT", "ACTIVITY_INPUT"]
+           "WEIGHT_INPUT", "ACTIVITY_INPUT"]

@@ -17,12 +17,10 @@ from importlib import resources
 from pathlib import Path
 
 import lark
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from lossdsl.errors import DSLLimitError, DSLSyntaxError, Span
-
-MAX_SOURCE_LENGTH = 10_000
-"""Longest accepted source, in characters."""
+from lossdsl.limits import MAX_SOURCE_LENGTH
 
 # How Lark's terminal names read in an error message.
 _TERMINAL_WORDS = {

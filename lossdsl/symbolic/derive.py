@@ -27,6 +27,7 @@ from __future__ import annotations
 import sympy
 
 from lossdsl import limits
+from lossdsl.ops import OPS, REGISTRY, DSLFunction, real_stand_in
 from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import Axis, Lowered, Reduction, ReductionTable, count_symbol
 
@@ -88,22 +89,11 @@ class _Backward:
         return _drop_dirac(sympy.Add(*(_real_diff(term, symbol) for term in terms)))
 
 
-class _RealAbs(sympy.Function):
-    """``Abs`` of a real argument: d|u|/du = sign(u), as TF computes it."""
-
-    is_real = True
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return sympy.sign(self.args[0])
-
-
-class _RealSign(sympy.Function):
-    """``sign`` of a real argument: derivative 0 wherever defined, as in TF."""
-
-    is_real = True
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return sympy.Integer(0)
+# SymPy heads of real arguments that SymPy differentiates as complex (Abs, sign), each
+# with a stand-in that differentiates by its row's `derivatives` (d|u|/du = sign(u), as TF).
+_STAND_INS: dict[type, type] = {
+    op.sympy: real_stand_in(op) for op in OPS
+    if isinstance(op.sympy, type) and not issubclass(op.sympy, DSLFunction) and op.derivatives}
 
 
 def _real_diff(expr: sympy.Expr, symbol: sympy.Symbol) -> sympy.Expr:
@@ -112,13 +102,18 @@ def _real_diff(expr: sympy.Expr, symbol: sympy.Symbol) -> sympy.Expr:
     SymPy only uses sign(u) for d|u|/du when it can prove ``u`` real; for
     ``abs(log(y_pred))`` it returns a complex formula in re/im/atan2, and for
     ``sign(log(y_pred))`` an unevaluated Derivative, neither of which TF can run
-    (found by tests/test_fuzz.py). Every DSL value is real, so both are masked.
+    (found by tests/test_fuzz.py). Every DSL value is real, so both are masked
+    by stand-ins that differentiate by their rows (:data:`_STAND_INS`).
     """
-    if not expr.has(sympy.Abs, sympy.sign):
+    if not expr.has(*_STAND_INS):
         return sympy.diff(expr, symbol)
-    masked = expr.replace(sympy.Abs, _RealAbs).replace(sympy.sign, _RealSign)
+    masked = expr
+    for head, stand_in in _STAND_INS.items():
+        masked = masked.replace(head, stand_in)
     derivative = sympy.diff(masked, symbol)
-    return derivative.replace(_RealAbs, sympy.Abs).replace(_RealSign, sympy.sign)
+    for head, stand_in in _STAND_INS.items():
+        derivative = derivative.replace(stand_in, head)
+    return derivative
 
 
 def _copies(table: ReductionTable, output: sympy.Expr) -> sympy.Expr:
@@ -132,18 +127,10 @@ def _copies(table: ReductionTable, output: sympy.Expr) -> sympy.Expr:
 
 
 def _local_derivative(table: ReductionTable, reduction: Reduction) -> sympy.Expr:
-    """d reduction / d one element of its argument."""
-    kind, arg, axis, value = reduction.kind, reduction.arg, reduction.axis, reduction.symbol
-    if kind == "mean":
-        return 1 / count_symbol(axis)
-    if kind == "sum":
-        return sympy.Integer(1)
-    if kind == "logsumexp":
-        return sympy.exp(arg - value)
-    # max/min: TF shares the gradient equally among the elements that tie for it.
-    # evaluate=False: asking SymPy whether arg == value can never decide, and is slow.
-    hit = sympy.Piecewise((1, sympy.Eq(arg, value, evaluate=False)), (0, True))
-    return hit / table.reduce("sum", hit, axis)
+    """d reduction / d one element of its argument: the rule in the reduction's row."""
+    (rule,) = REGISTRY[reduction.kind].derivatives
+    return rule(reduction.arg, reduction.symbol, count_symbol(reduction.axis),
+                lambda expr: table.reduce("sum", expr, reduction.axis))
 
 
 def _drop_dirac(expr: sympy.Expr) -> sympy.Expr:

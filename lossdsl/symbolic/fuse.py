@@ -22,7 +22,7 @@ from __future__ import annotations
 import sympy
 
 from lossdsl.symbolic.stability import rewrite_with_rules
-from lossdsl.symbolic.translate import ReductionTable
+from lossdsl.symbolic.reductions import ReductionTable
 
 _MERGEABLE = ("mean", "sum")
 

@@ -24,12 +24,9 @@ from typing import Callable
 
 import sympy
 
-from lossdsl.limits import exceeds
-
-SIMPLIFY_BUDGET_SECONDS = 0.05
-"""A wall-clock budget callers may pass to :func:`simplify`; not the default (see there)."""
-MAX_OPS_TO_SIMPLIFY = 400
-"""Expressions with more operations than this are left as derived."""
+# The bounds live with every other limit; SIMPLIFY_BUDGET_SECONDS is importable from here.
+from lossdsl.limits import (MAX_DENOMINATORS_TO_COMBINE, MAX_OPS_TO_SIMPLIFY,
+                            SIMPLIFY_BUDGET_SECONDS, exceeds)
 
 
 def _hyperbolic_ratio(expr: sympy.Expr) -> sympy.Expr:
@@ -51,10 +48,6 @@ def _sinh_over_cosh_args(node: sympy.Mul) -> list[sympy.Expr]:
     return [f.base.args[0] for f in factors
             if isinstance(f, sympy.Pow) and f.exp == -1 and isinstance(f.base, sympy.cosh)
             and f.base.args[0] in sinh_args]
-
-
-MAX_DENOMINATORS_TO_COMBINE = 8
-"""``together`` multiplies out every distinct denominator; beyond this many it is skipped."""
 
 
 def _together_if_few_denominators(expr: sympy.Expr) -> sympy.Expr:

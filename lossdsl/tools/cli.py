@@ -3,8 +3,10 @@
 Exit codes: 0 success; 1 the gradient check disagrees; 2 a mistake in the
 expression, the arguments, or a missing optional dependency (the message says
 which; never a traceback); 3 the gradient check is inconclusive (too few
-entries finite to compare). Each compile-time warning is printed once, as
-``LossDSLWarning: ...`` on standard error. ``show``, ``ops`` and ``export`` do not import
+entries finite to compare); 141 standard output was closed early (``| head``),
+as for a program killed by SIGPIPE, without a traceback. Each compile-time
+warning is printed once, as ``LossDSLWarning: ...`` on standard error. An
+expression may start with ``-`` (``lossdsl show "-mean(y_true*log(y_pred))"``). ``show``, ``ops`` and ``export`` do not import
 TensorFlow, so they answer fast; ``check`` and ``plot`` do.
 
     >>> main(["ops", "--markdown"])  # doctest: +ELLIPSIS
@@ -27,8 +29,11 @@ from typing import Callable, Sequence
 
 from lossdsl.errors import LossDSLError, LossDSLWarning
 from lossdsl.ops import OPS
+from lossdsl.tools.unix import HelpFormatter, expressions_as_positionals, show_once
+from lossdsl.version import __version__
 
 EXIT_OK, EXIT_MISMATCH, EXIT_ERROR, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+EXIT_CLOSED_PIPE = 128 + 13  # what a shell reports for a program ended by SIGPIPE
 FOCAL = "mean(-alpha*y_true*(1-y_pred)^gamma*log(y_pred))"
 
 _EXAMPLES = {
@@ -56,36 +61,39 @@ _EXAMPLES = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(expressions_as_positionals(
+        sys.argv[1:] if argv is None else list(argv), parser))
+    if getattr(args, "expr", None) is not None:
+        args.expr = args.expr.strip()
     try:
         with warnings.catch_warnings():
             # A loss compiled more than once (checked, then plotted per curve) warns each
             # time, from several lines: print each message once, without a source line.
             warnings.simplefilter("always", LossDSLWarning)
-            warnings.showwarning = _show_once(set())
-            return args.run(args)
+            warnings.showwarning = show_once(set())
+            code = args.run(args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
     except LossDSLError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-
-
-def _show_once(shown: set[str]) -> Callable[..., None]:
-    """A ``warnings.showwarning`` that prints ``Category: message`` once per message."""
-    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-        text = f"{category.__name__}: {message}"
-        if text not in shown:
-            shown.add(text)
-            print(text, file=sys.stderr)
-    return show
+    except BrokenPipeError:
+        # The reader is gone (`lossdsl show ... | head -1`): nothing more to say, and
+        # Python's own flush at exit must not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_CLOSED_PIPE
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lossdsl", description="Inspect, check, plot and export one-line Keras losses.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="examples:\n" + "\n".join(
             line for text in _EXAMPLES.values() for line in text.splitlines()[1:2]) +
                "\n\nrun `lossdsl COMMAND --help` for each command's options")
+    parser.add_argument("--version", action="version", version=f"lossdsl {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _show_parser(_command(commands, "show", "the formulas, gradients and domain of a loss", _show))
     _check_parser(_command(commands, "check", "the derived gradient against tf.GradientTape",
@@ -105,10 +113,11 @@ def _command(commands: "argparse._SubParsersAction", name: str, help_text: str,
              takes_expr: bool = True) -> argparse.ArgumentParser:
     parser = commands.add_parser(name, help=help_text, description=help_text[0].upper() +
                                  help_text[1:] + ".", epilog=_EXAMPLES[name],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=HelpFormatter)
     parser.set_defaults(run=run)
     if takes_expr:
-        parser.add_argument("expr", metavar="EXPR", help="the loss of one sample, one line")
+        parser.add_argument("expr", metavar="EXPR",
+                            help="the loss of one sample, one line (it may start with -)")
         parser.add_argument("--param", action="append", default=[], type=_param,
                             metavar="NAME=VALUE", help="a parameter's value (repeatable)")
     return parser
@@ -146,8 +155,7 @@ def _show(args: argparse.Namespace) -> int:
 
     report = explain(args.expr, **_params(args))
     if args.hessian:
-        from lossdsl.boosting.second_order import hessian_formula
-        hessian = hessian_formula(args.expr)  # a mistake is reported before anything prints
+        hessian = _hessian(args.expr)  # a mistake is reported before anything prints
         if args.json:
             data = report.to_dict()
             data["formulas"]["hessian"] = hessian
@@ -167,13 +175,25 @@ def _show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _hessian(source: str) -> dict[str, str]:
+    """The diagonal Hessian as lossdsl source (with the source's names) and as LaTeX."""
+    from lossdsl.analysis.analyze import analyze
+    from lossdsl.analysis.naming import name_formulas, user_bindings
+    from lossdsl.boosting.second_order import hessian_formula, second_order
+
+    formulas = second_order(source)
+    shown = hessian_formula(source)
+    named = name_formulas([formulas.hessian], formulas.table, user_bindings(analyze(source)))
+    return {"text": named.text(), "latex": shown["latex"]}
+
+
 # ------------------------------------------------------------------ check
 
 def _check_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", type=int, nargs="+", metavar="DIM",
                         help="shape of the random batch (default: 4 5, or 4 3 5 ... when "
                              "the loss reduces over axis 2 or beyond)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance")
     parser.add_argument("--atol", type=float, default=1e-9, help="absolute tolerance")
 
@@ -202,8 +222,8 @@ def _plot_parser(parser: argparse.ArgumentParser) -> None:
                         help="y_pred range (default: (0, 1) without the ends when the loss "
                              "needs y_pred in a bounded domain, else -3 3)")
     parser.add_argument("-o", "--output", required=True, metavar="FILE.png", help="PNG to write")
-    parser.add_argument("--width", type=int, default=900, help="pixels (default: 900)")
-    parser.add_argument("--height", type=int, default=450, help="pixels (default: 450)")
+    parser.add_argument("--width", type=int, default=900, help="pixels")
+    parser.add_argument("--height", type=int, default=450, help="pixels")
     parser.add_argument("--points", type=int, default=400, help="y_pred samples per curve")
 
 

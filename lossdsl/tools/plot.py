@@ -110,9 +110,9 @@ def loss_curve(source: str, y_true: float, y_pred: np.ndarray, *, others: float 
     """
     import tensorflow as tf
 
-    import lossdsl
+    from lossdsl.keras.loss import DSLLoss
 
-    loss = lossdsl.compile(source, reduction="none", dtype="float64", **params)
+    loss = DSLLoss(source, params, reduction="none", dtype="float64")
     x = np.asarray(y_pred, np.float64).reshape(-1)
     width = 1 if others is None else ROW
     rows = np.full((x.size, width), 0.0 if others is None else others)

@@ -21,41 +21,33 @@ from __future__ import annotations
 from functools import lru_cache, partial
 from typing import Callable
 
-import sympy
 import tensorflow as tf
 
-from lossdsl.analysis.backward import backward, separable
+try:  # private; if TF moves it, eager calls take tf.custom_gradient's path
+    from tensorflow.python.eager import record as _record
+except ImportError:  # pragma: no cover
+    _record = None
+
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE, CompiledExpression, analyze
-from lossdsl.symbolic.fuse import fuse_reductions
-from lossdsl.backends.tensorflow.fused import LossFunction, fused_loss, unbroadcast, with_kept_axes, worth_fusing
-from lossdsl.lower.plan import TFPlan, run_loss
-
-
-def gradient_plan(compiled: CompiledExpression) -> TFPlan:
-    """The plan of the seeded gradient, parameter values built in (inputs: y_true, y_pred, upstream)."""
-    seeded = backward(compiled.source, wrt=compiled.wrt)
-    values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
-    formula, table = fuse_reductions(seeded.formula.xreplace(values),
-                                     seeded.table.substituted(values))
-    # Evaluated, never differentiated: no double-where guard needed.
-    return TFPlan({"gradient": (formula, "elementwise")}, table, compiled.expression,
-                  differentiable=False, loss_table=compiled.table)
+from lossdsl.analysis.backward import separable
+from lossdsl.backends.tensorflow.fused import (LossFunction, fused_loss, unbroadcast,
+                                               with_kept_axes, worth_fusing)
+from lossdsl.backends.tensorflow.run import Runner, run_loss, runner
+from lossdsl.lower.plans import forward_plan, seeded_gradient_plan
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
 def _plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]
-           ) -> tuple[TFPlan, TFPlan, bool]:
-    """(forward, gradient, separable) plans, cached: compiling a loss again must cost no SymPy work.
+           ) -> tuple[Runner, Runner, bool]:
+    """(forward, gradient, separable) runners, cached: compiling a loss again must cost no SymPy work.
 
     ``separable``: the gradient is the upstream gradient times a formula of the
     inputs alone, which the fused path evaluates before the upstream is known.
     """
-    from lossdsl.keras.loss import forward_plan  # keras_loss imports this module
-
     compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
     # Inside tf.custom_gradient the tape does not differentiate the forward ops.
-    return (forward_plan(compiled, differentiable=False), gradient_plan(compiled),
-            separable(source, wrt=wrt))
+    return (runner(forward_plan(compiled, differentiable=False)),
+            runner(seeded_gradient_plan(compiled)), separable(source, wrt=wrt))
 
 
 def symbolic_loss(compiled: CompiledExpression) -> LossFunction:
@@ -65,30 +57,51 @@ def symbolic_loss(compiled: CompiledExpression) -> LossFunction:
     fused = fused_loss(partial(run_loss, forward), partial(_unit_gradient, gradient),
                        labels_differentiable=False) if separable else None
 
+    def backward(labels: tf.Tensor, prediction: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
+        squeezed = forward.squeezed_axes(prediction.shape.rank)
+        inputs = {"y_true": labels, "y_pred": prediction,
+                  "upstream": with_kept_axes(upstream, squeezed)}
+        return unbroadcast(gradient.run(inputs)["gradient"], prediction)
+
+    # Decorated once, not per call: wrapping a function costs as much as a small op.
+    # The labels get no gradient (None), as when they were a constant.
+    @tf.custom_gradient
+    def loss(labels: tf.Tensor, prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+        return run_loss(forward, labels, prediction), \
+            lambda upstream: (None, backward(labels, prediction, upstream))
+
     def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        squeezed = forward.squeezed_axes(y_pred.shape.rank)
         if fused is not None and worth_fusing(y_true, y_pred):
-            return fused(y_true, y_pred, squeezed)
-
-        @tf.custom_gradient
-        def loss(prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
-            value = run_loss(forward, y_true, prediction)
-
-            def grad(upstream: tf.Tensor) -> tf.Tensor:
-                inputs = {"y_true": y_true, "y_pred": prediction,
-                          "upstream": with_kept_axes(upstream, squeezed)}
-                return unbroadcast(gradient.run(inputs, {})["gradient"], prediction)
-            return value, grad
-
-        return loss(y_pred)
+            return fused(y_true, y_pred, forward.squeezed_axes(y_pred.shape.rank))
+        if _record is not None and tf.executing_eagerly():
+            return _eager_loss(partial(run_loss, forward), backward, y_true, y_pred)
+        return loss(y_true, y_pred)
 
     return per_sample_loss
 
 
-def _unit_gradient(gradient: TFPlan, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+def _eager_loss(value: LossFunction, backward: Callable, labels: tf.Tensor,
+                prediction: tf.Tensor) -> tf.Tensor:
+    """What ``tf.custom_gradient`` records in eager mode, without its per-call work.
+
+    The forward ops are not recorded (no tape differentiates them); the tapes record
+    one operation whose backward function is the derived gradient. Its per-call
+    Python work (argspec inspection, variable watching, an ``Identity``) made the
+    symbolic mode 10% slower than autodiff at (256, 10).
+    """
+    with _record.stop_recording():
+        result = value(labels, prediction)
+    if result is labels or result is prediction:  # a tape needs a tensor of its own
+        result = tf.identity(result)
+    _record.record_operation("lossdsl_symbolic_gradient", [result], [labels, prediction],
+                             lambda upstream: [None, backward(labels, prediction, upstream)])
+    return result
+
+
+def _unit_gradient(gradient: Runner, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """The seeded gradient for an upstream gradient of 1 (XLA folds the multiplications by it)."""
     inputs = {"y_true": y_true, "y_pred": y_pred, "upstream": tf.ones([], y_pred.dtype)}
-    return gradient.run(inputs, {})["gradient"]
+    return gradient.run(inputs)["gradient"]
 
 
-__all__ = ["symbolic_loss", "gradient_plan"]
+__all__ = ["symbolic_loss"]

@@ -32,7 +32,7 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from lossdsl.lower.plan import in_xla_context
+from lossdsl.backends.tensorflow.functions import in_xla_context
 
 LossFunction = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 """``(y_true, y_pred) -> per-sample loss`` (ranks aligned, same dtype)."""

@@ -1,0 +1,76 @@
+"""What the analysis produces: :class:`Analysis` (formulas) and :class:`CompiledExpression`.
+
+An :class:`Analysis` is everything derived from a source text, with parameters
+as symbols; a :class:`CompiledExpression` adds the parameters' values. Both are
+made by :mod:`lossdsl.analysis.analyze`.
+
+    >>> from lossdsl.analysis.analyze import compile_expression
+    >>> compiled = compile_expression("mean(-alpha*log(y_pred))", {"alpha": 0.5})
+    >>> compiled.params, compiled.analysis.canonical
+    ({'alpha': 0.5}, 'mean(-alpha * log(y_pred))')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import sympy
+
+from lossdsl.language import ir
+from lossdsl.ops import INPUT_NAMES
+from lossdsl.symbolic.translate import Lowered, ReductionTable
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything lossdsl derives from a source text, independent of parameter values.
+
+    Attributes:
+        source: the text as given.
+        program: the checked IR.
+        canonical: the canonical form of the source (parses back to ``program``).
+        expression: the per-sample loss, simplified, parameters as symbols.
+        gradient: d loss / d ``wrt`` (elementwise), simplified.
+        gradient_as_derived: the same before simplification.
+        parameter_gradients: per-sample d loss / d parameter, simplified.
+        table: what each reduction symbol in the formulas stands for.
+        parameters: the parameters' SymPy symbols, in order of first use.
+        defaults: parameter defaults bound in the source.
+        wrt: the input the gradient is taken with respect to.
+        rewrites: names of the stability rewrites that fired (see ``lossdsl.symbolic.stability``).
+        inputs: the names of the elementwise inputs.
+        warnings: why the loss is infinite somewhere, when that is visible in the
+            formula; :func:`compile_expression` emits each as a ``LossDSLWarning``.
+    """
+
+    source: str
+    program: ir.Program
+    canonical: str
+    expression: sympy.Expr
+    gradient: sympy.Expr
+    gradient_as_derived: sympy.Expr
+    parameter_gradients: Mapping[str, sympy.Expr]
+    table: ReductionTable = field(repr=False)
+    parameters: Mapping[str, sympy.Symbol] = field(repr=False)
+    defaults: Mapping[str, float] = field(repr=False)
+    lowered: Lowered = field(repr=False)
+    wrt: str = "y_pred"
+    inputs: tuple[str, ...] = INPUT_NAMES
+    rewrites: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompiledExpression:
+    """An :class:`Analysis` with every parameter given a value."""
+
+    analysis: Analysis
+    params: dict[str, float]
+
+    def __getattr__(self, name: str):
+        # Formulas and tables are the analysis's; only the values are ours.
+        return getattr(self.analysis, name)
+
+    def values_by_symbol(self) -> dict[sympy.Symbol, float]:
+        return {self.analysis.parameters[name]: value for name, value in self.params.items()}

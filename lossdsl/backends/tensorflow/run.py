@@ -1,0 +1,299 @@
+"""The TensorFlow interpreter of a plan: one function per node kind.
+
+:data:`DISPATCH` maps each kind of :data:`lossdsl.lower.plan.KINDS` to a
+function ``(context, node, args) -> tensor``. A :class:`Runner` pairs each node
+of a plan with its function once, so a call walks a prepared list and does no
+other Python work per node. Functions of :data:`lossdsl.ops.OPS` are called by
+their ``tf`` path. The TF-only fast paths (:mod:`lossdsl.backends.tensorflow.xla`,
+small-first ordering) are switched by :class:`Capabilities`.
+
+TensorFlow is imported when a plan first runs, not when this module is.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Callable, Mapping, Sequence
+
+import sympy
+
+from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE
+from lossdsl.backends.tensorflow.context import (Capabilities, Context, batch_shape, finish,
+                                                 same_static_shape, smaller)
+from lossdsl.backends.tensorflow.functions import Tensor, tf_function
+from lossdsl.backends.tensorflow.kernels import softmax_program
+from lossdsl.backends.tensorflow.xla import (MATVEC_KINDS, SHARED_EXP, as_matvec,
+                                             matvec_logsumexp, matvec_reduce, shared_exp)
+from lossdsl.errors import LossDSLError
+from lossdsl.lower.guards import taken_masks
+from lossdsl.lower.plan import Node, Plan, late_broadcast_inputs, per_sample_tail
+
+Step = Callable[[Context, Node, list], Tensor]
+Program = tuple[tuple[Step | None, Node, tuple[int, ...]], ...]  # None: a given leaf
+
+
+def _given(context: Context, node: Node, args: list) -> Tensor:
+    value = context.given.get(node["name"])
+    if value is None:
+        raise LossDSLError(f"Internal error: no value for the symbol `{node['name']}`.")
+    return value
+
+
+def _constant(context: Context, node: Node, args: list) -> Tensor:
+    return context.constant(node["value"])
+
+
+def _boolean(context: Context, node: Node, args: list) -> Tensor:
+    return context.tf.constant(node["value"])
+
+
+def _count(context: Context, node: Node, args: list) -> Tensor:
+    return context.count(context.axes(node["axis"]))
+
+
+def _call(context: Context, node: Node, args: list) -> Tensor:
+    op = node.op
+    if op.name in SHARED_EXP and context.capabilities.shared_exp:
+        return shared_exp(context, node, args)
+    function = tf_function(op.tf)
+    if node["by_position"]:  # its value depends on where each element sits: the full shape
+        return function(*(context.full(arg) for arg in args))
+    if node["broadcast_first"]:
+        # Not every TF function broadcasts its first argument: clip_by_value(2, lo, hi)
+        # with tensor bounds raised a ValueError (found by tests/test_fuzz.py).
+        return function(_broadcast_against(context.tf, args[0], args[1:]), *args[1:])
+    return function(*args)
+
+
+def _broadcast_against(tf: Any, value: Tensor, others: Sequence[Tensor]) -> Tensor:
+    """``value`` broadcast to the common shape of itself and ``others`` (no larger)."""
+    shape = tf.shape(value)
+    for other in others:
+        shape = tf.broadcast_dynamic_shape(shape, tf.shape(other))
+    return tf.broadcast_to(value, shape)
+
+
+def _reduction(context: Context, node: Node, args: list) -> Tensor:
+    value = context.full(args[0]) if node["broadcast"] else args[0]
+    axes = context.axes(node["axis"])
+    kind = node["kind"]
+    if context.capabilities.matvec and (kind in MATVEC_KINDS or kind == "logsumexp") \
+            and as_matvec(context, value, axes):
+        return matvec_logsumexp(context, value, axes) if kind == "logsumexp" else \
+            matvec_reduce(context, value, kind, axes)
+    function, axis = tf_function(node.op.tf), context.axis_argument(axes)
+    if id(node) in context.kept and axes == context.output_axes():
+        if same_static_shape(value.shape, context.static):
+            # One number per sample, as Keras's built-ins reduce: no squeeze after.
+            context.dropped.add(id(node))
+            return function(value, axis=axis)
+        if context.tail:  # the tail's values must all be one number per sample
+            return finish(context, function(value, axis=axis, keepdims=True), "per_sample")
+    return function(value, axis=axis, keepdims=True)
+
+
+def _add(context: Context, node: Node, args: list) -> Tensor:
+    signs = node["signs"]
+    # Small terms (constants, one number per sample) first: outside XLA each
+    # operation on a full-size tensor is one more pass over memory.
+    order = sorted(range(len(args)), key=lambda i: not context.is_small(args[i])) \
+        if context.capabilities.small_first else range(len(args))
+    total = None
+    for i in order:
+        if total is None:
+            total = args[i] if signs[i] > 0 else -args[i]
+        else:
+            total = total + args[i] if signs[i] > 0 else total - args[i]
+    return total
+
+
+def _mul(context: Context, node: Node, args: list) -> Tensor:
+    split = node["split"]
+    if not context.capabilities.small_first:
+        return _quotient(context, args[:split], args[split:])
+    # The small factors (constants, one number per sample) are combined first and
+    # scale the full-size tensors once: outside XLA each operation on a full-size
+    # tensor is one more pass over memory.
+    small = [context.is_small(arg) for arg in args]
+
+    def factors(of_small: bool, start: int, stop: int) -> list[Tensor]:
+        return [args[i] for i in range(start, stop) if small[i] == of_small]
+    scale = _quotient(context, factors(True, 0, split), factors(True, split, len(args)))
+    return _quotient(context, [scale] + factors(False, 0, split),
+                     factors(False, split, len(args)))
+
+
+def _quotient(context: Context, numerator: list, denominator: list) -> Tensor | None:
+    """The product of ``numerator`` (None factors skipped) over that of ``denominator``."""
+    value = None
+    for factor in numerator:
+        if factor is not None:
+            value = factor if value is None else value * factor
+    for factor in denominator:
+        value = (context.constant(1.0) if value is None else value) / factor
+    return value
+
+
+# The ops of each power form (see lossdsl.lower.build.POWER_FORMS).
+POWER_FUNCTIONS: dict[str, str] = {"square": "math.square", "sqrt": "math.sqrt",
+                                   "rsqrt": "math.rsqrt", "reciprocal": "math.reciprocal"}
+
+
+def _power(context: Context, node: Node, args: list) -> Tensor:
+    form = node["form"]
+    if form in POWER_FUNCTIONS:
+        return tf_function(POWER_FUNCTIONS[form])(args[0])
+    if form == "identity":
+        return args[0]
+    if form == "cube":
+        return args[0] * args[0] * args[0]
+    if node["exponent"] is None:
+        return context.tf.pow(args[0], args[1])
+    return context.tf.pow(args[0], context.constant(node["exponent"]))
+
+
+def _where(context: Context, node: Node, args: list) -> Tensor:
+    pairs = list(zip(args[0::2], args[1::2]))
+    result = args[-1] if node["has_default"] else context.constant(float("nan"))
+    for value, condition in reversed(pairs):
+        result = context.tf.where(condition, value, result)
+    return result
+
+
+def _guarded_where(context: Context, node: Node, args: list) -> Tensor:
+    """Each branch computed from its leaves with the gradient cut where it is not taken."""
+    tf, count = context.tf, node["conditions"]
+    conditions, leaves = args[:count], args[count:]
+    taken_by = taken_masks(conditions, node["has_default"], tf.logical_and, tf.logical_not)
+    branches = []
+    for taken, branch in zip(taken_by, node["branches"]):
+        given = [tf.where(taken, leaf, tf.stop_gradient(leaf)) if masked else leaf
+                 for leaf, masked in zip(leaves, node["masked"])]
+        branches.append(execute(context, context.programs[id(branch)], given)[branch.result])
+    result = branches[-1] if node["has_default"] else context.constant(float("nan"))
+    for condition, branch_value in reversed(list(zip(conditions, branches))):
+        result = tf.where(condition, branch_value, result)
+    return result
+
+
+def _step(context: Context, node: Node, args: list) -> Tensor:
+    tf, value = context.tf, args[0]
+    ones, zeros = tf.ones_like(value), tf.zeros_like(value)
+    middle = tf.fill(tf.shape(value), context.constant(node["at_zero"]))
+    return tf.where(value > 0, ones, tf.where(value < 0, zeros, middle))
+
+
+def _relation(context: Context, node: Node, args: list) -> Tensor:
+    return tf_function(RELATIONS[node["name"]])(*args)
+
+
+def _logic(context: Context, node: Node, args: list) -> Tensor:
+    function, result = tf_function(LOGIC[node["name"]]), args[0]
+    for arg in args[1:]:
+        result = function(result, arg)
+    return result
+
+
+RELATIONS = {name: f"math.{name}" for name in
+             ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")}
+LOGIC = {"and": "math.logical_and", "or": "math.logical_or", "xor": "math.logical_xor"}
+
+DISPATCH: dict[str, Step] = {
+    "input": _given, "parameter": _given, "constant": _constant, "boolean": _boolean,
+    "count": _count, "call": _call, "reduction": _reduction, "add": _add, "mul": _mul,
+    "power": _power, "where": _where, "guarded_where": _guarded_where, "step": _step,
+    "relation": _relation, "logic": _logic,
+    "not": lambda context, node, args: context.tf.math.logical_not(args[0]),
+    "ite": lambda context, node, args: context.tf.where(*args),
+    "sinh": lambda context, node, args: context.tf.math.sinh(args[0]),
+}
+# "given" (a guarded branch's leaf) is read by `execute` itself.
+HANDLED_KINDS = frozenset(DISPATCH) | {"given"}
+
+
+def _prepare(nodes: Sequence[Node], programs: dict[int, Program]) -> Program:
+    """Each node paired with its function; the programs of guarded branches go to ``programs``."""
+    for node in nodes:
+        for branch in node.attrs.get("branches", ()):
+            programs[id(branch)] = _prepare(branch.nodes, programs)
+    return tuple((None if node.kind == "given" else DISPATCH[node.kind], node, node.children)
+                 for node in nodes)
+
+
+def execute(context: Context, program: Program, given: Sequence[Tensor] = ()) -> list[Tensor]:
+    """The value of every node of ``program``; ``given`` are a branch's leaves."""
+    values: list[Tensor] = []
+    for step, node, children in program:
+        values.append(given[node.attrs["index"]] if step is None else
+                      step(context, node, [values[i] for i in children]))
+    return values
+
+
+class Runner:
+    """A plan ready to run on TensorFlow tensors (its nodes paired with their functions once)."""
+
+    def __init__(self, plan: Plan, capabilities: Capabilities = Capabilities()) -> None:
+        self.plan, self.capabilities = plan, capabilities
+        self.programs: dict[int, Program] = {}  # a guarded where's branches, by id (plan-owned)
+        self.program = _prepare(plan.nodes, self.programs)
+        self.squeezed_axes = plan.squeezed_axes
+        self.tail = per_sample_tail(plan)  # reductions that may drop their axes: no squeeze
+        self.left_small = late_broadcast_inputs(plan)  # eagerly not broadcast first (upstream)
+        self.softmax = softmax_program(plan, self.program) if capabilities.log_softmax else None
+
+    def _take_tail(self, context: Context) -> None:
+        """Let the per-sample tail's reductions drop their axes (all of them, eager only)."""
+        if self.tail is None:
+            return
+        output, reductions = self.tail
+        if output == reductions[0]:  # the output itself: reduced once, in any mode
+            context.kept = frozenset({id(self.plan.nodes[output])})
+        elif context.eager and all(context.axes(self.plan.nodes[index]["axis"]) ==
+                                   context.output_axes() for index in reductions):
+            context.kept = frozenset(id(self.plan.nodes[index]) for index in reductions)
+            context.tail = True  # every tail value is one number per sample
+
+    def run(self, inputs: Mapping[str, Tensor],
+            symbols: Mapping[sympy.Symbol, Tensor] | None = None) -> dict[str, Tensor]:
+        """Evaluate every output; ``inputs`` are same-dtype tensors of equal rank, by name.
+
+        ``symbols`` give the parameters' values when the plan has them as symbols.
+        """
+        import tensorflow as tf
+
+        first = next(iter(inputs.values()))
+        shape, dynamic = batch_shape(tf, inputs.values())
+        context = Context(tf, first.dtype, shape.rank, dynamic, self.plan.reduced,
+                          tuple(shape.as_list()), capabilities=self.capabilities,
+                          programs=self.programs, eager=tf.executing_eagerly())
+        self._take_tail(context)
+        given = context.given
+        for name, tensor in inputs.items():
+            given[name] = context.full(tensor) if smaller(tensor.shape, shape) and not (
+                context.eager and name in self.left_small) else tensor
+        if symbols:
+            given.update((symbol.name, value) for symbol, value in symbols.items())
+        program = self.program
+        if self.softmax and context.eager and all(
+                context.axes(axis) == [context.rank - 1] for axis in self.softmax[1]):
+            program = self.softmax[0]
+        values = execute(context, program)
+        nodes, dropped = self.plan.nodes, context.dropped
+        return {output.name: values[output.index] if id(nodes[output.index]) in dropped
+                or (context.tail and output.index == self.tail[0])
+                else finish(context, values[output.index], output.finish)
+                for output in self.plan.outputs}
+
+
+@lru_cache(maxsize=2 * COMPILE_CACHE_SIZE)
+def runner(plan: Plan) -> Runner:
+    """The runner of a plan with every TF specialisation (one per plan object, cached)."""
+    return Runner(plan)
+
+
+def run_loss(plan: Runner, y_true: Tensor, y_pred: Tensor) -> Tensor:
+    """The per-sample values of a loss plan on same-dtype, rank-aligned inputs."""
+    return plan.run({"y_true": y_true, "y_pred": y_pred})["loss"]
+
+
+__all__ = ["DISPATCH", "HANDLED_KINDS", "Capabilities", "Runner", "runner", "run_loss", "execute"]

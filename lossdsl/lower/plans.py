@@ -1,0 +1,119 @@
+"""Every plan a consumer runs, built here and nowhere else.
+
+- :func:`forward_plan`: the loss (and metric, and penalty) value, parameter values
+  built in, reductions fused back (one pass over the data);
+- :func:`seeded_gradient_plan`: the backward pass of ``gradient="symbolic"``
+  (:func:`lossdsl.analysis.backward.backward`), never differentiated;
+- :func:`penalty_gradient_plan`: a penalty's derived gradient (``gradient_of``);
+- :func:`check_plan`: the gradient check's loss (the formula the forward plan
+  runs), gradients and parameter gradients, parameters given as values so the
+  tape can differentiate them;
+- :func:`export_plan`: what the exporter prints: the forward plan with the
+  parameters as symbols (they become constructor arguments).
+
+All of them go through :func:`plan_of`, so the shape rule, the guards and the
+lowering are the same for every use. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Mapping
+
+import sympy
+
+from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE, Analysis, CompiledExpression, analyze
+from lossdsl.analysis.backward import UPSTREAM, backward
+from lossdsl.lower.build import build
+from lossdsl.lower.plan import Output, Plan
+from lossdsl.lower.shapes import output_reductions
+from lossdsl.symbolic.fuse import fuse_reductions
+from lossdsl.symbolic.translate import ReductionTable
+
+
+def plan_of(outputs: Mapping[str, tuple[sympy.Expr, str]], table: ReductionTable,
+            loss: sympy.Expr, loss_table: ReductionTable, *, differentiable: bool = True,
+            inputs: frozenset | None = None) -> Plan:
+    """The plan computing ``outputs`` (name -> (formula, finish)).
+
+    Args:
+        table: what the reduction symbols of the formulas stand for.
+        loss, loss_table: the loss formula with its parameters as symbols, and its
+            reductions: they decide the per-sample shape (:mod:`lossdsl.lower.shapes`).
+        differentiable: whether a tape will differentiate the plan (then risky
+            ``where`` branches are guarded).
+        inputs: the symbols given by name when the plan runs (default: the table's).
+    """
+    nodes, indices = build([formula for formula, _ in outputs.values()], table,
+                           inputs=inputs, differentiable=differentiable)
+    return Plan(nodes, tuple(Output(name, index, finish) for (name, (_, finish)), index
+                             in zip(outputs.items(), indices)),
+                output_reductions(loss, loss_table), differentiable)
+
+
+def _values(compiled: CompiledExpression) -> dict[sympy.Symbol, sympy.Expr]:
+    return {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
+
+
+def forward_plan(compiled: CompiledExpression, differentiable: bool = True) -> Plan:
+    """The plan of a compiled loss's per-sample value, parameter values built in (cached).
+
+    ``differentiable=False`` for a plan no tape differentiates (inside ``tf.custom_gradient``).
+    """
+    return _forward_plan(compiled.source, compiled.inputs, compiled.wrt,
+                         tuple(sorted(compiled.params.items())), differentiable)
+
+
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def _forward_plan(source: str, inputs: tuple[str, ...], wrt: str,
+                  params: tuple[tuple[str, float], ...], differentiable: bool) -> Plan:
+    compiled = CompiledExpression(analyze(source, inputs, wrt), dict(params))
+    values = _values(compiled)
+    # Reductions split for the symbolic work are merged back: one pass over the data.
+    expression, table = fuse_reductions(compiled.expression.xreplace(values),
+                                        compiled.table.substituted(values))
+    return plan_of({"loss": (expression, "per_sample")}, table, compiled.expression,
+                   compiled.table, differentiable=differentiable)
+
+
+def seeded_gradient_plan(compiled: CompiledExpression) -> Plan:
+    """The seeded gradient, parameter values built in; inputs ``y_true``, ``y_pred``, ``upstream``."""
+    seeded = backward(compiled.source, wrt=compiled.wrt)
+    values = _values(compiled)
+    formula, table = fuse_reductions(seeded.formula.xreplace(values),
+                                     seeded.table.substituted(values))
+    # Evaluated, never differentiated: no double-where guard needed.
+    return plan_of({"gradient": (formula, "elementwise")}, table, compiled.expression,
+                   compiled.table, differentiable=False, inputs=table.inputs | {UPSTREAM})
+
+
+def penalty_gradient_plan(compiled: CompiledExpression) -> Plan:
+    """A penalty's derived gradient, parameter values built in, at the input's shape."""
+    values = _values(compiled)
+    return plan_of({"gradient": (compiled.gradient.xreplace(values), "elementwise")},
+                   compiled.table.substituted(values), compiled.expression, compiled.table)
+
+
+def check_plan(compiled: CompiledExpression) -> Plan:
+    """The gradient check's plan: loss, gradient and parameter gradients, parameters as given values.
+
+    Its loss is the formula :func:`forward_plan` runs (reductions fused the same
+    way), so the tape differentiates what training differentiates; only the
+    parameters stay symbols (given as variables, so the tape also differentiates them).
+    """
+    loss, table = fuse_reductions(compiled.expression, compiled.table)
+    outputs = {"loss": (loss, "per_sample"), "gradient": (compiled.gradient, "elementwise")}
+    outputs.update({f"d/{name}": (formula, "total")
+                    for name, formula in compiled.parameter_gradients.items()})
+    return plan_of(outputs, table, compiled.expression, compiled.table)
+
+
+def export_plan(analysis: Analysis) -> Plan:
+    """What the exporter prints: the forward plan, reductions fused, parameters as symbols."""
+    expression, table = fuse_reductions(analysis.expression, analysis.table)
+    return plan_of({"loss": (expression, "per_sample")}, table, analysis.expression,
+                   analysis.table)
+
+
+__all__ = ["plan_of", "forward_plan", "seeded_gradient_plan", "penalty_gradient_plan",
+           "check_plan", "export_plan"]

@@ -1,0 +1,76 @@
+"""Which axes a loss's reductions reduce and which the per-sample output keeps: the one home of that rule.
+
+Pure Python on ranks. The TF runner calls these functions; the exporter copies
+:func:`sample_axes` and :func:`output_axes` into the generated module by reading
+their source, so both must stay self-contained (no lossdsl names, no type hints
+that the generated module would not know).
+
+    >>> output_axes(3, ((-1,),)), output_axes(3, (None,)), output_axes(3, None)
+    ([2], [1, 2], [])
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import sympy
+
+from lossdsl.errors import DSLShapeError
+from lossdsl.ops import varies_by_position
+from lossdsl.symbolic.counts import Axis
+from lossdsl.symbolic.translate import ReductionTable
+
+Reduced = Union[tuple, None]
+"""The axis specs of the loss's reductions, or None: the loss varies along every axis."""
+
+
+def sample_axes(rank, axis):
+    """Non-negative axes of a batch of ``rank`` for an axis spec (None: all but the batch axis).
+
+    Raises ValueError for an axis a sample of rank ``rank - 1`` does not have.
+    """
+    if axis is None:
+        return list(range(1, rank))
+    resolved = []
+    for a in axis:
+        index = a + rank if a < 0 else a
+        if not 1 <= index < rank:
+            raise ValueError(f"axis={a} does not exist for inputs of rank {rank} "
+                             f"(a batch of samples of rank {rank - 1}).")
+        resolved.append(index)
+    return resolved
+
+
+def output_axes(rank, reduced):
+    """The axes the per-sample output drops: those every reduction of the loss reduced.
+
+    ``reduced`` is None when the loss varies along every axis (it keeps them all),
+    else the axis specs of its reductions (none at all: a constant, every axis goes).
+    """
+    if reduced is None:
+        return []
+    return sorted(set(range(1, rank)).intersection(*(sample_axes(rank, axis) for axis in reduced)))
+
+
+def resolve_axes(rank: int, axis: Axis | str, reduced: Reduced) -> list[int]:
+    """:func:`sample_axes`, with ``"output"`` (the per-sample output's axes) and a lossdsl error."""
+    try:
+        return output_axes(rank, reduced) if axis == "output" else sample_axes(rank, axis)
+    except ValueError as error:
+        raise DSLShapeError(str(error), hint="axes count from 1 for the first axis of a sample") \
+            from None
+
+
+def output_reductions(output: sympy.Expr, table: ReductionTable) -> Reduced:
+    """What decides the per-sample shape of ``output``: see :data:`Reduced`.
+
+    The loss formula with its parameters as symbols decides it, so that a value
+    (``alpha = 0`` in ``mean(y_pred) + alpha*y_true``) cannot change the shape.
+    """
+    free = output.free_symbols
+    if free & table.inputs or varies_by_position(output):
+        return None
+    return tuple(sorted({table[s].axis for s in free if s in table}, key=repr))
+
+
+__all__ = ["Reduced", "sample_axes", "output_axes", "resolve_axes", "output_reductions"]

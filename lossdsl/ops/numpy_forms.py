@@ -1,0 +1,129 @@
+"""The NumPy forms of :data:`lossdsl.ops.OPS` (the ``numpy`` column), for boosting and tests.
+
+A row names its form by a dotted path: under ``numpy`` (``"log1p"``) or, for the
+forms NumPy lacks, a function of this module. Importing this module imports
+NumPy; ``import lossdsl`` does not. Reductions and normalizers take
+``(x, axis)`` (an int, a tuple of ints, or None for every axis but the first)
+and keep the reduced axes, so the result broadcasts back against ``x``.
+
+    >>> import numpy as np
+    >>> from lossdsl.ops import REGISTRY
+    >>> numpy_form(REGISTRY["softplus"])(np.array([1000.0, 0.0])).tolist()
+    [1000.0, 0.6931471805599453]
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Callable
+
+import numpy as np
+
+Array = np.ndarray
+
+
+@functools.lru_cache(maxsize=None)
+def _resolve(path: str) -> Callable[..., Array]:
+    if path.startswith("lossdsl."):
+        module, _, name = path.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+    return functools.reduce(getattr, path.split("."), np)
+
+
+def numpy_form(row) -> Callable[..., Array]:
+    """The NumPy function a row's ``numpy`` column names."""
+    return _resolve(row.numpy)
+
+
+def sigmoid(x: Array) -> Array:
+    # exp(-|x|) <= 1 never overflows, and the small side keeps its relative precision.
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def softplus(x: Array) -> Array:
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def relu(x: Array) -> Array:
+    return np.maximum(x, 0.0)
+
+
+def clip(x: Array, lo: Array, hi: Array) -> Array:
+    return np.maximum(np.minimum(x, hi), lo)  # TF's order: lo wins if lo > hi
+
+
+def _masked(x: Array, value: Array) -> Array:
+    return np.where(x == 0, 0.0, value)  # TF's xlogy/xdivy: 0 where x == 0, whatever y is
+
+
+def xlogy(x: Array, y: Array) -> Array:
+    return _masked(x, x * np.log(y))
+
+
+def xlog1py(x: Array, y: Array) -> Array:
+    return _masked(x, x * np.log1p(y))
+
+
+def xdivy(x: Array, y: Array) -> Array:
+    return _masked(x, x / y)
+
+
+def one_hot(k: Array) -> Array:
+    """1 where the element's index along the last axis equals k (k at full shape)."""
+    return (k == np.arange(np.shape(k)[-1])).astype(np.float64)
+
+
+# ---------------------------------------------------------------- reductions, normalizers
+
+_FEW_COLUMNS = 16
+
+
+def _axes(x: Array, axis: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    rank = np.ndim(x)
+    if axis is None:
+        return tuple(range(1, rank))
+    return tuple(sorted(a % rank for a in ((axis,) if isinstance(axis, int) else axis)))
+
+
+def _reduce(ufunc: np.ufunc, x: Array, axis) -> Array:
+    """``ufunc.reduce`` over the axes, keepdims. Over the last axis alone, column by column
+    when there are few (NumPy's reduce over a short last axis is several times slower
+    than K-1 whole-array ops)."""
+    x = np.asarray(x)
+    axes = _axes(x, axis)
+    if axes == (x.ndim - 1,) and 1 < x.shape[-1] <= _FEW_COLUMNS:
+        return functools.reduce(ufunc, [x[..., k:k + 1] for k in range(x.shape[-1])])
+    return ufunc.reduce(x, axis=axes, keepdims=True)
+
+
+def sum(x: Array, axis=None) -> Array:  # noqa: A001 - the row's name
+    return _reduce(np.add, x, axis)
+
+
+def mean(x: Array, axis=None) -> Array:
+    count = np.prod([np.shape(x)[a] for a in _axes(x, axis)])
+    return _reduce(np.add, x, axis) / count
+
+
+def max(x: Array, axis=None) -> Array:  # noqa: A001
+    return _reduce(np.maximum, x, axis)
+
+
+def min(x: Array, axis=None) -> Array:  # noqa: A001
+    return _reduce(np.minimum, x, axis)
+
+
+def logsumexp(x: Array, axis=None) -> Array:
+    largest = _reduce(np.maximum, x, axis)
+    largest = np.where(np.isfinite(largest), largest, 0.0)
+    return np.log(_reduce(np.add, np.exp(x - largest), axis)) + largest
+
+
+def softmax(x: Array, axis=-1) -> Array:
+    return np.exp(x - logsumexp(x, axis))
+
+
+def log_softmax(x: Array, axis=-1) -> Array:
+    return x - logsumexp(x, axis)
