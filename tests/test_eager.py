@@ -107,7 +107,8 @@ def test_eager_loss_that_returns_an_input(mode):
     np.testing.assert_allclose(gradient.numpy(), np.ones((2, 3)))
 
 
-def _eager_ops(loss, y_true, y_pred, monkeypatch):
+def _ops_run_by(call, monkeypatch) -> collections.Counter:
+    """The eager ops ``call()`` executes, counted by name."""
     counts = collections.Counter()
     execute = pywrap_tfe.TFE_Py_FastPathExecute
 
@@ -115,9 +116,13 @@ def _eager_ops(loss, y_true, y_pred, monkeypatch):
         counts[op_name] += 1
         return execute(context, op_name, *args, **kwargs)
     monkeypatch.setattr(pywrap_tfe, "TFE_Py_FastPathExecute", spy)
-    _value_and_gradient(loss, y_true, y_pred)
+    call()
     monkeypatch.setattr(pywrap_tfe, "TFE_Py_FastPathExecute", execute)
     return counts
+
+
+def _eager_ops(loss, y_true, y_pred, monkeypatch):
+    return _ops_run_by(lambda: _value_and_gradient(loss, y_true, y_pred), monkeypatch)
 
 
 @pytest.mark.parametrize("mode", ["autodiff", "symbolic"])
@@ -138,15 +143,7 @@ def test_eager_forward_runs_no_shape_op(monkeypatch):
     y_true, y_pred = _data((8, 3))
     for source in SOURCES:
         loss = lossdsl.compile(source, reduction="none")
-        counts = collections.Counter()
-        execute = pywrap_tfe.TFE_Py_FastPathExecute
-
-        def spy(context, op_name, *args, **kwargs):
-            counts[op_name] += 1
-            return execute(context, op_name, *args, **kwargs)
-        monkeypatch.setattr(pywrap_tfe, "TFE_Py_FastPathExecute", spy)
-        loss(y_true, y_pred)
-        monkeypatch.setattr(pywrap_tfe, "TFE_Py_FastPathExecute", execute)
+        counts = _ops_run_by(lambda: loss(y_true, y_pred), monkeypatch)
         assert not {"Shape", "BroadcastArgs", "Pack"} & set(counts), (source, counts)
 
 
