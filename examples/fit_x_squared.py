@@ -30,7 +30,7 @@ def main() -> None:
     print("loss       :", loss.source, "with", loss.params)
     print("d/dy_pred  :", loss.gradient)
     lossdsl.check_gradients(loss, raise_on_mismatch=True)
-    print("tape check : passed")
+    print("autodiff   : passed")
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (256, 1)).astype("float32")

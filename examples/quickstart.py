@@ -24,7 +24,7 @@ def main() -> None:
     print("d/dlam     :", loss.parameter_gradients["lam"])
 
     report = lossdsl.check_gradients(loss, raise_on_mismatch=True)
-    print("tape check :", report)
+    print("autodiff   :", report)
 
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (512, 1)).astype("float32")

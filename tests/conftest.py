@@ -21,6 +21,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 collect_ignore = ["distribute_check.py"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The `backends` marker: tests/run_all.sh runs `-m backends` again on JAX and PyTorch."""
+    config.addinivalue_line(
+        "markers", "backends: runs once per Keras backend (KERAS_BACKEND=tensorflow, jax, torch)")
+
+
 @pytest.fixture(autouse=True)
 def _floatx_float32():
     """Tests that change keras floatx get it restored."""

@@ -12,6 +12,7 @@ row has none.
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -29,6 +30,7 @@ NUMBERS = ("2", "0.5", ".25", "3", "1e-3", "1.5", "0.1")
 # Per-op domains: which argument positions must be positive (all others: any value).
 DOMAINS: dict[str, tuple[int, ...]] = {
     "log": (0,), "sqrt": (0,), "log1p": (0,), "xlogy": (1,), "xdivy": (1,), "xlog1py": (1,),
+    "log2": (0,), "log10": (0,), "lgamma": (0,), "pow": (0,),
 }
 
 
@@ -51,14 +53,31 @@ def _positive(draw, names: tuple[str, ...], depth: int) -> ir.Expr:
     return ir.Call(how, (inner,))
 
 
+def _compare(draw, names: tuple[str, ...], depth: int, left: ir.Expr) -> ir.Compare:
+    return ir.Compare(draw(st.sampled_from(COMPARISONS)), left, _expr(draw, names, depth - 1))
+
+
+def _condition(draw, names: tuple[str, ...], depth: int) -> ir.Expr:
+    """A where condition: mostly one comparison; else a chain, and/or of two, or not."""
+    how = draw(st.sampled_from(("compare",) * 5 + ("chain", "and", "or", "not")))
+    first = _compare(draw, names, depth, _expr(draw, names, depth - 1))
+    if how == "compare":
+        return first
+    if how == "chain":  # a < b < c: the parser's IR of it, b shared (printed back as a chain)
+        return ir.Logic("and", first, _compare(draw, names, depth, first.right))
+    if how == "not":
+        return ir.Not(first)
+    second = _compare(draw, names, depth, _expr(draw, names, depth - 1))
+    return ir.Logic(how, first, second)
+
+
 def _call(draw, names: tuple[str, ...], depth: int) -> ir.Call:
     op = draw(st.sampled_from(OPS))
     restricted = DOMAINS.get(op.name, ())
     args = [_positive(draw, names, depth) if i in restricted else _expr(draw, names, depth - 1)
             for i in range(op.arity)]
     if op.name == "where":
-        args[0] = ir.Compare(draw(st.sampled_from(COMPARISONS)), args[0],
-                             _expr(draw, names, depth - 1))
+        args[0] = _condition(draw, names, depth)
     axis = None
     if op.kind == "reduction":
         axis = draw(st.sampled_from(AXES))
@@ -129,6 +148,8 @@ def near_misses(draw, depth: int = 4) -> str:
 
 
 DSL_ALPHABET = "y_predtrumanxlogsqcf()+-*/^,;=<>!.0123456789e# \n\tαx"
+# Words the alphabet above cannot spell by chance, for the near-miss and keyword fuzzing.
+DSL_WORDS = ("and", "or", "not", "pi", "e", "if", "else", "pow", "np.log", "&&", "||")
 
 
 # ---------------------------------------------------------------- NumPy interpreter
@@ -146,6 +167,10 @@ REDUCE: dict[str, object] = {
     "max": lambda x, axes: np.max(x, axis=axes, keepdims=True),
     "min": lambda x, axes: np.min(x, axis=axes, keepdims=True),
     "logsumexp": _logsumexp,
+    "prod": lambda x, axes: np.prod(x, axis=axes, keepdims=True),
+    "var": lambda x, axes: np.var(x, axis=axes, keepdims=True),  # ddof=0, as the README says
+    "std": lambda x, axes: np.std(x, axis=axes, keepdims=True),
+    "norm": lambda x, axes: np.sqrt(np.sum(x * x, axis=axes, keepdims=True)),
 }
 NORMALIZE: dict[str, object] = {
     "softmax": lambda x, axes: np.exp(x - _logsumexp(x, axes)),
@@ -172,6 +197,19 @@ def _one_hot(k):
     return (k == np.arange(k.shape[-1])).astype(np.float64)
 
 
+def _elementwise(scalar):
+    """A function of one float (the standard library's erf, lgamma) over arrays."""
+    def apply(x):
+        x = np.asarray(x, np.float64)
+        return np.vectorize(scalar, otypes=[np.float64])(x) if x.ndim else np.float64(scalar(x))
+    return apply
+
+
+def _lgamma(x: float) -> float:
+    """log(gamma(x)): the README defines it for x > 0 (+oo at 0, no real value below)."""
+    return math.lgamma(x) if x > 0 else math.inf if x == 0 else math.nan
+
+
 def _xdivy(x, y):
     with np.errstate(all="ignore"):
         return np.where(x == 0, 0.0, x / y)
@@ -187,6 +225,9 @@ NUMPY: dict[str, object] = {
     "clip": lambda x, lo, hi: np.maximum(np.minimum(x, hi), lo),
     "where": np.where, "xlogy": _xlogy, "xdivy": _xdivy, "xlog1py": _xlog1py,
     "one_hot": _one_hot,
+    "log2": np.log2, "log10": np.log10, "pow": np.power, "sinh": np.sinh,
+    "erf": _elementwise(math.erf), "erfc": _elementwise(math.erfc),
+    "lgamma": _elementwise(_lgamma), "stop_gradient": lambda x: x,
 }
 # The reference forms by the kind of row they serve; every row of OPS has one, and no
 # entry names a function OPS lacks (tests/test_side_tables.py checks both).
@@ -239,6 +280,11 @@ class NumpyInterpreter:
             return -self.eval(node.operand)
         if isinstance(node, ir.Compare):
             return _COMPARE[node.op](self.eval(node.left), self.eval(node.right))
+        if isinstance(node, ir.Logic):
+            join = np.logical_and if node.op == "and" else np.logical_or
+            return join(self.eval(node.left), self.eval(node.right))
+        if isinstance(node, ir.Not):
+            return np.logical_not(self.eval(node.operand))
         if isinstance(node, ir.Binary):
             a, b = self.eval(node.left), self.eval(node.right)
             return {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,

@@ -117,11 +117,11 @@ def test_show_ops_export_do_not_import_tensorflow(args):
 def test_check_exits_0_on_agreement_and_1_on_mismatch():
     agree = run("check", "mean((y_pred-mean(y_pred))^2)")
     assert agree.returncode == 0, agree.stderr
-    assert agree.stdout.startswith("symbolic gradient and tape agree")
+    assert agree.stdout.startswith("symbolic gradient and tf.GradientTape agree")
     # At zero tolerance the float64 round-off of the two computations is a mismatch.
     strict = run("check", FOCAL, *FOCAL_PARAMS, "--rtol", "0", "--atol", "0")
     assert strict.returncode == 1, strict.stderr
-    assert strict.stdout.startswith("symbolic gradient and tape DISAGREE")
+    assert strict.stdout.startswith("symbolic gradient and tf.GradientTape DISAGREE")
 
 
 def test_plot_writes_a_png_of_the_requested_size(tmp_path):

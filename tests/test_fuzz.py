@@ -7,7 +7,7 @@ campaign (README, "Hardening"). See the counts with --hypothesis-show-statistics
 
 import numpy as np
 import pytest
-from dsl_strategies import (DSL_ALPHABET, NUMPY, SHAPE, NumpyInterpreter,
+from dsl_strategies import (DSL_ALPHABET, DSL_WORDS, NUMPY, SHAPE, NumpyInterpreter,
                             near_misses, programs)
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -51,6 +51,17 @@ def test_arbitrary_text_compiles_or_raises_a_located_error(source):
 @given(st.text(alphabet=DSL_ALPHABET, max_size=120))
 def test_dsl_like_text_compiles_or_raises_a_located_error(source):
     compiles_or_fails_cleanly(source)
+
+
+_SOUP = DSL_WORDS + ("y_pred", "y_true", "(", ")", ",", "<", "==", "1", "where", "mean", ";",
+                     "=", "max", "-")
+
+
+@scaled(3)
+@given(st.lists(st.sampled_from(_SOUP), max_size=20))
+def test_keywords_and_foreign_spellings_compile_or_raise_a_located_error(words):
+    """and/or/not, chains, if/else, np.log, &&: every combination fails cleanly or compiles."""
+    compiles_or_fails_cleanly(" ".join(words))
 
 
 @scaled(6)

@@ -1,8 +1,10 @@
 """Every Keras-parity loss of ``lossdsl.losses`` equals its ``keras.losses`` built-in.
 
-Same value and same gradient (``tf.GradientTape`` on both), with and without
-``sample_weight``, for every constructor option, on the inputs of Keras's own
-``keras/src/losses/losses_test.py`` and on random inputs.
+Same value and same gradient, with and without ``sample_weight``, for every
+constructor option, on the inputs of Keras's own ``keras/src/losses/losses_test.py``
+and on random inputs. Backend-neutral: run once per Keras backend (marker
+``backends``), each side differentiated by that backend's own autodiff
+(``tests/backend_support.py``), so a loss that only matched Keras on TensorFlow fails.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import lossdsl
+from backend_support import BACKEND, float64_enabled, to_numpy, value_and_gradient
 from lossdsl import losses
+
+pytestmark = pytest.mark.backends
 
 RNG = np.random.default_rng(7)
 
@@ -185,11 +189,17 @@ CASES: list[Case] = [
 
 def _value_and_gradient(loss: keras.losses.Loss, y_true: np.ndarray, y_pred: np.ndarray,
                         weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    y_pred = tf.constant(y_pred, tf.float32)
-    with tf.GradientTape() as tape:
-        tape.watch(y_pred)
-        value = loss(y_true, y_pred, sample_weight=weight)
-    return value.numpy(), tape.gradient(value, y_pred).numpy()
+    """The reduced loss and its gradient w.r.t. ``y_pred`` (float32) by this backend's autodiff."""
+    return value_and_gradient(lambda t, p: loss(t, p, sample_weight=weight), y_true, y_pred)
+
+
+def _weight_for(unreduced: keras.losses.Loss, y_true: np.ndarray, y_pred: np.ndarray,
+                weighted: bool) -> np.ndarray | None:
+    """One weight per entry of the per-sample loss (per sample, or per timestep for rank 3)."""
+    if not weighted:
+        return None
+    loss_shape = tuple(unreduced(y_true, y_pred).shape)
+    return np.linspace(0.5, 2.0, int(np.prod(loss_shape))).reshape(loss_shape)
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "sample_weight"])
@@ -199,13 +209,10 @@ def test_equals_keras_builtin_in_value_and_gradient(case: Case, weighted: bool) 
     theirs = getattr(keras.losses, case.keras)(**case.keras_keywords)
     unreduced = getattr(keras.losses, case.keras)(**case.keras_keywords, reduction="none")
     for y_true, y_pred in INPUTS[case.inputs]:
-        # One weight per entry of the per-sample loss (per sample, or per timestep for rank 3).
-        loss_shape = unreduced(y_true, y_pred).shape
-        weight = np.linspace(0.5, 2.0, int(np.prod(loss_shape))).reshape(loss_shape) \
-            if weighted else None
+        weight = _weight_for(unreduced, y_true, y_pred, weighted)
         value, gradient = _value_and_gradient(ours, y_true, y_pred, weight)
         expected_value, expected_gradient = _value_and_gradient(theirs, y_true, y_pred, weight)
-        context = f"{case.id} on y_true={y_true.tolist()}, y_pred={y_pred.tolist()}"
+        context = f"{BACKEND}: {case.id} on y_true={y_true.tolist()}, y_pred={y_pred.tolist()}"
         np.testing.assert_allclose(value, expected_value, rtol=case.rtol, atol=1e-6,
                                    err_msg=context)
         np.testing.assert_allclose(gradient, expected_gradient, rtol=case.rtol, atol=1e-6,
@@ -218,8 +225,8 @@ def test_keras_reductions_pass_through(reduction: str) -> None:
     ours = losses.binary_crossentropy(from_logits=True, reduction=reduction)
     theirs = keras.losses.BinaryCrossentropy(from_logits=True, reduction=reduction)
     weight = np.array([1.2, 3.4])
-    np.testing.assert_allclose(ours(y_true, y_pred, weight), theirs(y_true, y_pred, weight),
-                               rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(ours(y_true, y_pred, weight)),
+                               to_numpy(theirs(y_true, y_pred, weight)), rtol=1e-6)
 
 
 FLOAT64_CASES = [case for case in CASES if case.id in {
@@ -236,12 +243,15 @@ def test_float64_equals_keras_float64(case: Case) -> None:
     """With dtype="float64" every constant, epsilon included, is float64 on both sides."""
     assert len(FLOAT64_CASES) == 5
     y_true, y_pred = INPUTS[case.inputs][-1]
-    ours = losses.make(case.loss, dtype="float64", reduction="none", **case.keywords)
-    theirs = getattr(keras.losses, case.keras)(dtype="float64", reduction="none",
-                                               **case.keras_keywords)
-    value, expected = ours(y_true, y_pred), theirs(y_true, y_pred)
-    assert value.dtype == expected.dtype == tf.float64
-    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    with float64_enabled():  # JAX: x64 on, from construction on, as a float64 user's would be
+        ours = losses.make(case.loss, dtype="float64", reduction="none", **case.keywords)
+        theirs = getattr(keras.losses, case.keras)(dtype="float64", reduction="none",
+                                                   **case.keras_keywords)
+        value, expected = ours(y_true, y_pred), theirs(y_true, y_pred)
+        dtypes = {keras.backend.standardize_dtype(value.dtype),
+                  keras.backend.standardize_dtype(expected.dtype)}
+    assert dtypes == {"float64"}, dtypes
+    np.testing.assert_allclose(to_numpy(value), to_numpy(expected), rtol=1e-12)
 
 
 def test_every_keras_parity_loss_is_covered() -> None:
@@ -250,8 +260,23 @@ def test_every_keras_parity_loss_is_covered() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_symbolic_gradient_matches_the_tape(case: Case) -> None:
+def test_symbolic_gradient_matches_the_builtins_autodiff(case: Case) -> None:
+    """gradient="symbolic" (the derived formula is the backward pass) against the backend's
+    autodiff of the Keras built-in, with and without sample_weight (a non-uniform upstream
+    gradient); and ``check_gradients`` against the backend's autodiff of the same loss."""
     y_true, y_pred = INPUTS[case.inputs][-1]  # the random inputs: away from kinks and clips
+    symbolic = losses.make(case.loss, gradient="symbolic", **case.keywords)
+    theirs = getattr(keras.losses, case.keras)(**case.keras_keywords)
+    unreduced = getattr(keras.losses, case.keras)(**case.keras_keywords, reduction="none")
+    for weighted in (False, True):
+        weight = _weight_for(unreduced, y_true, y_pred, weighted)
+        value, gradient = _value_and_gradient(symbolic, y_true, y_pred, weight)
+        expected_value, expected_gradient = _value_and_gradient(theirs, y_true, y_pred, weight)
+        context = f"{BACKEND}: {case.id}, weighted={weighted}"
+        np.testing.assert_allclose(value, expected_value, rtol=case.rtol, atol=1e-6,
+                                   err_msg=context)
+        np.testing.assert_allclose(gradient, expected_gradient, rtol=case.rtol, atol=1e-6,
+                                   err_msg=context)
     report = lossdsl.check_gradients(losses.make(case.loss, **case.keywords), y_true, y_pred)
     assert report.passed, str(report)
     assert report.skipped == 0

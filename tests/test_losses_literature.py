@@ -1,9 +1,11 @@
 """The literature's losses in ``lossdsl.losses`` against independent TensorFlow versions.
 
 Each reference below is written from the paper (or its official code) with TF
-ops, not from the lossdsl source; value and tape gradient must agree in float64,
-at the defaults and at other parameter values, and ``lossdsl.check_gradients``
-must pass on each loss.
+ops, not from the lossdsl source; value and gradient must agree in float64, at the
+defaults and at other parameter values, and ``lossdsl.check_gradients`` must pass
+on each loss. Runs once per Keras backend (marker ``backends``): lossdsl's side is
+differentiated by the current backend's own autodiff, the reference always by
+``tf.GradientTape`` (TF is always installed), see ``tests/backend_support.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ import pytest
 import tensorflow as tf
 
 import lossdsl
+from backend_support import (BACKEND, float64_enabled, tape_value_and_gradient, to_numpy,
+                             value_and_gradient)
 from lossdsl import losses
+
+pytestmark = pytest.mark.backends
 
 RNG = np.random.default_rng(11)
 BATCH, CLASSES = 6, 4
@@ -168,15 +174,6 @@ CASES: list[tuple[str, Callable[..., tf.Tensor], str, dict[str, float]]] = [
 ]
 
 
-def _value_and_gradient(function: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
-                        y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    y_true, y_pred = tf.constant(y_true, tf.float64), tf.constant(y_pred, tf.float64)
-    with tf.GradientTape() as tape:
-        tape.watch(y_pred)
-        value = function(y_true, y_pred)
-    return value.numpy(), tape.gradient(value, y_pred).numpy()
-
-
 def _case_id(case: tuple) -> str:
     name, _, _, params = case
     return name + "".join(f"-{k}={v}" for k, v in params.items())
@@ -186,12 +183,15 @@ def _case_id(case: tuple) -> str:
 def test_matches_independent_tensorflow_reference(case: tuple) -> None:
     name, reference, points, params = case
     y_true, y_pred = POINTS[points]
-    loss = losses.make(name, reduction="none", dtype="float64", **params)
-    value, gradient = _value_and_gradient(loss, y_true, y_pred)
-    expected, expected_gradient = _value_and_gradient(
+    with float64_enabled():  # JAX: built with x64 on, as a float64 user's loss would be
+        loss = losses.make(name, reduction="none", dtype="float64", **params)
+    value, gradient = value_and_gradient(loss, y_true, y_pred, dtype="float64")
+    expected, expected_gradient = tape_value_and_gradient(
         lambda t, p: reference(t, p, **params), y_true, y_pred)
-    np.testing.assert_allclose(value, expected, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-8, atol=1e-12)
+    assert value.dtype == gradient.dtype == np.float64, (BACKEND, value.dtype, gradient.dtype)
+    np.testing.assert_allclose(value, expected, rtol=1e-9, atol=1e-12, err_msg=BACKEND)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-8, atol=1e-12,
+                               err_msg=BACKEND)
 
 
 # Where sigmoid(y_pred) <= margin, ASL's shifted probability max(p - margin, 0) is 0 and
@@ -213,7 +213,9 @@ def test_symbolic_gradient_matches_the_tape(case: tuple) -> None:
 def test_asymmetric_tape_gradient_is_finite_where_negatives_are_below_the_margin() -> None:
     y_true = np.zeros((1, 3))
     y_pred = np.array([[-4.0, -3.0, 0.5]])  # sigmoid: 0.018, 0.047 (<= 0.05), 0.62
-    _, gradient = _value_and_gradient(losses.asymmetric(dtype="float64"), y_true, y_pred)
+    with float64_enabled():
+        loss = losses.asymmetric(dtype="float64")
+    _, gradient = value_and_gradient(loss, y_true, y_pred, dtype="float64")
     assert np.all(np.isfinite(gradient))
     np.testing.assert_array_equal(gradient[0, :2], 0.0)  # below the margin: no push
     assert gradient[0, 2] > 0
@@ -226,7 +228,8 @@ def test_generalized_cross_entropy_equals_keras() -> None:
     for q in (0.5, 0.7, 0.8):
         ours = losses.generalized_cross_entropy(q=q, reduction="none")
         theirs = keras.losses.CategoricalGeneralizedCrossEntropy(q=q, reduction="none")
-        np.testing.assert_allclose(ours(y_true, y_pred), theirs(y_true, y_pred), rtol=1e-6)
+        np.testing.assert_allclose(to_numpy(ours(y_true, y_pred)),
+                                   to_numpy(theirs(y_true, y_pred)), rtol=1e-6)
 
 
 def test_every_literature_loss_is_covered_and_cited() -> None:

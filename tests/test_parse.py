@@ -5,7 +5,8 @@ import pytest
 import lossdsl
 from lossdsl.errors import (DSLArityError, DSLAxisError, DSLLimitError, DSLNameError,
                             DSLSyntaxError, DSLTypeError)
-from lossdsl.language.ir import Binary, Call, Name, Negate, Number, parse_source
+from lossdsl.language.ir import (Binary, Call, Compare, Logic, Name, Negate, Not, Number,
+                                 parse_source)
 
 
 @pytest.mark.parametrize("source, canonical", [
@@ -24,6 +25,12 @@ from lossdsl.language.ir import Binary, Call, Name, Negate, Number, parse_source
     ("2**-1", "2^-1"),
     ("where(y_true == 1, a, b)", "where(y_true == 1, a, b)"),
     ("mean(y_pred) # a comment", "mean(y_pred)"),
+    ("where(0<y_pred<1, a, b)", "where(0 < y_pred < 1, a, b)"),
+    ("where(0 < y_pred and y_pred < 1, a, b)", "where(0 < y_pred < 1, a, b)"),
+    ("where(a<b and c<d or not e>f, 1, 2)", "where(a < b and c < d or not e > f, 1, 2)"),
+    ("where(a<b and (c<d or e>f), 1, 2)", "where(a < b and (c < d or e > f), 1, 2)"),
+    ("where(not (a<b and c<d), 1, 2)", "where(not (a < b and c < d), 1, 2)"),
+    ("pow(y_pred, 2) + e*pi", "pow(y_pred, 2) + e * pi"),
 ])
 def test_canonical_form_and_round_trip(source, canonical):
     program = parse_source(source)
@@ -79,6 +86,12 @@ def _error(source, kind):
     ("b = a; a = 1; b", DSLNameError, 5, "before its binding"),
     ("__import__", DSLNameError, 1, "'__'"),
     ("", DSLSyntaxError, 1, "empty"),
+    ("where(y_pred and y_true > 0, 1, 2)", DSLTypeError, 7, "`and` applies to conditions"),
+    ("where(not y_pred, 1, 2)", DSLTypeError, 11, "`not` applies to conditions"),
+    ("mean(y_pred > 0 or y_true > 0)", DSLTypeError, 6, "`or` is only allowed"),
+    ("and = 1; and", DSLSyntaxError, 1, "`and` is a keyword"),
+    ("mean(or*y_pred)", DSLSyntaxError, 6, "`or` is a keyword"),
+    ("where((y_pred < 1) == (y_true < 1), 1, 2)", DSLTypeError, 24, "only allowed"),
 ])
 def test_every_error_kind_has_its_caret(source, kind, column, words):
     error = _error(source, kind)
@@ -137,3 +150,83 @@ def test_limits_are_errors_not_crashes():
 def test_non_string_source_is_a_lossdsl_error():
     with pytest.raises(DSLSyntaxError, match="must be a string"):
         parse_source(42)
+
+
+# ---------------------------------------------------------------- conditions
+
+def test_logic_binds_as_in_python_not_then_and_then_or():
+    body = parse_source("where(a < 1 or b < 1 and not c < 1, 1, 2)").body.args[0]
+    a, b, c = (Compare("<", Name(n), Number("1")) for n in "abc")
+    assert body == Logic("or", a, Logic("and", b, Not(c)))
+
+
+def test_a_chained_comparison_is_the_and_of_its_links():
+    chain = parse_source("where(0 < y_pred <= 1 != y_true, 1, 2)").body.args[0]
+    low, high = Compare("<", Number("0"), Name("y_pred")), Compare("<=", Name("y_pred"), Number("1"))
+    assert chain == Logic("and", Logic("and", low, high), Compare("!=", Number("1"), Name("y_true")))
+
+
+def test_keywords_are_not_names_but_names_may_contain_them():
+    assert parse_source("android + notable + order + e_pi").body is not None
+
+
+# ---------------------------------------------------------------- constants
+
+def test_pi_and_e_are_constants_unless_a_binding_shadows_them():
+    assert lossdsl.compile_expression("mean(e*pi*y_pred)").params == {}
+    # A binding shadows a constant for the whole source, as a local name does in Python:
+    # the loss library writes `e = y_pred - y_true` for the error.
+    assert lossdsl.compile_expression("e = 2; mean(e*y_pred)").params == {"e": 2.0}
+    assert lossdsl.compile_expression("e = 2; mean(e*y_pred)", {"e": 3}).params == {"e": 3.0}
+    local = lossdsl.compile_expression("e = y_pred - y_true; mean(e^2)")
+    assert str(local.expression) == "mean((y_pred - y_true)**2)"
+    # No half-shadowing: a use before the binding is an error, never the constant.
+    _error("x = 2*e; e = 2; mean(x*y_pred)", DSLNameError)
+    with pytest.raises(DSLNameError, match="not a parameter"):
+        lossdsl.compile_expression("mean(e*y_pred)", {"e": 3})
+
+
+# ---------------------------------------------------------------- errors teach the language
+
+@pytest.mark.parametrize("source, kind, words", [
+    ("y_pred if y_true > 0 else 1", DSLSyntaxError, "write where(c, a, b)"),
+    ("mean(max(y_pred, y_true))", DSLArityError, "use maximum(a, b)"),
+    ("mean(min(y_pred, 0))", DSLArityError, "use minimum(a, b)"),
+    ("mean(y_pred, -1)", DSLArityError, "axis is a keyword"),
+    ("mean(np.log(y_pred))", DSLSyntaxError, "write `log(...)` instead of `np.log(...)`"),
+    ("tf.reduce_mean(y_pred)", DSLSyntaxError, "write `mean(...)` instead of `tf.reduce_mean(...)`"),
+    ("tf.math.reduce_sum(y_pred)", DSLSyntaxError, "`sum(...)` instead of `tf.math.reduce_sum"),
+    ("K.mean(y_pred)", DSLSyntaxError, "write `mean(...)` instead of `K.mean(...)`"),
+    ("torch.mean(y_pred)", DSLSyntaxError, "write `mean(...)` instead of `torch.mean(...)`"),
+    ("math.log(y_pred)", DSLSyntaxError, "write `log(...)` instead of `math.log(...)`"),
+    ("np.frobnicate(y_pred)", DSLSyntaxError, "drop `np.`"),
+    ("where(y_pred > 0 && y_true > 0, 1, 2)", DSLSyntaxError, "writes `and`"),
+    ("where(y_pred > 0 || y_true > 0, 1, 2)", DSLSyntaxError, "writes `or`"),
+])
+def test_errors_name_the_lossdsl_spelling(source, kind, words):
+    error = _error(source, kind)
+    assert words in error.hint, error.hint
+    assert error.line == 1 and error.column is not None
+
+
+@pytest.mark.parametrize("source, ours", [
+    ("mean(ln(y_pred))", "log"), ("reduce_mean(y_pred)", "mean"), ("mean(gammaln(y_pred))", "lgamma"),
+    ("mean(clip_by_value(y_pred, 0, 1))", "clip"), ("mean(power(y_pred, 2))", "pow"),
+])
+def test_an_unknown_function_another_library_names_gets_the_lossdsl_name(source, ours):
+    error = _error(source, DSLNameError)
+    assert f"lossdsl calls it `{ours}`" in error.message
+
+
+def test_log10_and_friends_exist_so_nothing_suggests_log1p_for_them():
+    for name in ("log10", "log2", "sinh", "erf", "erfc", "lgamma", "stop_gradient"):
+        assert lossdsl.compile_expression(f"mean({name}(y_pred + 2))").expression is not None
+    assert "Did you mean `log10`" in _error("mean(lg10(y_pred))", DSLNameError).message
+
+
+def test_every_foreign_name_points_at_a_function_of_the_language():
+    from lossdsl.language.hints import ELEMENTWISE_TWINS, FOREIGN_NAMES
+    from lossdsl.ops import REGISTRY
+
+    assert set(FOREIGN_NAMES.values()) | set(ELEMENTWISE_TWINS.values()) <= set(REGISTRY)
+    assert not set(FOREIGN_NAMES) & set(REGISTRY)  # a real function is never redirected

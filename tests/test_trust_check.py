@@ -86,7 +86,7 @@ def test_a_parameter_gradient_disagreement_names_the_parameter():
     assert report.mismatched == ("alpha",) and not report.passed and not report.inconclusive
     assert report.max_abs_error < 1e-12  # d/dy_pred agrees: the first line must not blame it
     text = str(report)
-    assert text.splitlines()[0].startswith("symbolic gradient and tape DISAGREE on d/dalpha:")
+    assert text.splitlines()[0].startswith("symbolic gradient and tf.GradientTape DISAGREE on d/dalpha:")
     symbolic, tape = report.parameters["alpha"]
     # d/dalpha of the batch total is sum(mean((y_true-y_pred)^2)), by hand from the points.
     by_hand = np.mean((report.y_true - report.y_pred) ** 2, axis=1).sum()

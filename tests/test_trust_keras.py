@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 
 import lossdsl
-import lossdsl.keras.loss
+from lossdsl.backends.tensorflow import loss_functions
 
 MIXED_POLICIES = ["mixed_float16", "mixed_bfloat16"]
 
@@ -231,12 +231,12 @@ def test_mixed_policy_fit_gives_finite_losses_close_to_the_builtin(mixed_policy,
 
 def test_mixed_policy_fit_on_the_fused_path(mixed_policy, monkeypatch):
     decisions = []
-    original = lossdsl.keras.loss.worth_fusing
+    original = loss_functions.worth_fusing
 
     def spy(y_true, y_pred):
         decisions.append((original(y_true, y_pred), y_pred.dtype))
         return decisions[-1][0]
-    monkeypatch.setattr(lossdsl.keras.loss, "worth_fusing", spy)
+    monkeypatch.setattr(loss_functions, "worth_fusing", spy)
     classes = 800  # batches of 128 * 800 elements: over FUSED_MIN_ELEMENTS
     rng = np.random.default_rng(1)
     x = rng.normal(0, 30, (256, 4)).astype("float32")

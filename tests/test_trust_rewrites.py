@@ -171,7 +171,9 @@ def test_a_warning_points_at_the_users_line(make):
 
 GRID = (0.0, 0.5, 1.0, -1.0, 2.0)
 _REDUCE = {"mean": tf.reduce_mean, "sum": tf.reduce_sum, "max": tf.reduce_max,
-           "min": tf.reduce_min, "logsumexp": tf.reduce_logsumexp}
+           "min": tf.reduce_min, "logsumexp": tf.reduce_logsumexp, "prod": tf.reduce_prod,
+           "var": tf.math.reduce_variance, "std": tf.math.reduce_std,
+           "norm": tf.math.reduce_euclidean_norm}
 _BINARY = {"+": tf.add, "-": tf.subtract, "*": tf.multiply, "/": tf.divide, "^": tf.pow}
 _COMPARE = {"==": tf.equal, "!=": tf.not_equal, "<": tf.less, "<=": tf.less_equal,
             ">": tf.greater, ">=": tf.greater_equal}
@@ -200,6 +202,11 @@ class AsWrittenTF(NumpyInterpreter):
         if isinstance(node, ir.Binary):
             return _BINARY[node.op](self.full(self.eval(node.left)),
                                     self.full(self.eval(node.right)))
+        if isinstance(node, ir.Logic):
+            join = tf.logical_and if node.op == "and" else tf.logical_or
+            return join(self.eval(node.left), self.eval(node.right))
+        if isinstance(node, ir.Not):
+            return tf.logical_not(self.eval(node.operand))
         if isinstance(node, (ir.Name, ir.Negate)):
             return super()._eval(node)
         op = REGISTRY[node.function]

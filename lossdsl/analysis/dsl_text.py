@@ -108,7 +108,7 @@ class _Printer:
             return self.piecewise(expr.args)
         if isinstance(expr, sympy.Heaviside):
             return self.step(expr)
-        if expr is sympy.E:
+        if expr is sympy.E:  # not `e`: a source may bind `e` (e = y_pred - y_true) and shadow it
             return ir.Call("exp", (ir.Number("1"),))
         if expr.is_NumberSymbol:
             return number(sympy.Float(expr))
@@ -206,6 +206,8 @@ class _Printer:
             return self.where(first, if_true, self.where(sympy.Or(*others), if_true, if_false))
         if isinstance(condition, sympy.Not):
             return self.where(condition.args[0], if_false, if_true)
+        if isinstance(condition, sympy.ITE):  # SymPy's Eq(where(...), x): and/or/not of its parts
+            return self.where(condition.to_nnf(), if_true, if_false)
         if condition == sympy.true:
             return if_true
         if condition == sympy.false:

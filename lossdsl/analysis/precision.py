@@ -126,21 +126,20 @@ def _constant_value(node: ir.Expr, params: Mapping[str, float]) -> float | None:
 
 def _rounded_away(value: float, dtype: str) -> float | None:
     """``value`` as ``dtype`` holds it, when that loses its meaning (see :func:`lost_constants`)."""
-    import ml_dtypes  # a dependency of TensorFlow; its finfo also knows bfloat16
+    import ml_dtypes  # a dependency of Keras; it knows bfloat16, and its finfo too
     import numpy as np
-    import tensorflow as tf
 
-    kind = tf.as_dtype(dtype)
-    if not kind.is_floating:
+    kind = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype).type
+    if not issubclass(kind, np.floating) and kind is not ml_dtypes.bfloat16:
         return None
     with np.errstate(over="ignore", under="ignore"):
-        rounded = float(kind.as_numpy_dtype(value))
+        rounded = float(kind(value))
     if rounded == value:
         return None
     if not math.isfinite(rounded) or (rounded == round(rounded) and value != round(value)):
         return rounded
     # A normal number rounds by at most half the dtype's epsilon, relatively.
-    unit_roundoff = float(ml_dtypes.finfo(kind.as_numpy_dtype).eps) / 2
+    unit_roundoff = float(ml_dtypes.finfo(kind).eps) / 2
     return rounded if abs(rounded - value) > unit_roundoff * abs(value) else None
 
 

@@ -91,7 +91,7 @@ class Printed:
 
 
 def function_source(dotted: str) -> str:
-    """A function of a lossdsl module (``"lossdsl.keras.loss.align_ranks"``), copied from its file.
+    """A function of a lossdsl module (``"lossdsl.backends.tensorflow.ranks.align_ranks"``), copied from its file.
 
     Read, not imported: importing those modules would load TF. Its type hints are
     dropped: they may name types the generated module does not define.

@@ -1,4 +1,4 @@
-"""Stage 6: the Keras loss class. Importing this module imports Keras (and TF).
+"""Stage 6: the Keras loss class. Importing this module imports Keras (and its backend).
 
 A :class:`DSLLoss` is a ``keras.losses.Loss`` whose ``call`` runs the compiled
 formula. Keras's ``Loss.__call__`` does the rest as for its built-ins: dtype
@@ -10,19 +10,15 @@ in safe mode with no pickled code.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING, Any, Mapping
 
 import keras
-import tensorflow as tf
 
 from lossdsl.analysis.analyze import compile_expression
 from lossdsl.analysis.backward import separable
 from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.analysis.precision import warn_lost_constants
-from lossdsl.backends.tensorflow.custom_gradient import symbolic_loss
-from lossdsl.backends.tensorflow.fused import LossFunction, fused_loss, worth_fusing
-from lossdsl.backends.tensorflow.run import Runner, run_loss, runner
+from lossdsl.backends.current import backend_functions
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.lower.plans import forward_plan
 
@@ -35,25 +31,6 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,), "params": (dict,), "name": (str, type(None)),
     "reduction": (str, type(None)), "dtype": (str, type(None)), "gradient": (str,),
 }
-
-
-def align_ranks(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Make the ranks equal as Keras's built-ins do: drop a trailing 1, else add axes.
-
-    ``y_true`` of shape ``(batch,)`` against ``y_pred`` of shape ``(batch, 1)``
-    becomes ``(batch, 1)``; labels ``(batch,)`` against ``(batch, classes)``
-    become ``(batch, 1)`` and broadcast along the classes.
-    """
-    true_rank, pred_rank = y_true.shape.rank, y_pred.shape.rank
-    if true_rank == pred_rank + 1 and y_true.shape[-1] == 1:
-        y_true = tf.squeeze(y_true, -1)
-    elif pred_rank == true_rank + 1 and y_pred.shape[-1] == 1:
-        y_pred = tf.squeeze(y_pred, -1)
-    while y_true.shape.rank < y_pred.shape.rank:
-        y_true = tf.expand_dims(y_true, -1)
-    while y_pred.shape.rank < y_true.shape.rank:
-        y_pred = tf.expand_dims(y_pred, -1)
-    return y_true, y_pred
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLLoss")
@@ -77,9 +54,11 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
             also under a mixed precision policy (inputs are cast to it, as for Keras's
             losses). A constant of the source that this dtype cannot hold
             (``1 - 1e-7`` is 1.0 in float16) is named in a ``LossDSLWarning``.
-        gradient: ``"autodiff"`` (default): TensorFlow differentiates the forward
-            ops; ``"symbolic"``: the derived, stabilised gradient formula is the
-            backward pass (``tf.custom_gradient``), see the README.
+        gradient: ``"autodiff"`` (default): the backend's autodiff (TF's tape,
+            ``jax.grad``, ``torch.autograd``) differentiates the forward ops;
+            ``"symbolic"``: the derived, stabilised gradient formula is the backward
+            pass (``tf.custom_gradient``, ``jax.custom_jvp``, a ``torch.autograd.Function``),
+            see the README.
 
     Examples:
 
@@ -116,11 +95,15 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         if not keras.backend.is_float_dtype(self.dtype):  # TF would fail at the first call
             raise DSLConfigError(f"Invalid dtype {dtype!r}: a loss computes in a float dtype.",
                                  hint="'float32', 'float64', ... or None for keras.config.floatx()")
+        backend = backend_functions()  # of KERAS_BACKEND: TF's runner, or keras.ops's
+        backend.check_dtype(self.dtype)
         warn_lost_constants(self.compiled, self.dtype)
         self.gradient_mode = gradient
-        self._plan = runner(forward_plan(self.compiled))
-        self._per_sample = symbolic_loss(self.compiled) if gradient == "symbolic" else \
-            autodiff_loss(self._plan, separable(self.source, self.compiled.inputs, self.compiled.wrt))
+        self._batch_inputs = backend.batch_inputs
+        self._plan = backend.runner(forward_plan(self.compiled))
+        self._per_sample = backend.symbolic_loss(self.compiled) if gradient == "symbolic" else \
+            backend.autodiff_loss(self._plan, separable(self.source, self.compiled.inputs,
+                                                        self.compiled.wrt))
 
     def explain(self) -> "Explanation":
         """The formulas of this loss, its gradients and where they break (see :func:`lossdsl.explain`)."""
@@ -130,8 +113,8 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
     def _repr_latex_(self) -> str:
         return self.explain()._repr_latex_()
 
-    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        return self._per_sample(*batch_inputs(y_true, y_pred))
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return self._per_sample(*self._batch_inputs(y_true, y_pred))
 
     def get_config(self) -> dict[str, Any]:
         return {"source": self.source, "params": dict(self.compiled.params),
@@ -144,45 +127,6 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
 
     def __repr__(self) -> str:
         return self._call_text("lossdsl.compile")
-
-
-def autodiff_loss(plan: Runner, separable: bool) -> LossFunction:
-    """``(y_true, y_pred) -> per-sample loss`` differentiated by TF's tape.
-
-    A large batch of a separable loss inside a graph takes the fused path of
-    :mod:`lossdsl.backends.tensorflow.fused`: the tape runs inside one XLA call with the forward ops.
-    """
-    value = partial(run_loss, plan)
-    fused = fused_loss(value, partial(_unit_gradient_by_tape, value),
-                       labels_differentiable=True) if separable else None
-
-    def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-        if fused is not None and worth_fusing(y_true, y_pred):
-            return fused(y_true, y_pred, plan.squeezed_axes(y_pred.shape.rank))
-        return value(y_true, y_pred)
-
-    return per_sample_loss
-
-
-def _unit_gradient_by_tape(value: LossFunction, y_true: tf.Tensor, y_pred: tf.Tensor
-                           ) -> tf.Tensor:
-    """d sum(value) / d y_pred per element of the broadcast shape (not summed where y_pred broadcasts)."""
-    y_pred = tf.broadcast_to(y_pred, tf.broadcast_dynamic_shape(tf.shape(y_true), tf.shape(y_pred)))
-    with tf.GradientTape() as tape:
-        tape.watch(y_pred)
-        result = value(y_true, y_pred)
-    return tape.gradient(result, y_pred, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
-
-def batch_inputs(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """A batch as the plans take it: ``y_true`` cast to ``y_pred``'s dtype, ranks aligned."""
-    y_pred = tf.convert_to_tensor(y_pred)
-    return align_ranks(tf.cast(y_true, y_pred.dtype), y_pred)
-
-
-def per_sample_values(plan: Runner, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
-    """Run a loss plan on a batch (see :func:`batch_inputs`)."""
-    return run_loss(plan, *batch_inputs(y_true, y_pred))
 
 
 _CONFIG_HINT = "a lossdsl config is what get_config() returns: a dict with `source` and `params`"
@@ -219,5 +163,5 @@ def validated_config(config: Mapping[str, Any],
     return dict(config)
 
 
-__all__ = ["DSLLoss", "align_ranks", "forward_plan", "per_sample_values", "validated_config",
+__all__ = ["DSLLoss", "forward_plan", "validated_config",
            "LossDSLError"]

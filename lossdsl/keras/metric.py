@@ -13,13 +13,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import keras
-import tensorflow as tf
 
 from lossdsl.analysis.analyze import compile_expression
 from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.errors import DSLConfigError
-from lossdsl.backends.tensorflow.run import runner
-from lossdsl.keras.loss import per_sample_values, validated_config
+from lossdsl.backends.current import backend_functions
+from lossdsl.keras.loss import validated_config
 from lossdsl.lower.plans import forward_plan
 from lossdsl.analysis.precision import warn_lost_constants
 
@@ -71,16 +70,19 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
         if not keras.backend.is_float_dtype(self.dtype):  # TF would fail at the first call
             raise DSLConfigError(f"Invalid dtype {dtype!r}: a loss computes in a float dtype.",
                                  hint="'float32', 'float64', ... or None for keras.config.floatx()")
+        backend = backend_functions()
+        backend.check_dtype(self.dtype)
         warn_lost_constants(self.compiled, self.dtype)
-        self._plan = runner(forward_plan(self.compiled))
+        self._plan = backend.runner(forward_plan(self.compiled))
+        self._per_sample_values = backend.per_sample_values
         self.direction = direction
         if direction is not None:
             self._direction = direction  # read by Keras's monitor callbacks
 
-    def _values(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    def _values(self, y_true: Any, y_pred: Any) -> Any:
         # Compute in the metric's dtype, as Keras's metrics cast their inputs.
-        y_pred = tf.cast(y_pred, self.dtype)
-        return per_sample_values(self._plan, y_true, y_pred)
+        y_pred = keras.ops.cast(y_pred, self.dtype)
+        return self._per_sample_values(self._plan, y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:
         return {"source": self.source, "params": dict(self.compiled.params),

@@ -16,7 +16,7 @@ Keras's ``L1``/``L2`` sum theirs). An input narrower than ``keras.config.floatx(
 (float16 activations under a mixed precision policy) is penalised in floatx.
 The gradient w.r.t. the input is derived symbolically like a loss's
 (``.gradient``) and evaluated by ``gradient_of``;
-training itself differentiates the forward ops with TensorFlow, as
+training itself differentiates the forward ops with the backend's autodiff, as
 ``DSLLoss`` does.
 """
 
@@ -25,12 +25,11 @@ from __future__ import annotations
 from typing import Any, ClassVar, Mapping
 
 import keras
-import tensorflow as tf
 
 from lossdsl.analysis.analyze import CompiledExpression, analyze, compile_expression
 from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.errors import DSLNameError, DSLShapeError
-from lossdsl.backends.tensorflow.run import Runner, runner
+from lossdsl.backends.current import backend_functions
 from lossdsl.keras.loss import validated_config
 from lossdsl.lower.plans import forward_plan, penalty_gradient_plan
 
@@ -38,6 +37,7 @@ WEIGHT_INPUT = "w"
 ACTIVITY_INPUT = "a"
 # Names that are an input somewhere in lossdsl; in a penalty only its own one is.
 _KNOWN_INPUTS = ("y_true", "y_pred", WEIGHT_INPUT, ACTIVITY_INPUT)
+Tensor = Any  # a tensor of the Keras backend in use
 _PENALTY_CONFIG_TYPES: dict[str, tuple[type, ...]] = {"source": (str,), "params": (dict,)}
 
 
@@ -72,34 +72,36 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
 
     def __init__(self, source: str, params: Mapping[str, float] | None = None) -> None:
         self.compiled = compile_penalty(source, params, self.input_name, self.role)
-        self._plan = runner(forward_plan(self.compiled))
-        self._gradient_plan = Runner(penalty_gradient_plan(self.compiled))
+        backend = backend_functions()
+        self._plan = backend.runner(forward_plan(self.compiled))
+        self._gradient_plan = backend.Runner(penalty_gradient_plan(self.compiled))
 
-    def _batched(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.convert_to_tensor(x)
+    def _batched(self, x: Tensor) -> Tensor:
+        return keras.ops.convert_to_tensor(x)
 
-    def _unbatched(self, x: tf.Tensor) -> tf.Tensor:
+    def _unbatched(self, x: Tensor) -> Tensor:
         return x
 
-    def _shape_note(self, x: tf.Tensor) -> str:
+    def _shape_note(self, x: Tensor) -> str:
         return ""
 
-    def _run(self, plan: Runner, x: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _run(self, plan: Any, x: Tensor) -> dict[str, Tensor]:
         try:
             return plan.run({self.input_name: self._batched(_widened(x))})
         except DSLShapeError as error:
             raise DSLShapeError(error.message + self._shape_note(x), source=self.source,
                                 hint=error.hint) from None
 
-    def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_sum(self._run(self._plan, x)["loss"])
+    def __call__(self, x: Tensor) -> Tensor:
+        return keras.ops.sum(self._run(self._plan, x)["loss"])
 
-    def gradient_of(self, x: tf.Tensor) -> tf.Tensor:
+    def gradient_of(self, x: Tensor) -> Tensor:
         """The derived gradient of ``self(x)`` w.r.t. ``x``, evaluated (shape of ``x``)."""
-        x = tf.convert_to_tensor(x)
+        x = keras.ops.convert_to_tensor(x)
         gradient = self._unbatched(self._run(self._gradient_plan, x)["gradient"])
         # Computed in floatx (see _widened), returned in the dtype of x, as the tape would.
-        return tf.cast(gradient, x.dtype) if x.dtype.is_floating else gradient
+        return keras.ops.cast(gradient, x.dtype) if keras.backend.is_float_dtype(x.dtype) \
+            else gradient
 
     def get_config(self) -> dict[str, Any]:
         return {"source": self.source, "params": dict(self.compiled.params)}
@@ -112,16 +114,20 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
         return self._call_text(type(self).__name__)
 
 
-def _widened(x: tf.Tensor) -> tf.Tensor:
+_FLOAT_BITS = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
+
+
+def _widened(x: Tensor) -> Tensor:
     """``x`` in ``keras.config.floatx()`` when its float dtype is narrower (mixed precision).
 
     Layers of a mixed precision model output float16/bfloat16, in which constants
     such as ``1 - 1e-7`` round to 1.0; the penalty computes in floatx, as the loss
     does, and Keras adds a float32 penalty to a float32 loss without a dtype clash.
     """
-    x = tf.convert_to_tensor(x)
-    floatx = tf.as_dtype(keras.config.floatx())
-    return tf.cast(x, floatx) if x.dtype.is_floating and x.dtype.size < floatx.size else x
+    x = keras.ops.convert_to_tensor(x)
+    dtype, floatx = keras.backend.standardize_dtype(x.dtype), keras.config.floatx()
+    narrower = _FLOAT_BITS.get(dtype, 64) < _FLOAT_BITS.get(floatx, 32)
+    return keras.ops.cast(x, floatx) if narrower else x
 
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="DSLRegularizer")
@@ -149,13 +155,13 @@ class DSLRegularizer(_PenaltyBase):
     input_name = WEIGHT_INPUT
     role = "a weight regularizer"
 
-    def _batched(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.expand_dims(tf.convert_to_tensor(x), 0)
+    def _batched(self, x: Tensor) -> Tensor:
+        return keras.ops.expand_dims(keras.ops.convert_to_tensor(x), 0)
 
-    def _unbatched(self, x: tf.Tensor) -> tf.Tensor:
-        return tf.squeeze(x, 0)
+    def _unbatched(self, x: Tensor) -> Tensor:
+        return keras.ops.squeeze(x, 0)
 
-    def _shape_note(self, x: tf.Tensor) -> str:
+    def _shape_note(self, x: Tensor) -> str:
         return (f" Here that one sample is the weight `w`, of shape {tuple(x.shape)}: "
                 f"its axes are 1 to {len(x.shape)}.")
 
@@ -215,10 +221,10 @@ class ActivityPenalty(keras.layers.Layer):
         self.penalty = DSLActivityPenalty(source, params)
         self.supports_masking = True
 
-    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+    def call(self, inputs: Tensor) -> Tensor:
         total = self.penalty(inputs)
-        batch_size = tf.cast(tf.shape(inputs)[0], total.dtype)
-        self.add_loss(tf.math.divide_no_nan(total, batch_size))
+        batch_size = keras.ops.cast(keras.ops.shape(inputs)[0], total.dtype)
+        self.add_loss(keras.ops.divide_no_nan(total, batch_size))
         return inputs
 
     def compute_output_shape(self, input_shape: Any) -> Any:

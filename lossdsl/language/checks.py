@@ -16,7 +16,8 @@ from __future__ import annotations
 import lark
 
 from lossdsl.errors import DSLLimitError, DSLNameError, DSLTypeError, Span
-from lossdsl.language.nodes import Call, Compare, Expr, Name, Program, children, names_in
+from lossdsl.language.nodes import (CONDITIONS, Call, Compare, Expr, Logic, Name, Not, Program,
+                                    children, names_in)
 from lossdsl.limits import MAX_DEPTH, MAX_NODES, MAX_REDUCTION_NESTING
 from lossdsl.ops import INPUT_NAMES, REGISTRY
 
@@ -52,6 +53,7 @@ def check_bindings(program: Program, source: str) -> None:
             problem = f"`{binding.name}` is an input and cannot be rebound."
         elif binding.name in REGISTRY:
             problem = f"`{binding.name}` is a function name and cannot be rebound."
+
         elif binding.name in bound:
             problem = f"`{binding.name}` is bound twice."
             rename = "a name is bound once; give the second one another name"
@@ -68,18 +70,22 @@ def check_bindings(program: Program, source: str) -> None:
 
 
 def check_comparisons(program: Program, source: str) -> None:
-    """A comparison may only stand as the condition of ``where``."""
+    """A condition (comparison, and/or/not) may only stand as the condition of ``where``."""
     roots = [binding.value for binding in program.bindings] + [program.body]
     stack = [(root, False) for root in roots]
     while stack:
         node, allowed = stack.pop()
-        if isinstance(node, Compare) and not allowed:
+        if isinstance(node, CONDITIONS) and not allowed:
+            what = "A comparison" if isinstance(node, Compare) else \
+                f"`{'not' if isinstance(node, Not) else node.op}`"
             raise DSLTypeError(
-                "A comparison is only allowed as the first argument of `where`.",
+                f"{what} is only allowed as the first argument of `where`.",
                 source=source, span=node.span,
                 hint="write where(condition, value_if_true, value_if_false)")
         is_where = isinstance(node, Call) and node.function == "where"
-        stack.extend((child, is_where and index == 0)
+        # The operands of and/or/not are conditions too; a comparison's are numbers.
+        logic = isinstance(node, (Logic, Not))
+        stack.extend((child, logic or (is_where and index == 0))
                      for index, child in enumerate(children(node)))
 
 

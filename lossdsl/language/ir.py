@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from lossdsl.language.checks import (check_bindings, check_comparisons,
                                      check_reduction_nesting, check_size)
-from lossdsl.language.nodes import (Binary, Binding, Call, Compare, Expr, Name, Negate, Node,
-                                    Number, Program, children, names_in, to_text)
+from lossdsl.language.nodes import (CONDITIONS, Binary, Binding, Call, Compare, Expr, Logic,
+                                    Name, Negate, Node, Not, Number, Program, children, names_in,
+                                    to_text)
 from lossdsl.language.parse import parse_tree
 from lossdsl.language.tree_to_ir import tree_to_program
 # Re-exported for tests/test_limits.py, which reads them as ir.MAX_*; their home is limits.
@@ -45,6 +46,7 @@ def parse_source(source: str) -> Program:
     return program
 
 
-__all__ = ["parse_source", "Node", "Number", "Name", "Negate", "Binary", "Compare", "Call",
+__all__ = ["parse_source", "Node", "Number", "Name", "Negate", "Binary", "Compare", "Logic",
+           "Not", "CONDITIONS", "Call",
            "Expr", "Binding", "Program", "children", "names_in", "to_text",
            "MAX_DEPTH", "MAX_NODES", "MAX_REDUCTION_NESTING"]

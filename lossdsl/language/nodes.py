@@ -74,6 +74,26 @@ class Compare(Node):
 
 
 @dataclass(frozen=True)
+class Logic(Node):
+    """``a and b``, ``a or b`` of conditions; a chain ``a < b < c`` is ``a < b and b < c``."""
+
+    op: str  # "and" or "or"
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    """``not a``, of a condition."""
+
+    operand: "Expr"
+
+
+CONDITIONS = (Compare, Logic, Not)
+"""The node classes that are conditions (the first argument of ``where``), not numbers."""
+
+
+@dataclass(frozen=True)
 class Call(Node):
     """A call of a function of :data:`lossdsl.ops.REGISTRY`."""
 
@@ -82,7 +102,7 @@ class Call(Node):
     axis: tuple[int, ...] | None = None  # None: the op's default
 
 
-Expr = Union[Number, Name, Negate, Binary, Compare, Call]
+Expr = Union[Number, Name, Negate, Binary, Compare, Logic, Not, Call]
 
 
 @dataclass(frozen=True)
@@ -115,9 +135,9 @@ class Program(Node):
 
 def children(node: Expr) -> tuple[Expr, ...]:
     """The operands of ``node``, left to right (none for a number or a name)."""
-    if isinstance(node, Negate):
+    if isinstance(node, (Negate, Not)):
         return (node.operand,)
-    if isinstance(node, (Binary, Compare)):
+    if isinstance(node, (Binary, Compare, Logic)):
         return (node.left, node.right)
     if isinstance(node, Call):
         return node.args
@@ -138,10 +158,15 @@ def names_in(expr: Expr) -> list[Name]:
 # ---------------------------------------------------------------- printing
 
 # Binding strength, loosest first; the canonical printer adds only the parentheses needed.
-_PRECEDENCE = {"compare": 1, "+": 2, "-": 2, "*": 3, "/": 3, "neg": 4, "^": 5, "atom": 6}
+_PRECEDENCE = {"or": 1, "and": 2, "not": 3, "compare": 4, "+": 5, "-": 5, "*": 6, "/": 6,
+               "neg": 7, "^": 8, "atom": 9}
 
 
 def _precedence(node: Expr) -> int:
+    if isinstance(node, Logic):
+        return _PRECEDENCE[node.op]
+    if isinstance(node, Not):
+        return _PRECEDENCE["not"]
     if isinstance(node, Compare):
         return _PRECEDENCE["compare"]
     if isinstance(node, Binary):
@@ -160,11 +185,41 @@ def to_text(node: Expr) -> str:
     if isinstance(node, Negate):
         return "-" + _wrapped(node.operand, _precedence(node.operand) < _PRECEDENCE["neg"])
     if isinstance(node, Compare):
-        return f"{_wrapped(node.left, _precedence(node.left) <= 1)} {node.op} " \
-               f"{_wrapped(node.right, _precedence(node.right) <= 1)}"
+        return _compare_text(node)
+    if isinstance(node, Logic):  # left-associative, as + and *
+        links = _chain(node)
+        if links:  # `a < b and b < c` is the chain `a < b < c`, printed as one
+            return _compare_text(links[0]) + "".join(
+                f" {link.op} {_wrapped(link.right, _precedence(link.right) <= _PRECEDENCE['compare'])}"
+                for link in links[1:])
+        mine = _PRECEDENCE[node.op]
+        return f"{_wrapped(node.left, _precedence(node.left) < mine)} {node.op} " \
+               f"{_wrapped(node.right, _precedence(node.right) <= mine)}"
+    if isinstance(node, Not):
+        return "not " + _wrapped(node.operand, _precedence(node.operand) < _PRECEDENCE["not"])
     if isinstance(node, Binary):
         return _binary_text(node)
     return _call_text(node)
+
+
+def _compare_text(node: Compare) -> str:
+    # An operand that is itself a condition keeps its brackets: `(a < b) < c` is no chain.
+    loose = _PRECEDENCE["compare"]
+    return f"{_wrapped(node.left, _precedence(node.left) <= loose)} {node.op} " \
+           f"{_wrapped(node.right, _precedence(node.right) <= loose)}"
+
+
+def _chain(node: Expr) -> list[Compare] | None:
+    """The links of a chain, as the parser builds ``a < b < c``: ``(a < b) and (b < c)``,
+    left-nested, each link's left operand the previous link's right one; else None."""
+    if isinstance(node, Compare):
+        return [node]
+    if not (isinstance(node, Logic) and node.op == "and" and isinstance(node.right, Compare)):
+        return None
+    links = _chain(node.left)
+    if links is None or links[-1].right != node.right.left:
+        return None
+    return links + [node.right]
 
 
 def _binary_text(node: Binary) -> str:

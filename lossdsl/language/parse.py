@@ -20,6 +20,7 @@ import lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from lossdsl.errors import DSLLimitError, DSLSyntaxError, Span
+from lossdsl.language.hints import dotted_call_hint
 from lossdsl.limits import MAX_SOURCE_LENGTH
 
 # How Lark's terminal names read in an error message.
@@ -27,7 +28,11 @@ _TERMINAL_WORDS = {
     "NAME": "a name", "NUMBER": "a number", "LPAR": "'('", "RPAR": "')'", "COMMA": "','",
     "SEMICOLON": "';'", "EQUAL": "'='", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'",
     "SLASH": "'/'", "POW": "'^'", "COMPARE": "a comparison", "$END": "the end of the source",
+    "AND": "'and'", "OR": "'or'", "NOT": "'not'",
 }
+
+# Python's and C's spellings of what the language writes otherwise.
+_FOREIGN_OPERATORS = {"'&'": "and", "'&&'": "and", "'|'": "or", "'||'": "or", "'!'": "not"}
 
 _lock = threading.Lock()
 
@@ -101,6 +106,16 @@ def _expected_words(names: set[str] | list[str]) -> str:
 
 
 def _hint(source: str, found: str) -> str | None:
+    # The mistakes that teach the language come first: a bracket count is only a symptom.
+    if found in ("'if'", "'else'"):
+        return "lossdsl has no `a if c else b`: write where(c, a, b)"
+    if found == "'.'":
+        dotted = dotted_call_hint(source)
+        if dotted:
+            return dotted
+    if found in _FOREIGN_OPERATORS:
+        return f"the language writes `{_FOREIGN_OPERATORS[found]}`, as Python: conditions combine " \
+               "with and, or, not, e.g. where(y_pred > 0 and not y_true == 1, a, b)"
     if source.count("(") > source.count(")"):
         return "a '(' is not closed"
     if source.count(")") > source.count("("):

@@ -22,9 +22,13 @@ from lark.exceptions import VisitError
 
 from lossdsl.errors import (DSLArityError, DSLAxisError, DSLNameError, DSLSyntaxError,
                             DSLTypeError, LossDSLError, Span)
-from lossdsl.language.nodes import (NO_SPAN, Binary, Binding, Call, Compare, Expr, Name,
-                                    Negate, Node, Number, Program)
+from lossdsl.language.hints import ELEMENTWISE_TWINS, lossdsl_name
+from lossdsl.language.nodes import (CONDITIONS, NO_SPAN, Binary, Binding, Call, Compare, Expr,
+                                    Logic, Name, Negate, Node, Not, Number, Program)
 from lossdsl.ops import REGISTRY, Op
+
+
+KEYWORDS = frozenset({"and", "or", "not"})
 
 
 def tree_to_program(tree: lark.Tree, source: str) -> Program:
@@ -76,6 +80,7 @@ class _Builder(Transformer_NonRecursive):
         return Number(str(token), span=_span(meta))
 
     def name(self, meta, token):
+        self._not_a_keyword(token, _span(meta))
         if str(token).startswith("__"):
             raise self.error(DSLNameError, f"Names starting with '__' are not allowed: `{token}`.",
                              _span(meta))
@@ -95,8 +100,36 @@ class _Builder(Transformer_NonRecursive):
 
     add, sub, mul, div, pow = _binary("+"), _binary("-"), _binary("*"), _binary("/"), _binary("^")
 
-    def compare(self, meta, left, op, right):
-        return Compare(str(op), self.value(left), self.value(right), span=_span(meta))
+    def compare(self, meta, first, *rest):
+        # A chain `a < b < c` means `a < b and b < c`, as in Python (b is one expression,
+        # so it is computed once however often the IR mentions it).
+        operands = [self.value(first)] + [self.value(node) for node in rest[1::2]]
+        result = None
+        for index, op in enumerate(rest[0::2]):
+            left, right = operands[index], operands[index + 1]
+            span = Span(left.span.start, right.span.end) if left.span != NO_SPAN else _span(meta)
+            link = Compare(str(op), left, right, span=span)
+            result = link if result is None else Logic("and", result, link, span=_span(meta))
+        return result
+
+    def _condition(self, node: Any, word: str) -> Expr:
+        node = self.value(node)
+        if not isinstance(node, CONDITIONS):
+            raise self.error(DSLTypeError, f"`{word}` applies to conditions, not to numbers.",
+                             node.span, hint="compare first, e.g. where(y_pred > 0 and "
+                                             "y_true == 1, a, b)")
+        return node
+
+    def logic_and(self, meta, left, right):
+        return Logic("and", self._condition(left, "and"), self._condition(right, "and"),
+                     span=_span(meta))
+
+    def logic_or(self, meta, left, right):
+        return Logic("or", self._condition(left, "or"), self._condition(right, "or"),
+                     span=_span(meta))
+
+    def logic_not(self, meta, operand):
+        return Not(self._condition(operand, "not"), span=_span(meta))
 
     def tuple(self, meta, *items):
         return _Tuple(tuple(item for item in items if item is not None), span=_span(meta))
@@ -110,7 +143,17 @@ class _Builder(Transformer_NonRecursive):
     def call(self, meta, name, arguments):
         return _CallChecker(self, str(name), arguments or [], _span(meta)).build()
 
+    def _not_a_keyword(self, token: Any, span: Span) -> None:
+        # Lark's contextual lexer reads `and` as a name where the keyword cannot stand
+        # (`and = 1`); refused, so a name never reads differently in another place.
+        if str(token) in KEYWORDS:
+            raise self.error(DSLSyntaxError, f"`{token}` is a keyword, not a name.",
+                             Span(span.start, span.start + len(str(token))),
+                             hint="and, or, not combine the conditions of where; "
+                                  "choose another name")
+
     def binding(self, meta, name, value):
+        self._not_a_keyword(name, _span(meta))
         if isinstance(value, _Keyword):  # not reachable from the grammar; kept defensive
             raise self.error(DSLSyntaxError, "Unexpected keyword argument.", value.span)
         return Binding(str(name), self.value(value), span=_span(meta))
@@ -144,25 +187,38 @@ class _CallChecker:
             raise self.builder.error(
                 DSLArityError,
                 f"`{op.name}` takes {op.arity} argument{plural}; it was given {len(positional)}.",
-                self.span, hint=f"{op.name}: {op.doc}")
+                self.span, hint=self._arity_hint(op, len(positional)))
         axis = self._axis(op, keywords)
         args = tuple(self._argument(op, index, arg) for index, arg in enumerate(positional))
         return Call(op.name, args, axis, span=self.span)
 
+    def _arity_hint(self, op: Op, given: int) -> str:
+        if op.kind == "elementwise" or given != 2:
+            return f"{op.name}: {op.doc}"
+        if op.name in ELEMENTWISE_TWINS:  # max(a, b): Python's max of two
+            twin = ELEMENTWISE_TWINS[op.name]
+            return f"use {twin}(a, b) for the elementwise {twin} of two tensors; " \
+                   f"{op.name}(x) reduces one over axes"
+        return f"the axis is a keyword: {op.name}(x, axis=-1)"
+
     def _unknown_function(self) -> DSLNameError:
-        close = difflib.get_close_matches(self.function, list(REGISTRY), n=1)
+        ours = lossdsl_name(self.function)
+        close = [ours] if ours else difflib.get_close_matches(self.function, list(REGISTRY), n=1)
         message = f"Unknown function `{self.function}`."
-        if close:
+        if ours:
+            message += f" lossdsl calls it `{ours}`."
+        elif close:
             message += f" Did you mean `{close[0]}`?"
         return self.builder.error(
             DSLNameError, message, Span(self.span.start, self.span.start + len(self.function)),
             hint="`lossdsl ops` lists every function")
 
     def _argument(self, op: Op, index: int, arg: Any) -> Expr:
-        if op.name == "where" and index == 0 and not isinstance(arg, Compare):
+        if op.name == "where" and index == 0 and not isinstance(arg, CONDITIONS):
             raise self.builder.error(
-                DSLTypeError, "The first argument of `where` must be a comparison.",
-                arg.span, hint="e.g. where(y_true > 0.5, a, b)")
+                DSLTypeError, "The first argument of `where` must be a comparison "
+                "(or comparisons joined with and, or, not).",
+                arg.span, hint="e.g. where(y_true > 0.5, a, b) or where(0 < y_pred < 1, a, b)")
         return self.builder.value(arg)
 
     def _axis(self, op: Op, keywords: list[_Keyword]) -> tuple[int, ...] | None:

@@ -17,7 +17,7 @@ import sympy
 from lossdsl.errors import LossDSLError
 from lossdsl.lower.guards import guarded_where, needs_guard
 from lossdsl.lower.plan import Branch, Node, frozen
-from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY
+from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY, varies_by_position
 from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import ReductionTable
 
@@ -162,7 +162,8 @@ def _mul(expr: sympy.Mul):
 
 def _pow(expr: sympy.Pow):
     base, exponent = expr.args
-    if exponent.is_number and exponent.is_real:
+    # one_hot(0.5) has no free symbol, yet no single value: it depends on the position.
+    if exponent.is_number and exponent.is_real and not varies_by_position(exponent):
         value = float(exponent)
         return "power", (base,), frozen(exponent=value, form=POWER_FORMS.get(value, "pow"))
     return "power", (base, exponent), frozen(exponent=None, form="pow")

@@ -11,7 +11,7 @@ that the generated module would not know).
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Sequence, Union
 
 import sympy
 
@@ -73,4 +73,13 @@ def output_reductions(output: sympy.Expr, table: ReductionTable) -> Reduced:
     return tuple(sorted({table[s].axis for s in free if s in table}, key=repr))
 
 
-__all__ = ["Reduced", "sample_axes", "output_axes", "resolve_axes", "output_reductions"]
+def incompatible_shapes(shapes: Sequence[tuple]) -> DSLShapeError:
+    """The error for inputs whose shapes do not broadcast (the same on every backend)."""
+    shown = " and ".join(str(tuple(shape)) for shape in shapes)
+    return DSLShapeError(f"The inputs' shapes {shown} do not broadcast against each other.",
+                         hint="each axis of y_true and y_pred must have the same size, or "
+                              "size 1 in one of them, as for Keras's losses")
+
+
+__all__ = ["Reduced", "sample_axes", "output_axes", "resolve_axes", "output_reductions",
+           "incompatible_shapes"]

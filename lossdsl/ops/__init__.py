@@ -26,17 +26,17 @@ Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-from lossdsl.ops.functions import (DSLFunction, RealStandIn, clip, expm1, log1p, maximum, minimum,
-                                   one_hot, real_stand_in, relu, sigmoid, softplus, step, xdivy,
-                                   xlog1py, xlogy)
+from lossdsl.ops.functions import (DSLFunction, RealStandIn, clip, expm1, lgamma, log1p, maximum,
+                                   minimum, one_hot, real_stand_in, relu, sigmoid, softplus, step,
+                                   stop_gradient, xdivy, xlog1py, xlogy)
 from lossdsl.ops.row import DerivativeRule, Domain, Kind, Kink, Op
-from lossdsl.ops.table import (BY_SYMPY_HEAD, INPUT_NAMES, OPS, REGISTRY, derivative_may_blow_up,
+from lossdsl.ops.table import (BY_SYMPY_HEAD, CONSTANTS, INPUT_NAMES, OPS, REGISTRY, derivative_may_blow_up,
                                varies_by_position)
 
 __all__ = [
-    "OPS", "REGISTRY", "BY_SYMPY_HEAD", "INPUT_NAMES", "Op", "Domain", "Kink", "Kind",
+    "OPS", "REGISTRY", "BY_SYMPY_HEAD", "INPUT_NAMES", "CONSTANTS", "Op", "Domain", "Kink", "Kind",
     "DerivativeRule", "DSLFunction", "RealStandIn", "real_stand_in", "step",
     "derivative_may_blow_up", "varies_by_position",
     "sigmoid", "softplus", "relu", "log1p", "expm1", "maximum", "minimum", "clip", "xlogy",
-    "xdivy", "one_hot", "xlog1py",
+    "xdivy", "one_hot", "xlog1py", "lgamma", "stop_gradient",
 ]

@@ -83,6 +83,10 @@ xlogy = _own("xlogy", 2)
 xdivy = _own("xdivy", 2)
 one_hot = _own("one_hot", 1)
 xlog1py = _own("xlog1py", 2)
+lgamma = _own("lgamma", 1)
+# Value x, derivative 0: a SymPy function of its own (not x itself), so that no
+# simplification sees through it and the derivative rule in its row applies.
+stop_gradient = _own("stop_gradient", 1)
 
 
 def step(x: sympy.Expr, at_zero: int) -> sympy.Expr:

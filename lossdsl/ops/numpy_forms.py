@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 from typing import Callable
 
 import numpy as np
@@ -75,6 +76,30 @@ def one_hot(k: Array) -> Array:
     return (k == np.arange(np.shape(k)[-1])).astype(np.float64)
 
 
+# NumPy has no erf/erfc/lgamma; the standard library's, elementwise (tests and boosting only).
+_erf, _erfc, _lgamma = (np.vectorize(f, otypes=[np.float64])
+                        for f in (math.erf, math.erfc, math.lgamma))
+
+
+def erf(x: Array) -> Array:
+    return _erf(x)
+
+
+def erfc(x: Array) -> Array:
+    return _erfc(x)
+
+
+def lgamma(x: Array) -> Array:
+    """log(gamma(x)) for x > 0, +inf at 0, NaN below: the language defines it for x > 0."""
+    x = np.asarray(x, np.float64)
+    inside = np.where(x > 0, x, 1.0)
+    return np.where(x > 0, _lgamma(inside), np.where(x == 0, np.inf, np.nan))
+
+
+def stop_gradient(x: Array) -> Array:
+    return x  # NumPy does not differentiate: the value is all there is
+
+
 # ---------------------------------------------------------------- reductions, normalizers
 
 _FEW_COLUMNS = 16
@@ -113,6 +138,23 @@ def max(x: Array, axis=None) -> Array:  # noqa: A001
 
 def min(x: Array, axis=None) -> Array:  # noqa: A001
     return _reduce(np.minimum, x, axis)
+
+
+def prod(x: Array, axis=None) -> Array:
+    return _reduce(np.multiply, x, axis)
+
+
+def var(x: Array, axis=None) -> Array:
+    # Two passes, as TF's reduce_variance: the mean first, then the mean square deviation.
+    return mean(np.square(x - mean(x, axis)), axis)
+
+
+def std(x: Array, axis=None) -> Array:
+    return np.sqrt(var(x, axis))
+
+
+def norm(x: Array, axis=None) -> Array:
+    return np.sqrt(_reduce(np.add, np.square(x), axis))
 
 
 def logsumexp(x: Array, axis=None) -> Array:

@@ -64,6 +64,10 @@ class Op:
             None, because reductions are lifted to symbols (see ``symbolic``).
         tf: dotted path of the TensorFlow function, under ``tensorflow``; None
             when no TF function runs it (``softmax`` lowers to ``exp`` and ``logsumexp``).
+        keras: its ``keras.ops`` function, by name (``"absolute"``), or an absolute
+            ``lossdsl.`` path to one lossdsl defines on ``keras.ops`` (``xlogy``, which
+            ``keras.ops`` lacks); ``""`` means the ``keras.ops`` function of the row's own
+            name (``log1p``). Run by :mod:`lossdsl.backends.keras_ops` on JAX and PyTorch.
         latex: ``str.format`` template over the LaTeX of the arguments, for the
             heads lossdsl prints itself (its own functions, reductions); empty
             where SymPy prints the head (``log``, ``abs``) or none survives
@@ -110,10 +114,18 @@ class Op:
     domain: Domain | None = field(default=None, repr=False)
     kinks: tuple[Kink, ...] = field(default=(), repr=False)
     numpy: str = ""
+    keras: str = ""
 
     def __post_init__(self) -> None:
         assert len(self.arguments) == self.arity, f"{self.name}: one name per argument"
         assert self.numpy, f"{self.name}: give the row its NumPy form"
+
+    @property
+    def keras_path(self) -> str | None:
+        """The ``keras`` column with its default filled in; None when no function runs the row."""
+        if self.tf is None:
+            return None
+        return self.keras or self.name
 
     @property
     def signature(self) -> str:

@@ -38,9 +38,43 @@ def tie_share(element: sympy.Expr, value: sympy.Expr, count: sympy.Expr,
     return hit / total(hit)
 
 
+def _deviation(element: sympy.Expr, count: sympy.Expr,
+               total: Callable[[sympy.Expr], sympy.Expr]) -> sympy.Expr:
+    return element - total(element) / count
+
+
 MEAN_DERIVATIVE = (lambda element, value, count, total: 1 / count,)
 SUM_DERIVATIVE = (lambda element, value, count, total: sympy.Integer(1),)
 LOGSUMEXP_DERIVATIVE = (lambda element, value, count, total: sympy.exp(element - value),)
+# prod: the product of the other elements, written value/element (NaN where an element is 0).
+PROD_DERIVATIVE = (lambda element, value, count, total: value / element,)
+# var is the population variance (TF's reduce_variance, NumPy's ddof=0): 2(x - mean)/n.
+VAR_DERIVATIVE = (lambda element, value, count, total: 2 * _deviation(element, count, total) / count,)
+STD_DERIVATIVE = (lambda element, value, count, total: _deviation(element, count, total)
+                  / (count * value),)
+NORM_DERIVATIVE = (lambda element, value, count, total: element / value,)
+
+
+# ---------------------------------------------------------------- elementwise helpers
+
+def power(base: sympy.Expr, exponent: sympy.Expr) -> sympy.Expr:
+    """``pow(a, b)``: the same SymPy power as ``a^b`` (translate applies the same limits)."""
+    return base**exponent
+
+
+def digamma(x: sympy.Expr) -> sympy.Expr:
+    """The derivative of ``lgamma``, in functions every backend runs.
+
+    digamma(x) = digamma(x + 10) - sum_{k<10} 1/(x + k) (the recurrence), and at
+    z = x + 10 >= 10 the asymptotic series up to z^-8 is within 1e-12 of it (the
+    next term is 1/(132 z^10)); TF's own digamma uses the same method. Written
+    out because a ``digamma`` row would need a ``trigamma`` row for its own
+    derivative, and so on without end.
+    """
+    z = x + 10
+    series = sympy.log(z) - 1 / (2 * z) - 1 / (12 * z**2) + sympy.Rational(1, 120) / z**4 \
+        - sympy.Rational(1, 252) / z**6 + sympy.Rational(1, 240) / z**8
+    return series - sympy.Add(*(1 / (x + k) for k in range(10)))
 
 
 # ---------------------------------------------------------------- domains and kinks
@@ -59,6 +93,11 @@ def guarded(what: str, requires: Callable[[sympy.Expr], sympy.Basic],
     """
     return Domain(lambda x, y: requires(y), lambda x, y: pole(y),
                   f"{{call}}: its {what} of {{1}} needs this unless {{0}} = 0", shown)
+
+
+LGAMMA_DOMAIN = Domain(lambda x: x > 0, lambda x: x,
+                      "{call} is defined for {0} > 0 (the log of the gamma function; +oo at 0)",
+                      shown="lgamma({})")
 
 
 KINK_AT_ZERO = (Kink(lambda x: (x, sympy.Integer(0)),

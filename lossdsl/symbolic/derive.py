@@ -122,8 +122,24 @@ def _copies(table: ReductionTable, output: sympy.Expr) -> sympy.Expr:
     if axis == ():
         return sympy.Integer(1)
     if axis == "mixed":
-        return Count("output")
+        return _output_count(table, output)
     return count_symbol(axis)
+
+
+def _output_count(table: ReductionTable, output: sympy.Expr) -> sympy.Expr:
+    """The output's copies when its reductions run over different axes.
+
+    The plan drops the axes that every reduction of the output reduces
+    (``lossdsl.lower.shapes.output_axes``); when all of them count from the same end,
+    that intersection is known now (``mean(y, axis=1) + f(mean(y, axis=2))``: none, 1
+    copy), and the formula stays printable. Otherwise only the plan knows it: ``n_out``.
+    """
+    specs = {table[s].axis for s in output.free_symbols if s in table} - {None}
+    if not all(spec and (all(a > 0 for a in spec) or all(a < 0 for a in spec)) for spec in specs) \
+            or len({spec[0] > 0 for spec in specs}) > 1:
+        return Count("output")
+    common = set.intersection(*(set(spec) for spec in specs))
+    return count_symbol(tuple(sorted(common))) if common else sympy.Integer(1)
 
 
 def _local_derivative(table: ReductionTable, reduction: Reduction) -> sympy.Expr:

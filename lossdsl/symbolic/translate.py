@@ -30,7 +30,8 @@ import sympy
 from lossdsl import limits
 from lossdsl.errors import DSLNameError, DSLTypeError, Span
 from lossdsl.language import ir
-from lossdsl.ops import INPUT_NAMES, REGISTRY, Op
+from lossdsl.ops import CONSTANTS, INPUT_NAMES, REGISTRY, Op
+from lossdsl.ops.rules import power, where
 from lossdsl.symbolic.counts import Axis
 # Re-exported: derive, stability, fuse, plan, export, latex, explain, domains, backward,
 # numpy_eval and tests import the table from here (its home is symbolic/reductions.py).
@@ -91,7 +92,7 @@ class _Lowerer:
     def expr(self, node: ir.Expr) -> sympy.Expr:
         method = getattr(self, "_" + type(node).__name__.lower())
         value = method(node)
-        if not isinstance(node, ir.Compare):
+        if not isinstance(node, ir.CONDITIONS):
             limits.check_real_constant(value, self.source, node.span)
             self._check_real_somewhere(value, node)
         return value
@@ -124,10 +125,14 @@ class _Lowerer:
             return self.inputs[node.id]
         if node.id in self.locals:
             return self.locals[node.id]
-        if node.id in self.pending:
+        if node.id in self.pending:  # before the constants: `x = 2*e; e = ...` is an error
             raise DSLNameError(f"`{node.id}` is used before its binding.",
                                source=self.source, span=node.span,
                                hint="bindings are read left to right; move it earlier")
+        if node.id in self.defaults:  # `e = 2;` makes `e` a parameter: bindings shadow constants
+            return self._parameter(node.id, node.span)
+        if node.id in CONSTANTS:
+            return CONSTANTS[node.id]
         return self._parameter(node.id, node.span)
 
     def _negate(self, node: ir.Negate) -> sympy.Expr:
@@ -143,15 +148,26 @@ class _Lowerer:
             return left * right
         if node.op == "/":
             return left / right
-        limits.check_exponent(right, self.source, node.span)
-        limits.check_constant_power(left, right, self.source, node.span)
-        return left**right
+        return self._power(left, right, node.span)
+
+    def _power(self, base: sympy.Expr, exponent: sympy.Expr, span: Span) -> sympy.Expr:
+        """``a^b`` and ``pow(a, b)``: one power, one set of limits."""
+        limits.check_exponent(exponent, self.source, span)
+        limits.check_constant_power(base, exponent, self.source, span)
+        return power(base, exponent)
 
     def _compare(self, node: ir.Compare) -> sympy.Basic:
         left, right = self.expr(node.left), self.expr(node.right)
         relation = {"==": sympy.Eq, "!=": sympy.Ne, "<": sympy.Lt, "<=": sympy.Le,
                     ">": sympy.Gt, ">=": sympy.Ge}[node.op]
-        return relation(left, right)
+        return _without_ite(relation(left, right))
+
+    def _logic(self, node: ir.Logic) -> sympy.Basic:
+        join = sympy.And if node.op == "and" else sympy.Or
+        return _without_ite(join(self.expr(node.left), self.expr(node.right)))
+
+    def _not(self, node: ir.Not) -> sympy.Basic:
+        return _without_ite(sympy.Not(self.expr(node.operand)))
 
     def _call(self, node: ir.Call) -> sympy.Expr:
         op: Op = REGISTRY[node.function]
@@ -160,6 +176,10 @@ class _Lowerer:
             return self.table.reduce(op.name, args[0], node.axis)
         if op.kind == "normalizer":
             return self._normalizer(op, args[0], node.axis)
+        if op.sympy is power:
+            return self._power(*args, node.span)
+        if op.sympy is where:  # its Piecewise may fold a comparison with a where into an ITE
+            return _without_ite(op.sympy(*args))
         return op.sympy(*args)
 
     def _normalizer(self, op: Op, x: sympy.Expr, axis: Axis) -> sympy.Expr:
@@ -167,6 +187,17 @@ class _Lowerer:
         log_normalizer = self.table.reduce("logsumexp", x, axis)
         log_softmax = x - log_normalizer
         return log_softmax if op.name == "log_softmax" else sympy.exp(log_softmax)
+
+
+def _without_ite(condition: sympy.Basic) -> sympy.Basic:
+    """``condition`` with SymPy's if-then-else of conditions as and/or/not.
+
+    SymPy folds a comparison with a ``where`` (``Eq(Piecewise(...), y)``) into an ``ITE``,
+    which neither the plan nor the printed DSL has; and/or/not of comparisons say the same.
+    """
+    if not condition.has(sympy.ITE):
+        return condition
+    return condition.replace(lambda node: isinstance(node, sympy.ITE), lambda node: node.to_nnf())
 
 
 def _never_real(value: sympy.Expr, checked: set[sympy.Basic]) -> bool:

@@ -1,4 +1,7 @@
-"""The gradient check: the symbolic gradient against ``tf.GradientTape``, in float64.
+"""The gradient check: the symbolic gradient against the backend's autodiff, in float64.
+
+The autodiff is the one of the Keras backend in use: ``tf.GradientTape``,
+``jax.grad`` or ``torch.autograd`` (the report's ``autodiff`` names it).
 
     >>> import lossdsl
     >>> report = lossdsl.check_gradients("mean((y_true - y_pred)^2)")
@@ -31,7 +34,7 @@ MIN_COMPARED_FRACTION = 0.5  # of the gradient entries; below it the check concl
 
 @dataclass
 class GradientReport:
-    """How the symbolic gradient compares with the tape's.
+    """How the symbolic gradient compares with the backend's autodiff (``tape``, by its TF name).
 
     Attributes:
         passed: the check was conclusive and every compared value agrees within
@@ -40,12 +43,15 @@ class GradientReport:
         points: how many gradient entries were compared.
         skipped: entries left out because either side is not finite there.
         y_true, y_pred: the points tried.
-        symbolic, tape: the two gradients w.r.t. ``wrt`` at those points.
+        symbolic, tape: the two gradients w.r.t. ``wrt`` at those points (``tape``: the
+            backend's autodiff, whichever it is).
         worst_index: where the largest relative disagreement is.
         parameters: per parameter, ``(symbolic, tape)`` batch totals.
         mismatched: the gradients that disagree: ``wrt`` and/or parameter names.
         reason: why the check is inconclusive; empty when it is conclusive.
         wrt: the input the gradient is taken with respect to.
+        autodiff: the autodiff compared against (``tf.GradientTape``, ``jax.grad``,
+            ``torch.autograd``).
     """
 
     passed: bool
@@ -62,6 +68,7 @@ class GradientReport:
     mismatched: tuple[str, ...] = ()
     reason: str = ""
     wrt: str = "y_pred"
+    autodiff: str = "tf.GradientTape"
 
     @property
     def inconclusive(self) -> bool:
@@ -73,11 +80,11 @@ class GradientReport:
                  f"over {self.points} entries ({self.skipped} skipped as non-finite)")
         if self.mismatched:
             names = ", ".join(f"d/d{name}" for name in self.mismatched)
-            lines = [f"symbolic gradient and tape DISAGREE on {names}: d/d{self.wrt} {stats}"]
+            lines = [f"symbolic gradient and {self.autodiff} DISAGREE on {names}: d/d{self.wrt} {stats}"]
         elif self.reason:
             lines = [f"gradient check INCONCLUSIVE: {self.reason}", f"  d/d{self.wrt}: {stats}"]
         else:
-            lines = [f"symbolic gradient and tape agree: {stats}"]
+            lines = [f"symbolic gradient and {self.autodiff} agree: {stats}"]
         if self.worst_index and self.points:
             i = self.worst_index
             lines.append(f"  worst at index {i}: y_true={self.y_true[i]:.6g}, "
@@ -94,7 +101,7 @@ def check_gradients(loss: Any, y_true: Any = None, y_pred: Any = None, *,
                     shape: tuple[int, ...] | None = None, seed: int = 0,
                     rtol: float = 1e-6, atol: float = 1e-9,
                     raise_on_mismatch: bool = False, **params: float) -> GradientReport:
-    """Compare the derived gradient with the tape's gradient of the compiled loss.
+    """Compare the derived gradient with the backend's autodiff gradient of the compiled loss.
 
     Args:
         loss: a loss from :func:`lossdsl.compile`, a compiled expression, or a
@@ -129,11 +136,14 @@ def check_gradients(loss: Any, y_true: Any = None, y_pred: Any = None, *,
                 best = evaluation
             if best.usable == 1.0:
                 break
-    report = _compare(best, compiled.wrt, rtol, atol)
+    from lossdsl.backends.current import backend_functions
+
+    report = _compare(best, compiled.wrt, rtol, atol, backend_functions().AUTODIFF)
     if raise_on_mismatch and not report.passed:
         hint = ("pass y_true and y_pred where the loss and its gradient are finite"
                 if report.inconclusive else
-                "the derived formula and the tape disagree at these points: please report it "
+                "the derived formula and the backend's autodiff disagree at these points: "
+                "please report it "
                 "with the source, the points and this report")
         raise GradientMismatchError(f"Gradient check failed for {compiled.source!r}.\n{report}",
                                     source=compiled.source, hint=hint)
@@ -161,38 +171,26 @@ class _Evaluation:
 
 def _evaluate(compiled: CompiledExpression, y_true: np.ndarray, y_pred: np.ndarray
               ) -> _Evaluation:
-    import tensorflow as tf
-
-    from lossdsl.backends.tensorflow.run import Runner
-    from lossdsl.keras.loss import align_ranks
+    from lossdsl.backends.current import backend_functions
     from lossdsl.lower.plans import check_plan
 
-    yt, yp = align_ranks(tf.constant(y_true, tf.float64), tf.constant(y_pred, tf.float64))
-    variables = {symbol: tf.Variable(value, dtype=tf.float64)
-                 for symbol, value in compiled.values_by_symbol().items()}
     # Built by the module that builds the loss's own plans (lossdsl.lower.plans).
-    plan = Runner(check_plan(compiled))
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(yp)
-        values = plan.run({"y_true": yt, "y_pred": yp}, variables)
-        total = tf.reduce_sum(values["loss"])
-    by_tape = tape.gradient(total, yp)
-    by_tape = np.zeros(yp.shape) if by_tape is None else by_tape.numpy()
-    parameters = {}
-    for name, symbol in compiled.parameters.items():
-        gradient = tape.gradient(total, variables[symbol])
-        parameters[name] = (float(tf.reduce_sum(values[f"d/{name}"])),
-                            0.0 if gradient is None else float(gradient))
-    symbolic = values["gradient"].numpy()
+    plan = check_plan(compiled)
+    yt, yp, values, by_autodiff, by_parameter = backend_functions().check_values(
+        plan, y_true, y_pred, compiled.values_by_symbol())
+    parameters = {name: (float(np.sum(values[f"d/{name}"])), by_parameter[symbol])
+                  for name, symbol in compiled.parameters.items()}
+    symbolic = values["gradient"]
     # The per-sample loss lacks the axes it reduced; put them back to mask whole samples.
-    loss = np.expand_dims(values["loss"].numpy(), plan.squeezed_axes(len(symbolic.shape)))
-    usable = np.isfinite(symbolic) & np.isfinite(by_tape) & np.isfinite(loss)
-    return _Evaluation(yt.numpy(), yp.numpy(), symbolic, by_tape, parameters,
+    loss = np.expand_dims(values["loss"], plan.squeezed_axes(len(symbolic.shape)))
+    usable = np.isfinite(symbolic) & np.isfinite(by_autodiff) & np.isfinite(loss)
+    return _Evaluation(yt, yp, symbolic, by_autodiff, parameters,
                        float(usable.mean()) if usable.size else 0.0,
                        np.broadcast_to(~np.isnan(loss), symbolic.shape))
 
 
-def _compare(evaluation: _Evaluation, wrt: str, rtol: float, atol: float) -> GradientReport:
+def _compare(evaluation: _Evaluation, wrt: str, rtol: float, atol: float, autodiff: str
+             ) -> GradientReport:
     symbolic, tape = evaluation.symbolic, evaluation.tape
     finite = np.isfinite(symbolic) & np.isfinite(tape)
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite entries are masked
@@ -219,7 +217,8 @@ def _compare(evaluation: _Evaluation, wrt: str, rtol: float, atol: float) -> Gra
         points=points, skipped=int((~finite).sum()),
         y_true=np.broadcast_to(evaluation.y_true, symbolic.shape), y_pred=evaluation.y_pred,
         symbolic=symbolic, tape=tape, worst_index=tuple(int(i) for i in worst),
-        parameters=evaluation.parameters, mismatched=tuple(mismatched), reason=reason, wrt=wrt)
+        parameters=evaluation.parameters, mismatched=tuple(mismatched), reason=reason, wrt=wrt,
+        autodiff=autodiff)
 
 
 def _reason(points: int, size: int, unknown: list[str], loss_defined_somewhere: bool) -> str:

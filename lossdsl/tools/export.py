@@ -108,7 +108,7 @@ class _Module:
 
     def text(self) -> str:
         return "".join([self.docstring(), "\nimport keras\nimport tensorflow as tf\n",
-                        function_source("lossdsl.keras.loss.align_ranks"),
+                        function_source("lossdsl.backends.tensorflow.ranks.align_ranks"),
                         self.printed.support(), "\n\n", self.klass(self.call_body())])
 
     def docstring(self) -> str:

@@ -1,7 +1,8 @@
 """Plot a loss and its derivative w.r.t. ``y_pred`` over a range, for fixed ``y_true`` values.
 
 Each point of the range is one sample, and the curves are the per-sample loss
-and its gradient from ``tf.GradientTape``, in float64. For a loss that works
+and its gradient from the backend's autodiff (TF's tape, ``jax.grad``, ``torch.autograd``),
+in float64. For a loss that works
 elementwise a sample is one element. A loss that mixes the elements of a row
 (``log_softmax``, ``y_pred - mean(y_pred)``, ``one_hot``: see :func:`mixes_row`)
 would be meaningless on one element, so a sample is a row of :data:`ROW`
@@ -108,11 +109,11 @@ def loss_curve(source: str, y_true: float, y_pred: np.ndarray, *, others: float 
     (one-hot like), or the class label ``y_true`` when the loss takes labels.
     A loss that keeps elements is averaged over the row, as Keras does.
     """
-    import tensorflow as tf
+    from lossdsl.analysis.analyze import compile_expression
+    from lossdsl.backends.current import backend_functions
+    from lossdsl.lower.plans import check_plan
 
-    from lossdsl.keras.loss import DSLLoss
-
-    loss = DSLLoss(source, params, reduction="none", dtype="float64")
+    compiled = compile_expression(source, params)
     x = np.asarray(y_pred, np.float64).reshape(-1)
     width = 1 if others is None else ROW
     rows = np.full((x.size, width), 0.0 if others is None else others)
@@ -124,14 +125,12 @@ def loss_curve(source: str, y_true: float, y_pred: np.ndarray, *, others: float 
         targets[:, 0] = y_true
         label = f"y_true = {y_true:g}" if width == 1 else \
             f"y_true = [{y_true:g}{', 0' * (width - 1)}]"
-    predictions = tf.constant(rows)
-    with tf.GradientTape() as tape:
-        tape.watch(predictions)
-        values = tf.reshape(loss(tf.constant(targets), predictions), (x.size, -1))
-        per_sample = tf.reduce_mean(values, axis=1)
-        total = tf.reduce_sum(per_sample)
-    gradient = tape.gradient(total, predictions)
-    return Curve(x, per_sample.numpy(), gradient.numpy()[:, 0], label)
+    # The plan the gradient check runs: the loss as training runs it, differentiated by
+    # the backend's autodiff (TF's tape, jax.grad, torch.autograd), in float64.
+    _, _, values, gradient, _ = backend_functions().check_values(
+        check_plan(compiled), targets, rows, compiled.values_by_symbol())
+    values = values["loss"].reshape(x.size, -1)  # a loss that keeps elements: averaged per row
+    return Curve(x, values.mean(axis=1), gradient[:, 0] / values.shape[1], label)
 
 
 def build_figure(source: str, y_true_values: Sequence[float], *,

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from lossdsl.backends.tensorflow.functions import Tensor, in_xla_context
-from lossdsl.lower.shapes import Reduced, resolve_axes
+from lossdsl.lower.shapes import Reduced, incompatible_shapes, resolve_axes
 from lossdsl.limits import EAGER_TENSOR_CACHE_SIZE, RESOLVED_AXES_CACHE_SIZE
 from lossdsl.symbolic.counts import Axis
 
@@ -132,7 +132,10 @@ def batch_shape(tf: Any, inputs: Any) -> tuple[Any, Any]:
     known = shape.is_fully_defined()
     for tensor in inputs:
         if tensor.shape != shape or not known:
-            shape = tf.broadcast_static_shape(shape, tensor.shape)
+            try:
+                shape = tf.broadcast_static_shape(shape, tensor.shape)
+            except ValueError:
+                raise incompatible_shapes([tensor.shape for tensor in inputs]) from None
             known = known and tensor.shape.is_fully_defined()
     if known:  # checked by the static broadcast: no shape ops at run time
         return shape, shape.as_list()

@@ -33,6 +33,7 @@ from typing import Callable, Optional
 import tensorflow as tf
 
 from lossdsl.backends.tensorflow.functions import in_xla_context
+from lossdsl.lower.shapes import incompatible_shapes
 
 LossFunction = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 """``(y_true, y_pred) -> per-sample loss`` (ranks aligned, same dtype)."""
@@ -53,7 +54,10 @@ def worth_fusing(y_true: tf.Tensor, y_pred: tf.Tensor) -> bool:
     """Whether to take the fused path for these inputs (decided when the graph is traced)."""
     if tf.executing_eagerly() or in_xla_context():
         return False
-    shape = tf.broadcast_static_shape(y_true.shape, y_pred.shape)
+    try:
+        shape = tf.broadcast_static_shape(y_true.shape, y_pred.shape)
+    except ValueError:  # the user's shapes: the same error as on every other path
+        raise incompatible_shapes([y_true.shape, y_pred.shape]) from None
     if shape.rank is None or shape.rank != y_pred.shape.rank:
         return False
     return math.prod(ASSUMED_BATCH if d is None else d for d in shape.as_list()) \

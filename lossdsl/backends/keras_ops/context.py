@@ -1,0 +1,101 @@
+"""What one run of a plan through ``keras.ops`` knows: the dtype, the full shape, and how outputs are finished."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Sequence
+
+from lossdsl.backends.keras_ops.functions import Tensor
+from lossdsl.limits import EAGER_TENSOR_CACHE_SIZE, RESOLVED_AXES_CACHE_SIZE
+from lossdsl.lower.shapes import incompatible_shapes, resolve_axes
+
+
+@dataclass
+class Context:
+    """One run: ``keras.ops``, the dtype, and the full shape of the sample batch (ints where known)."""
+
+    ops: Any
+    dtype: str
+    shape: tuple
+    reduced: Any
+    device: str | None = None  # PyTorch: where the inputs live; its constants are shared there
+    given: dict = field(default_factory=dict)  # input and parameter values, by name
+    programs: dict = field(default_factory=dict)  # prepared guarded branches (see Runner)
+    flat: frozenset = frozenset()  # ids of reductions giving one number per sample (see Runner)
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def constant(self, value: float) -> Tensor:
+        if self.device is None:  # JAX: a constant made inside a trace is a literal of it
+            return self.ops.convert_to_tensor(value, dtype=self.dtype)
+        return _constant(self.ops, value, self.dtype, self.device)
+
+    def axes(self, axis: Any) -> list[int]:
+        """Resolve an axis spec to non-negative axes of the batch (never the batch axis)."""
+        return list(_resolved(self.rank, axis, self.reduced))
+
+    def count(self, axes: list[int]) -> Tensor:
+        sizes = [self.shape[a] for a in axes]
+        if all(isinstance(size, int) for size in sizes):
+            return self.constant(float(math.prod(sizes)))
+        total = self.constant(1.0)
+        for size in sizes:
+            total = total * self.ops.cast(size, self.dtype)
+        return total
+
+    def full(self, value: Tensor) -> Tensor:
+        if tuple(value.shape) == self.shape and all(isinstance(s, int) for s in self.shape):
+            return value
+        return self.ops.broadcast_to(value, self.shape)
+
+
+@lru_cache(maxsize=EAGER_TENSOR_CACHE_SIZE)
+def _constant(ops: Any, value: float, dtype: str, device: str) -> Tensor:
+    # Made once per (value, dtype, device) on PyTorch, which runs eagerly: a new tensor
+    # per call costs more than the op using it; made where the inputs are (Keras's own
+    # conversion would use its default device). Not on JAX: a concrete array cached
+    # across traces broke Keras's jitted train step (JAX 0.10: "Execution supplied 18
+    # arguments but compiled program expected 21").
+    import torch
+
+    return torch.as_tensor(value, dtype=getattr(torch, dtype), device=device)
+
+
+@lru_cache(maxsize=RESOLVED_AXES_CACHE_SIZE)
+def _resolved(rank: int, axis: Any, reduced: Any) -> tuple[int, ...]:
+    return tuple(resolve_axes(rank, axis, reduced))
+
+
+def broadcast_shape(shapes: Sequence[tuple]) -> tuple:
+    """The common shape of ``shapes`` (NumPy's rule: ranks aligned on the right).
+
+    Raises:
+        DSLShapeError: two sizes of an axis differ and neither is 1.
+    """
+    rank = max(len(shape) for shape in shapes)
+    common: list = [1] * rank
+    for shape in shapes:
+        for i, size in enumerate(shape, start=rank - len(shape)):
+            if isinstance(common[i], int) and common[i] == 1:
+                common[i] = size
+            elif isinstance(size, int) and isinstance(common[i], int) and size not in (1, common[i]):
+                raise incompatible_shapes(shapes)
+    return tuple(common)
+
+
+def finish(context: Context, value: Tensor, how: str) -> Tensor:
+    """An output shaped as its finish says (see :data:`lossdsl.lower.plan.FINISHES`)."""
+    if how == "elementwise":
+        return context.full(value)
+    axes = context.axes("output") if how == "per_sample" else list(range(1, context.rank))
+    keep = tuple(1 if i in axes else size for i, size in enumerate(context.shape))
+    if tuple(value.shape) != keep:
+        value = context.ops.broadcast_to(value, keep)
+    return context.ops.squeeze(value, axis=tuple(axes)) if axes else value
+
+
+__all__ = ["Context", "broadcast_shape", "finish"]

@@ -1,0 +1,130 @@
+"""``gradient="symbolic"`` on JAX and PyTorch: the derived gradient as the backward pass.
+
+- JAX: a separable loss (its gradient is the upstream gradient times a formula
+  of the inputs, see :func:`lossdsl.analysis.backward.separable`) gets a
+  ``jax.custom_jvp`` whose tangent is that formula contracted with the input's
+  tangent: forward mode, reverse mode (JAX transposes it) and second
+  derivatives all go through the derived formula. Any other loss gets a
+  ``jax.custom_vjp`` that evaluates the seeded gradient on the upstream gradient.
+- PyTorch: a ``torch.autograd.Function`` whose ``backward`` evaluates the seeded gradient.
+
+The gradient w.r.t. ``y_true`` is not derived: labels get zero (JAX) or None
+(PyTorch), as a constant would. Use ``gradient="autodiff"`` to differentiate through labels.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Callable
+
+import keras
+
+from lossdsl.analysis.analyze import CompiledExpression, analyze
+from lossdsl.analysis.backward import separable
+from lossdsl.backends.keras_ops.functions import Tensor
+from lossdsl.backends.keras_ops.run import Runner, run_loss, runner
+from lossdsl.limits import COMPILE_CACHE_SIZE
+from lossdsl.lower.plans import forward_plan, seeded_gradient_plan
+
+
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def _plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]
+           ) -> tuple[Runner, Runner, bool]:
+    """(forward, seeded gradient, separable), cached: compiling a loss again costs no SymPy work."""
+    compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
+    return (runner(forward_plan(compiled, differentiable=False)),
+            runner(seeded_gradient_plan(compiled)), separable(source, wrt=wrt))
+
+
+def with_kept_axes(upstream: Tensor, squeezed: list[int]) -> Tensor:
+    """The per-sample output's upstream gradient back at the inputs' rank, as keepdims would give it."""
+    for axis in squeezed:
+        upstream = keras.ops.expand_dims(upstream, axis)
+    return upstream
+
+
+def unbroadcast(gradient: Tensor, like: Tensor) -> Tensor:
+    """Sum ``gradient`` over the axes along which ``like`` was broadcast (y_pred of shape (b, 1))."""
+    axes = tuple(i for i, (size, own) in enumerate(zip(gradient.shape, like.shape))
+                 if own == 1 and size != 1)
+    return keras.ops.sum(gradient, axis=axes, keepdims=True) if axes else gradient
+
+
+def symbolic_loss(compiled: CompiledExpression) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(y_true, y_pred) -> per-sample loss`` whose gradient is the derived formula."""
+    forward, gradient, is_separable = _plans(compiled.source, compiled.wrt,
+                                             tuple(sorted(compiled.params.items())))
+
+    def seeded(labels: Tensor, prediction: Tensor, upstream: Tensor) -> Tensor:
+        squeezed = forward.squeezed_axes(len(prediction.shape))
+        inputs = {"y_true": labels, "y_pred": prediction,
+                  "upstream": with_kept_axes(upstream, squeezed)}
+        return unbroadcast(gradient.run(inputs)["gradient"], prediction)
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return _jax_loss(forward, gradient, seeded, is_separable)
+    if backend == "torch":
+        return _torch_loss(forward, seeded)
+    return lambda y_true, y_pred: run_loss(forward, y_true, y_pred)  # no autodiff to extend
+
+
+def _jax_loss(forward: Runner, gradient: Runner, seeded: Callable, is_separable: bool) -> Callable:
+    import jax
+
+    if is_separable:
+        @jax.custom_jvp
+        def loss(labels: Tensor, prediction: Tensor) -> Tensor:
+            return run_loss(forward, labels, prediction)
+
+        @loss.defjvp
+        def loss_jvp(primals: tuple, tangents: tuple) -> tuple[Tensor, Tensor]:
+            labels, prediction = primals
+            unit = gradient.run({"y_true": labels, "y_pred": prediction,
+                                 "upstream": keras.ops.ones((), prediction.dtype)})["gradient"]
+            squeezed = tuple(forward.squeezed_axes(len(prediction.shape)))
+            contracted = unit * tangents[1]
+            tangent = keras.ops.sum(contracted, axis=squeezed) if squeezed else contracted
+            return loss(labels, prediction), tangent
+        return loss
+
+    @jax.custom_vjp
+    def loss(labels: Tensor, prediction: Tensor) -> Tensor:
+        return run_loss(forward, labels, prediction)
+
+    def loss_forward(labels: Tensor, prediction: Tensor) -> tuple[Tensor, tuple]:
+        return loss(labels, prediction), (labels, prediction)
+
+    def loss_backward(saved: tuple, upstream: Tensor) -> tuple[Tensor, Tensor]:
+        labels, prediction = saved
+        return keras.ops.zeros_like(labels), seeded(labels, prediction, upstream)
+
+    loss.defvjp(loss_forward, loss_backward)
+    return loss
+
+
+def _torch_loss(forward: Runner, seeded: Callable) -> Callable:
+    import torch
+
+    class SymbolicLoss(torch.autograd.Function):
+        # The forward/setup_context split and the generated vmap rule let torch.func
+        # (grad, vmap, jacrev) use it too, not only loss.backward().
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(labels: Tensor, prediction: Tensor) -> Tensor:
+            return run_loss(forward, labels, prediction)
+
+        @staticmethod
+        def setup_context(context: Any, inputs: tuple, output: Tensor) -> None:
+            context.save_for_backward(*inputs)
+
+        @staticmethod
+        def backward(context: Any, upstream: Tensor) -> tuple[None, Tensor]:
+            labels, prediction = context.saved_tensors
+            return None, seeded(labels, prediction, upstream)
+
+    return SymbolicLoss.apply
+
+
+__all__ = ["symbolic_loss", "with_kept_axes", "unbroadcast"]
