@@ -31,12 +31,14 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIBRARY = os.path.join(ROOT, "lossdsl")
 BACKENDS = ("tensorflow", "jax", "torch")
 SHAPES = ((256, 10), (4096, 1000))
 GRADIENT_MODES = ("autodiff", "symbolic")
@@ -122,15 +124,11 @@ class BackendAutodiff:
         return torch_step
 
 
-def to_numpy(output: tuple[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(output[0]), np.asarray(output[1])  # waits for JAX's and TF's async calls
-
-
 def time_calls(step: Callable, args: tuple, calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
         output = step(*args)
-    to_numpy(output)
+    np.asarray(output[1])  # waits for JAX's and TF's asynchronous calls
     return (time.perf_counter() - start) / calls * 1e3
 
 
@@ -152,9 +150,9 @@ def bench_forward_backward(autodiff: BackendAutodiff, case: Case, shape: tuple[i
     if autodiff.backend == "torch":
         args[1].requires_grad_(True)
     steps = {name: autodiff.value_and_grad(loss) for name, loss in build_variants(case).items()}
-    reference = to_numpy(steps["built-in"](*args))
+    reference = [np.asarray(tensor) for tensor in steps["built-in"](*args)]
     for mode in GRADIENT_MODES:  # the same value and gradient, else the timing means nothing
-        value, gradient = to_numpy(steps[mode](*args))
+        value, gradient = (np.asarray(tensor) for tensor in steps[mode](*args))
         np.testing.assert_allclose(value, reference[0], rtol=2e-4, atol=1e-6,
                                    err_msg=f"{case.name} {mode}: value")
         np.testing.assert_allclose(gradient, reference[1], rtol=2e-3, atol=1e-8,
@@ -195,12 +193,14 @@ def bench_fit(case: Case, steps: int, rounds: int) -> dict[str, list[float]]:
 def result_rows(backend: str, case: Case, measure: str, shape: tuple[int, int],
                 job: Callable[[], dict[str, list[float]]]) -> list[dict[str, Any]]:
     """The table rows of one measurement, one per gradient mode; one error row if it failed."""
-    key = {"backend": backend, "loss": case.name, "measure": measure,
-           "shape": f"{shape[0]}x{shape[1]}"}
+    key = dict(backend=backend, loss=case.name, measure=measure, shape=f"{shape[0]}x{shape[1]}")
     try:
         times = job()
     except Exception as error:  # noqa: BLE001 - report it in the table, go on
-        return [{**key, "gradient": "", "error": f"{type(error).__name__}: "
+        frames = traceback.extract_tb(error.__traceback__)  # where: the innermost in lossdsl/
+        where = next((f for f in reversed(frames) if f.filename.startswith(LIBRARY)), frames[-1])
+        return [{**key, "gradient": "", "error": f"{type(error).__name__} at "
+                 f"{os.path.relpath(where.filename, ROOT)}:{where.lineno}: "
                  + " ".join(str(error).split())[:300]}]
     return [{**key, "gradient": mode, "lossdsl_ms": statistics.median(times[mode]),
              "builtin_ms": statistics.median(times["built-in"]),

@@ -18,11 +18,18 @@ JAX >= 0.7 (thread-local; pytest runs tests in its main thread).
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import keras
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
 BACKEND: str = keras.backend.backend()
 BACKENDS: tuple[str, ...] = ("tensorflow", "jax", "torch")
 
@@ -120,5 +127,98 @@ def call(function: LossFunction, *arguments: np.ndarray, dtype: str = "float32")
         return to_numpy(function(*arguments))
 
 
-__all__ = ["BACKEND", "BACKENDS", "LossFunction", "call", "float64_enabled",
-           "labels_tensor", "tape_value_and_gradient", "to_numpy", "value_and_gradient"]
+def run_on_backend(script: str, backend: str, *arguments: str, **environment: str) -> list[dict]:
+    """Run ``script`` in a fresh process on ``backend``; its JSON lines (fails with its stderr).
+
+    A fresh process because ``KERAS_BACKEND`` (and JAX's ``XLA_FLAGS``) are read once.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+           "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": backend, **environment}
+    done = subprocess.run([sys.executable, "-c", script, *arguments], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"on {backend}:\n{done.stderr[-4000:]}"
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"on {backend}: no result\n{done.stderr[-4000:]}"
+    return lines
+
+
+@dataclass(frozen=True)
+class BuiltinCall:
+    """A Keras built-in loss (class name and keywords) called on NumPy inputs."""
+
+    keras: str
+    keywords: dict[str, Any]
+    y_true: list = field(repr=False)
+    y_pred: list = field(repr=False)
+    sample_weight: list | None = field(default=None, repr=False)
+    dtype: str = "float32"
+    y_true_dtype: str = "float64"
+
+    @classmethod
+    def of(cls, keras_name: str, keywords: dict[str, Any], y_true: np.ndarray,
+           y_pred: np.ndarray, sample_weight: np.ndarray | None = None,
+           dtype: str = "float32") -> "BuiltinCall":
+        return cls(keras_name, dict(keywords), np.asarray(y_true).tolist(),
+                   np.asarray(y_pred).tolist(),
+                   None if sample_weight is None else np.asarray(sample_weight).tolist(),
+                   dtype, str(np.asarray(y_true).dtype))
+
+    def value_and_gradient(self) -> tuple[np.ndarray, np.ndarray]:
+        """On the current backend, by its autodiff."""
+        keywords = {k: tuple(v) if isinstance(v, list) else v for k, v in self.keywords.items()}
+        loss = getattr(keras.losses, self.keras)(**keywords)
+        weight = None if self.sample_weight is None else np.asarray(self.sample_weight)
+        return value_and_gradient(lambda t, p: loss(t, p, sample_weight=weight),
+                                  np.asarray(self.y_true, self.y_true_dtype),
+                                  np.asarray(self.y_pred), self.dtype)
+
+
+def keras_builtin_inexact_here(keras_name: str, keywords: dict[str, Any], y_pred: np.ndarray,
+                               dtype: str = "float32") -> bool:
+    """Whether Keras 3.15's own built-in is inexact on this backend for these inputs.
+
+    There a parity test's reference is the same built-in on TensorFlow, where it is exact
+    (:func:`keras_builtins_on_tensorflow`). Found by comparing with float64 NumPy:
+
+    * float64 on JAX and PyTorch: ``ops.mean`` (and the loss reduction's ``divide_no_nan``)
+      compute in float32, ``result_type("float64", "float32")`` being float32 off TF
+      (cf. keras-team/keras#23223): values 5e-8 off, where float64 promises 1e-16.
+    * ``BinaryFocalCrossentropy(from_logits=True)`` on JAX and PyTorch takes
+      ``log(1 - sigmoid(logits))`` in float32 (TF's Keras recovers the logits): 2e-5 off
+      at logits of +-10.
+    """
+    if BACKEND == "tensorflow":
+        return False
+    saturated = keras_name == "BinaryFocalCrossentropy" and bool(keywords.get("from_logits")) \
+        and float(np.abs(y_pred).max()) >= 10
+    return dtype == "float64" or saturated
+
+
+_ON_TENSORFLOW = """
+import json, sys
+from backend_support import BuiltinCall
+for request in json.loads(open(sys.argv[1]).read()):
+    value, gradient = BuiltinCall(**request).value_and_gradient()
+    print(json.dumps({"value": value.tolist(), "gradient": gradient.tolist()}))
+"""
+
+
+def keras_builtins_on_tensorflow(calls: list[BuiltinCall], folder: Path
+                                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Value and gradient of each call with Keras's built-ins *on TensorFlow*, in one process.
+
+    For the few places where Keras's own JAX/PyTorch built-in is inexact (see the callers):
+    there the reference is the same built-in where it is exact. In-process on TensorFlow.
+    """
+    if BACKEND == "tensorflow":
+        return [call.value_and_gradient() for call in calls]
+    requests = folder / "requests.json"
+    requests.write_text(json.dumps([asdict(call) for call in calls]))
+    lines = run_on_backend(_ON_TENSORFLOW, "tensorflow", str(requests))
+    assert len(lines) == len(calls), lines
+    return [(np.asarray(line["value"]), np.asarray(line["gradient"])) for line in lines]
+
+
+__all__ = ["BACKEND", "BACKENDS", "BuiltinCall", "LossFunction", "ROOT", "call",
+           "float64_enabled", "keras_builtin_inexact_here", "keras_builtins_on_tensorflow", "labels_tensor", "run_on_backend",
+           "tape_value_and_gradient", "to_numpy", "value_and_gradient"]

@@ -7,6 +7,7 @@ campaign (README, "Hardening"). See the counts with --hypothesis-show-statistics
 
 import numpy as np
 import pytest
+from backend_support import float64_enabled, to_numpy
 from dsl_strategies import (DSL_ALPHABET, DSL_WORDS, NUMPY, SHAPE, NumpyInterpreter,
                             near_misses, programs)
 from hypothesis import event, given, settings
@@ -119,22 +120,29 @@ def _expand_per_sample(per_sample: np.ndarray, full_shape: tuple[int, ...]) -> n
     return np.broadcast_to(np.expand_dims(per_sample, squeezed), full_shape)
 
 
+# These two run on every Keras backend (marked `backends`, see tests/run_all.sh): any
+# divergence of a backend's interpreter from the language fails here, not only the
+# cases someone thought of.
+@pytest.mark.backends
 @scaled(1.5)
 @given(programs(depth=3), st.integers(0, 2**16))
 def test_compiled_loss_agrees_with_numpy_float64(program, seed):
-    loss = _compiled_or_skip(str(program), dtype="float64")
-    if loss is None:
-        return
     y_true, y_pred = _inputs(seed)
-    ours = _expand_per_sample(np.asarray(loss.call(y_true, y_pred)), SHAPE)
+    with float64_enabled():  # JAX computes float64 only with x64 on
+        loss = _compiled_or_skip(str(program), dtype="float64")
+        if loss is None:
+            return
+        ours = _expand_per_sample(to_numpy(loss.call(y_true, y_pred)), SHAPE)
+    assert ours.dtype == np.float64
     reference = NumpyInterpreter(program, y_true, y_pred, loss.params).run()
     finite = np.isfinite(ours) & np.isfinite(reference)
     np.testing.assert_allclose(ours[finite], reference[finite], rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.backends
 @scaled(1)
 @given(programs(depth=3), st.integers(0, 2**16))
-def test_symbolic_gradient_agrees_with_the_tape(program, seed):
+def test_symbolic_gradient_agrees_with_the_backends_autodiff(program, seed):
     loss = _compiled_or_skip(str(program))
     if loss is None:
         return

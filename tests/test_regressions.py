@@ -119,3 +119,10 @@ def test_abs_and_sign_of_arguments_not_provably_real_differentiate_like_tf(sourc
     y_true, y_pred = np.array([[0.2, 0.7, 0.4]]), np.array([[0.3, 0.9, 0.5]])
     report = lossdsl.check_gradients(source, y_true, y_pred)
     assert report.passed, report
+
+
+def test_xlogy_of_a_where_with_a_constant_condition_derives() -> None:
+    """SymPy raised a bare KeyError building `x == 0` for an x that is a where on a constant."""
+    report = lossdsl.check_gradients("mean(xlogy(where(log(2) == one_hot(2), y_true, y_pred), "
+                                     "y_pred + 2))")
+    assert report.passed, report

@@ -4,6 +4,9 @@
   built in, reductions fused back (one pass over the data);
 - :func:`seeded_gradient_plan`: the backward pass of ``gradient="symbolic"``
   (:func:`lossdsl.analysis.backward.backward`), never differentiated;
+  :func:`symbolic_plans` pairs it with its forward plan for every backend, and
+  :func:`value_and_unit_gradient_plan` computes a separable loss's value and unit
+  gradient together (PyTorch's eager backward pass);
 - :func:`penalty_gradient_plan`: a penalty's derived gradient (``gradient_of``);
 - :func:`check_plan`: the gradient check's loss (the formula the forward plan
   runs), gradients and parameter gradients, parameters given as values so the
@@ -23,7 +26,7 @@ from typing import Mapping
 import sympy
 
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE, Analysis, CompiledExpression, analyze
-from lossdsl.analysis.backward import UPSTREAM, backward
+from lossdsl.analysis.backward import UPSTREAM, backward, separable
 from lossdsl.lower.build import build
 from lossdsl.lower.plan import Output, Plan
 from lossdsl.lower.shapes import output_reductions
@@ -87,6 +90,53 @@ def seeded_gradient_plan(compiled: CompiledExpression) -> Plan:
                    compiled.table, differentiable=False, inputs=table.inputs | {UPSTREAM})
 
 
+def symbolic_plans(compiled: CompiledExpression) -> tuple[Plan, Plan, bool]:
+    """What ``gradient="symbolic"`` runs: (forward, seeded gradient, separable), cached.
+
+    The forward plan is not differentiated (the derived gradient is the backward
+    pass); ``separable``: the gradient is the upstream gradient times a formula of
+    the inputs alone (:func:`lossdsl.analysis.backward.separable`), which lets a
+    backend evaluate it before the upstream is known (TF's fused path, JAX's ``custom_jvp``).
+    Compiling a loss again costs no SymPy work.
+    """
+    return _symbolic_plans(compiled.source, compiled.wrt, tuple(sorted(compiled.params.items())))
+
+
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def _symbolic_plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]
+                    ) -> tuple[Plan, Plan, bool]:
+    compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
+    return (forward_plan(compiled, differentiable=False), seeded_gradient_plan(compiled),
+            separable(source, wrt=wrt))
+
+
+def value_and_unit_gradient_plan(compiled: CompiledExpression) -> Plan | None:
+    """For a separable loss: its per-sample value and its gradient for an upstream gradient
+    of 1 (outputs ``loss``, ``gradient``), in one plan that computes their shared
+    reductions once; None for any other loss (cached).
+
+    A backend whose backward pass runs eagerly (PyTorch) computes both in the forward
+    pass, so the backward pass is one multiplication by the upstream gradient, as
+    autodiff's backward reuses what the forward kept.
+    """
+    return _value_and_unit_gradient_plan(compiled.source, compiled.wrt,
+                                         tuple(sorted(compiled.params.items())))
+
+
+@lru_cache(maxsize=COMPILE_CACHE_SIZE)
+def _value_and_unit_gradient_plan(source: str, wrt: str, params: tuple[tuple[str, float], ...]
+                                  ) -> Plan | None:
+    if not separable(source, wrt=wrt):
+        return None
+    compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
+    seeded, values = backward(source, wrt=wrt), _values(compiled)
+    unit = {**values, UPSTREAM: sympy.Integer(1)}  # a re-derived gradient has it in reductions too
+    both = sympy.Tuple(compiled.expression, seeded.formula)
+    (loss, gradient), table = fuse_reductions(both.xreplace(unit), seeded.table.substituted(unit))
+    return plan_of({"loss": (loss, "per_sample"), "gradient": (gradient, "elementwise")}, table,
+                   compiled.expression, compiled.table, differentiable=False)
+
+
 def penalty_gradient_plan(compiled: CompiledExpression) -> Plan:
     """A penalty's derived gradient, parameter values built in, at the input's shape."""
     values = _values(compiled)
@@ -115,5 +165,5 @@ def export_plan(analysis: Analysis) -> Plan:
                    analysis.table)
 
 
-__all__ = ["plan_of", "forward_plan", "seeded_gradient_plan", "penalty_gradient_plan",
-           "check_plan", "export_plan"]
+__all__ = ["plan_of", "forward_plan", "seeded_gradient_plan", "symbolic_plans",
+           "value_and_unit_gradient_plan", "penalty_gradient_plan", "check_plan", "export_plan"]

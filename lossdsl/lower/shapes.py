@@ -11,11 +11,13 @@ that the generated module would not know).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence, Union
 
 import sympy
 
 from lossdsl.errors import DSLShapeError
+from lossdsl.limits import RESOLVED_AXES_CACHE_SIZE
 from lossdsl.ops import varies_by_position
 from lossdsl.symbolic.counts import Axis
 from lossdsl.symbolic.translate import ReductionTable
@@ -73,6 +75,12 @@ def output_reductions(output: sympy.Expr, table: ReductionTable) -> Reduced:
     return tuple(sorted({table[s].axis for s in free if s in table}, key=repr))
 
 
+@lru_cache(maxsize=RESOLVED_AXES_CACHE_SIZE)
+def resolved_axes(rank: int, axis: Axis | str, reduced: Reduced) -> tuple[int, ...]:
+    """:func:`resolve_axes`, cached: backends resolve the same few specs on every call."""
+    return tuple(resolve_axes(rank, axis, reduced))
+
+
 def incompatible_shapes(shapes: Sequence[tuple]) -> DSLShapeError:
     """The error for inputs whose shapes do not broadcast (the same on every backend)."""
     shown = " and ".join(str(tuple(shape)) for shape in shapes)
@@ -82,4 +90,4 @@ def incompatible_shapes(shapes: Sequence[tuple]) -> DSLShapeError:
 
 
 __all__ = ["Reduced", "sample_axes", "output_axes", "resolve_axes", "output_reductions",
-           "incompatible_shapes"]
+           "resolved_axes", "incompatible_shapes"]

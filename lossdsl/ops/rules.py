@@ -11,7 +11,16 @@ from lossdsl.ops.row import DerivativeRule, Domain, Kink
 
 
 def zero_where_x_is_zero(x: sympy.Expr, value: sympy.Expr) -> sympy.Expr:
-    """TF's xlogy/xdivy give 0 where x == 0 whatever y is; the derivative keeps that."""
+    """TF's xlogy/xdivy give 0 where x == 0 whatever y is; the derivative keeps that.
+
+    An ``x`` that is a ``where`` is decided piece by piece: SymPy rewrites a condition
+    holding a Piecewise as an if-then-else, and raised a bare KeyError when a piece's
+    condition was constant (``where(log(2) == one_hot(2), ...)``).
+    """
+    x = sympy.piecewise_fold(x)
+    if isinstance(x, sympy.Piecewise):
+        return sympy.Piecewise(*[(zero_where_x_is_zero(piece, value), condition)
+                                 for piece, condition in x.args])
     return sympy.Piecewise((0, sympy.Eq(x, 0)), (value, True))
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 from lossdsl.backends.keras_ops.functions import Tensor
 from lossdsl.limits import EAGER_TENSOR_CACHE_SIZE, RESOLVED_AXES_CACHE_SIZE
-from lossdsl.lower.shapes import incompatible_shapes, resolve_axes
+from lossdsl.lower.shapes import incompatible_shapes, resolved_axes
 
 
 @dataclass
@@ -36,7 +36,26 @@ class Context:
 
     def axes(self, axis: Any) -> list[int]:
         """Resolve an axis spec to non-negative axes of the batch (never the batch axis)."""
-        return list(_resolved(self.rank, axis, self.reduced))
+        return list(resolved_axes(self.rank, axis, self.reduced))
+
+    # The primitives of the steps every backend shares (lossdsl.backends.interpret).
+    def where(self, condition: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        return self.ops.where(condition, a, b)
+
+    def stop_gradient(self, value: Tensor) -> Tensor:
+        return self.ops.stop_gradient(value)
+
+    def logical_and(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.ops.logical_and(a, b)
+
+    def logical_or(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.ops.logical_or(a, b)
+
+    def logical_xor(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.ops.logical_xor(a, b)
+
+    def logical_not(self, a: Tensor) -> Tensor:
+        return self.ops.logical_not(a)
 
     def count(self, axes: list[int]) -> Tensor:
         sizes = [self.shape[a] for a in axes]
@@ -65,12 +84,8 @@ def _constant(ops: Any, value: float, dtype: str, device: str) -> Tensor:
     return torch.as_tensor(value, dtype=getattr(torch, dtype), device=device)
 
 
-@lru_cache(maxsize=RESOLVED_AXES_CACHE_SIZE)
-def _resolved(rank: int, axis: Any, reduced: Any) -> tuple[int, ...]:
-    return tuple(resolve_axes(rank, axis, reduced))
-
-
-def broadcast_shape(shapes: Sequence[tuple]) -> tuple:
+@lru_cache(maxsize=RESOLVED_AXES_CACHE_SIZE)  # the few shapes a training run sees
+def broadcast_shape(shapes: tuple[tuple, ...]) -> tuple:
     """The common shape of ``shapes`` (NumPy's rule: ranks aligned on the right).
 
     Raises:

@@ -14,26 +14,15 @@ The gradient w.r.t. ``y_true`` is not derived: labels get zero (JAX) or None
 
 from __future__ import annotations
 
-from functools import lru_cache
+import inspect
 from typing import Any, Callable
 
 import keras
 
-from lossdsl.analysis.analyze import CompiledExpression, analyze
-from lossdsl.analysis.backward import separable
+from lossdsl.analysis.analyze import CompiledExpression
 from lossdsl.backends.keras_ops.functions import Tensor
 from lossdsl.backends.keras_ops.run import Runner, run_loss, runner
-from lossdsl.limits import COMPILE_CACHE_SIZE
-from lossdsl.lower.plans import forward_plan, seeded_gradient_plan
-
-
-@lru_cache(maxsize=COMPILE_CACHE_SIZE)
-def _plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]
-           ) -> tuple[Runner, Runner, bool]:
-    """(forward, seeded gradient, separable), cached: compiling a loss again costs no SymPy work."""
-    compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
-    return (runner(forward_plan(compiled, differentiable=False)),
-            runner(seeded_gradient_plan(compiled)), separable(source, wrt=wrt))
+from lossdsl.lower.plans import symbolic_plans, value_and_unit_gradient_plan
 
 
 def with_kept_axes(upstream: Tensor, squeezed: list[int]) -> Tensor:
@@ -52,8 +41,8 @@ def unbroadcast(gradient: Tensor, like: Tensor) -> Tensor:
 
 def symbolic_loss(compiled: CompiledExpression) -> Callable[[Tensor, Tensor], Tensor]:
     """``(y_true, y_pred) -> per-sample loss`` whose gradient is the derived formula."""
-    forward, gradient, is_separable = _plans(compiled.source, compiled.wrt,
-                                             tuple(sorted(compiled.params.items())))
+    forward_of, gradient_of, is_separable = symbolic_plans(compiled)
+    forward, gradient = runner(forward_of), runner(gradient_of)
 
     def seeded(labels: Tensor, prediction: Tensor, upstream: Tensor) -> Tensor:
         squeezed = forward.squeezed_axes(len(prediction.shape))
@@ -65,7 +54,8 @@ def symbolic_loss(compiled: CompiledExpression) -> Callable[[Tensor, Tensor], Te
     if backend == "jax":
         return _jax_loss(forward, gradient, seeded, is_separable)
     if backend == "torch":
-        return _torch_loss(forward, seeded)
+        both = value_and_unit_gradient_plan(compiled)
+        return _torch_loss(forward, seeded, None if both is None else runner(both))
     return lambda y_true, y_pred: run_loss(forward, y_true, y_pred)  # no autodiff to extend
 
 
@@ -103,7 +93,10 @@ def _jax_loss(forward: Runner, gradient: Runner, seeded: Callable, is_separable:
     return loss
 
 
-def _torch_loss(forward: Runner, seeded: Callable) -> Callable:
+def _torch_loss(forward: Runner, seeded: Callable, both: Runner | None) -> Callable:
+    """A ``torch.autograd.Function``; with ``both`` (a separable loss), the forward pass
+    computes the value and the unit gradient together (their reductions once) when a
+    gradient will be wanted, and the backward pass is one multiplication."""
     import torch
 
     class SymbolicLoss(torch.autograd.Function):
@@ -112,19 +105,38 @@ def _torch_loss(forward: Runner, seeded: Callable) -> Callable:
         generate_vmap_rule = True
 
         @staticmethod
-        def forward(labels: Tensor, prediction: Tensor) -> Tensor:
-            return run_loss(forward, labels, prediction)
+        def forward(labels: Tensor, prediction: Tensor, with_unit: bool) -> tuple[Tensor, Tensor]:
+            if with_unit:
+                outputs = both.run({"y_true": labels, "y_pred": prediction})
+                return outputs["loss"], outputs["gradient"]
+            return run_loss(forward, labels, prediction), prediction.new_zeros(())
 
         @staticmethod
-        def setup_context(context: Any, inputs: tuple, output: Tensor) -> None:
-            context.save_for_backward(*inputs)
+        def setup_context(context: Any, inputs: tuple, output: tuple) -> None:
+            labels, prediction, with_unit = inputs
+            context.mark_non_differentiable(output[1])
+            context.with_unit = with_unit
+            context.save_for_backward(labels, prediction, output[1])
 
         @staticmethod
-        def backward(context: Any, upstream: Tensor) -> tuple[None, Tensor]:
-            labels, prediction = context.saved_tensors
-            return None, seeded(labels, prediction, upstream)
+        def backward(context: Any, upstream: Tensor, _: Tensor) -> tuple[None, Tensor, None]:
+            labels, prediction, unit = context.saved_tensors
+            if not context.with_unit:
+                return None, seeded(labels, prediction, upstream), None
+            squeezed = forward.squeezed_axes(len(prediction.shape))
+            return None, unbroadcast(with_kept_axes(upstream, squeezed) * unit, prediction), None
 
-    return SymbolicLoss.apply
+    # Function.apply binds its arguments with inspect.signature on every call (about half
+    # the Python time of a small eager step); a signature computed once is reused.
+    SymbolicLoss.forward.__signature__ = inspect.signature(SymbolicLoss.forward)
+
+    def loss(labels: Tensor, prediction: Tensor) -> Tensor:
+        # Outside a recorded computation (evaluate, predict, no_grad) the gradient is never
+        # asked for: the value alone is computed.
+        with_unit = both is not None and torch.is_grad_enabled() and prediction.requires_grad
+        return SymbolicLoss.apply(labels, prediction, with_unit)[0]
+
+    return loss
 
 
 __all__ = ["symbolic_loss", "with_kept_axes", "unbroadcast"]

@@ -14,27 +14,18 @@ Keras is imported when a plan first runs, not when this module is.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping
 
 import sympy
 
+from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, execute, prepare,
+                                        with_log_softmax)
 from lossdsl.backends.keras_ops.context import Context, broadcast_shape, finish
 from lossdsl.backends.keras_ops.functions import Tensor, keras_function, sinh
-from lossdsl.errors import LossDSLError
 from lossdsl.limits import COMPILE_CACHE_SIZE
-from lossdsl.lower.guards import taken_masks
-from lossdsl.lower.plan import Node, Plan, log_softmax_nodes, per_sample_tail
+from lossdsl.lower.plan import Node, Plan, late_broadcast_inputs, per_sample_tail
 
 
-Step = Callable[[Context, Node, list], Tensor]
-Program = tuple[tuple[Step | None, Node, tuple[int, ...]], ...]  # None: a given leaf
-
-
-def _given(context: Context, node: Node, args: list) -> Tensor:
-    value = context.given.get(node["name"])
-    if value is None:
-        raise LossDSLError(f"Internal error: no value for the symbol `{node['name']}`.")
-    return value
 
 
 def _call(context: Context, node: Node, args: list) -> Tensor:
@@ -99,34 +90,6 @@ def _power(context: Context, node: Node, args: list) -> Tensor:
     return ops.power(x, context.constant(node["exponent"]))
 
 
-def _where(context: Context, node: Node, args: list) -> Tensor:
-    pairs = list(zip(args[0::2], args[1::2]))
-    result = args[-1] if node["has_default"] else context.constant(float("nan"))
-    for value, condition in reversed(pairs):
-        result = context.ops.where(condition, value, result)
-    return result
-
-
-def _guarded_where(context: Context, node: Node, args: list) -> Tensor:
-    """Each branch computed from its leaves with the gradient cut where it is not taken.
-
-    JAX's and PyTorch's ``where`` pass NaN gradients from an untaken infinite
-    branch just as TF's does: the same guard holds on every backend.
-    """
-    ops, count = context.ops, node["conditions"]
-    conditions, leaves = args[:count], args[count:]
-    taken_by = taken_masks(conditions, node["has_default"], ops.logical_and, ops.logical_not)
-    branches = []
-    for taken, branch in zip(taken_by, node["branches"]):
-        given = [ops.where(taken, leaf, ops.stop_gradient(leaf)) if masked else leaf
-                 for leaf, masked in zip(leaves, node["masked"])]
-        branches.append(execute(context, context.programs[id(branch)], given)[branch.result])
-    result = branches[-1] if node["has_default"] else context.constant(float("nan"))
-    for condition, branch_value in reversed(list(zip(conditions, branches))):
-        result = ops.where(condition, branch_value, result)
-    return result
-
-
 def _step(context: Context, node: Node, args: list) -> Tensor:
     ops, value = context.ops, args[0]
     middle = ops.full_like(value, node["at_zero"])
@@ -134,69 +97,22 @@ def _step(context: Context, node: Node, args: list) -> Tensor:
                      ops.where(value < 0, ops.zeros_like(value), middle))
 
 
-def _logic(context: Context, node: Node, args: list) -> Tensor:
-    function, result = getattr(context.ops, LOGIC[node["name"]]), args[0]
-    for arg in args[1:]:
-        result = function(result, arg)
-    return result
-
-
-LOGIC = {"and": "logical_and", "or": "logical_or", "xor": "logical_xor"}
-
 DISPATCH: dict[str, Step] = {
-    "input": _given, "parameter": _given,
-    "constant": lambda context, node, args: context.constant(node["value"]),
+    **SHARED_STEPS, "call": _call, "reduction": _reduction, "add": _add, "mul": _mul,
+    "power": _power, "step": _step,
     "boolean": lambda context, node, args: context.ops.convert_to_tensor(node["value"]),
     "count": lambda context, node, args: context.count(context.axes(node["axis"])),
-    "call": _call, "reduction": _reduction, "add": _add, "mul": _mul, "power": _power,
-    "where": _where, "guarded_where": _guarded_where, "step": _step,
     "relation": lambda context, node, args: getattr(context.ops, node["name"])(*args),
-    "logic": _logic,
-    "not": lambda context, node, args: context.ops.logical_not(args[0]),
-    "ite": lambda context, node, args: context.ops.where(*args),
     "sinh": lambda context, node, args: sinh(args[0]),
 }
 # "given" (a guarded branch's leaf) is read by `execute` itself.
 HANDLED_KINDS = frozenset(DISPATCH) | {"given"}
 
 
-def _prepare(nodes: Sequence[Node], programs: dict[int, Program]) -> Program:
-    """Each node paired with its function; the programs of guarded branches go to ``programs``."""
-    for node in nodes:
-        for branch in node.attrs.get("branches", ()):
-            programs[id(branch)] = _prepare(branch.nodes, programs)
-    return tuple((None if node.kind == "given" else DISPATCH[node.kind], node, node.children)
-                 for node in nodes)
-
-
-def _softmax_program(plan: Plan, program: Program) -> tuple[Program, list] | None:
-    """``program`` with each ``x - logsumexp(x)`` as one ``keras.ops.log_softmax``, and the
-    axis specs of those logsumexps (they must reduce the last axis alone); None if there are none.
-
-    Cross-entropy on logits then runs as Keras's own does: ``logsumexp`` is several
-    ops on every backend, and an eager PyTorch op costs more than its arithmetic.
-    """
-    found = log_softmax_nodes(plan)
-    if not found:
-        return None
-    steps = list(program)
-    for index, (x, lse, only_here) in found.items():
-        node = plan.nodes[index]
-        position = node.children.index(x)
-        steps[index] = (lambda context, node, args, position=position:
-                        context.ops.log_softmax(args[position], axis=-1), node, node.children)
-        if only_here:  # its value is not needed: nothing runs
-            steps[lse] = (lambda context, node, args: None, plan.nodes[lse], ())
-    return tuple(steps), [plan.nodes[lse]["axis"] for _, lse, _ in found.values()]
-
-
-def execute(context: Context, program: Program, given: Sequence[Tensor] = ()) -> list[Tensor]:
-    """The value of every node of ``program``; ``given`` are a branch's leaves."""
-    values: list[Tensor] = []
-    for step, node, children in program:
-        values.append(given[node.attrs["index"]] if step is None else
-                      step(context, node, [values[i] for i in children]))
-    return values
+def _log_softmax(context: Context, x: Tensor) -> Tensor:
+    # Cross-entropy on logits then runs as Keras's own does: logsumexp is several ops
+    # on every backend, and an eager PyTorch op costs more than its arithmetic.
+    return context.ops.log_softmax(x, axis=-1)
 
 
 class Runner:
@@ -205,10 +121,14 @@ class Runner:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.programs: dict[int, Program] = {}  # a guarded where's branches, by id (plan-owned)
-        self.program = _prepare(plan.nodes, self.programs)
+        self.program = prepare(plan.nodes, DISPATCH, self.programs)
         self.squeezed_axes = plan.squeezed_axes
         self.tail = per_sample_tail(plan)  # arithmetic on reductions: one number per sample
-        self.softmax = _softmax_program(plan, self.program)
+        self.softmax = with_log_softmax(plan, self.program, _log_softmax)
+        # Inputs only summed or multiplied into elementwise outputs (the upstream gradient
+        # of the symbolic backward pass) broadcast there: not brought to the full shape first.
+        self.left_small = late_broadcast_inputs(plan)
+        self.by_rank: dict[int, tuple[frozenset, Program]] = {}  # see run()
 
     def _flat_reductions(self, context: Context) -> frozenset:
         """The tail's reductions, when each reduces exactly the axes the output drops."""
@@ -220,26 +140,32 @@ class Runner:
             return frozenset(id(node) for node in reductions)
         return frozenset()
 
+    def _program(self, context: Context) -> Program:
+        """The log-softmax program where its logsumexps reduce the last axis, else the plain one."""
+        if self.softmax and all(context.axes(axis) == [context.rank - 1]
+                                for axis in self.softmax[1]):
+            return self.softmax[0]
+        return self.program
+
     def run(self, inputs: Mapping[str, Tensor],
             symbols: Mapping[sympy.Symbol, Tensor] | None = None) -> dict[str, Tensor]:
         """Evaluate every output; ``inputs`` are same-dtype tensors of equal rank, by name."""
         import keras
 
-        ops = keras.ops
         first = next(iter(inputs.values()))
-        shape = broadcast_shape([tuple(ops.shape(tensor)) for tensor in inputs.values()])
-        context = Context(ops, _dtype_name(first.dtype), shape,
-                          self.plan.reduced, _torch_device(first),
-                          programs=self.programs)
-        context.flat = self._flat_reductions(context)
+        shape = broadcast_shape(tuple(tuple(tensor.shape) for tensor in inputs.values()))
+        context = Context(keras.ops, _dtype_name(first.dtype), shape, self.plan.reduced,
+                          _torch_device(first), programs=self.programs)
+        # What depends only on the rank is decided once per rank (PyTorch runs this per call).
+        decided = self.by_rank.get(context.rank)
+        if decided is None:
+            decided = self.by_rank[context.rank] = (self._flat_reductions(context),
+                                                    self._program(context))
+        context.flat, program = decided
         for name, tensor in inputs.items():
-            context.given[name] = context.full(tensor)
+            context.given[name] = tensor if name in self.left_small else context.full(tensor)
         if symbols:
             context.given.update((symbol.name, value) for symbol, value in symbols.items())
-        program = self.program
-        if self.softmax and all(context.axes(axis) == [context.rank - 1]
-                                for axis in self.softmax[1]):
-            program = self.softmax[0]
         values = execute(context, program)
         flat_output = self.tail[0] if context.flat else None
         return {output.name: values[output.index] if output.index == flat_output

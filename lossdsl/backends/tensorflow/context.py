@@ -8,8 +8,8 @@ from functools import lru_cache
 from typing import Any
 
 from lossdsl.backends.tensorflow.functions import Tensor, in_xla_context
-from lossdsl.lower.shapes import Reduced, incompatible_shapes, resolve_axes
-from lossdsl.limits import EAGER_TENSOR_CACHE_SIZE, RESOLVED_AXES_CACHE_SIZE
+from lossdsl.lower.shapes import Reduced, incompatible_shapes, resolved_axes
+from lossdsl.limits import EAGER_TENSOR_CACHE_SIZE
 from lossdsl.symbolic.counts import Axis
 
 
@@ -58,6 +58,25 @@ class Context:
     tail: bool = False  # the output is computed on one number per sample (see run.Runner)
     _xla: bool | None = None  # whether ops are traced for XLA, asked when first needed
 
+    # The primitives of the steps every backend shares (lossdsl.backends.interpret).
+    def where(self, condition: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        return self.tf.where(condition, a, b)
+
+    def stop_gradient(self, value: Tensor) -> Tensor:
+        return self.tf.stop_gradient(value)
+
+    def logical_and(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.tf.math.logical_and(a, b)
+
+    def logical_or(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.tf.math.logical_or(a, b)
+
+    def logical_xor(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.tf.math.logical_xor(a, b)
+
+    def logical_not(self, a: Tensor) -> Tensor:
+        return self.tf.math.logical_not(a)
+
     def in_xla(self) -> bool:
         """Whether the ops are being traced for XLA (``jit_compile=True``)."""
         if self._xla is None:
@@ -71,7 +90,7 @@ class Context:
 
     def axes(self, axis: Axis | str) -> list[int]:
         """Resolve an axis spec to non-negative axes of the batch (never the batch axis)."""
-        return list(_resolved(self.rank, axis, self.reduced))
+        return list(resolved_axes(self.rank, axis, self.reduced))
 
     def axis_argument(self, axes: list[int]) -> Any:
         """``axes`` as a reduction's ``axis``: in eager mode an int or a shared tensor, not a
@@ -82,7 +101,7 @@ class Context:
 
     def output_axes(self) -> list[int]:
         """The axes along which the per-sample output is constant (they get squeezed)."""
-        return list(_resolved(self.rank, "output", self.reduced))
+        return list(resolved_axes(self.rank, "output", self.reduced))
 
     def count(self, axes: list[int]) -> Tensor:
         known = [self.static[a] for a in axes]
@@ -108,11 +127,6 @@ class Context:
         if self.eager and isinstance(shape, list):  # a shared tensor, not a list converted per call
             shape = _eager_axes(self.tf, tuple(shape))
         return self.tf.broadcast_to(value, shape)
-
-
-@lru_cache(maxsize=RESOLVED_AXES_CACHE_SIZE)
-def _resolved(rank: int, axis: Axis | str, reduced: Reduced) -> tuple[int, ...]:
-    return tuple(resolve_axes(rank, axis, reduced))
 
 
 @lru_cache(maxsize=EAGER_TENSOR_CACHE_SIZE)

@@ -18,7 +18,7 @@ through labels).
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import partial
 from typing import Callable
 
 import tensorflow as tf
@@ -28,32 +28,18 @@ try:  # private; if TF moves it, eager calls take tf.custom_gradient's path
 except ImportError:  # pragma: no cover
     _record = None
 
-from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE, CompiledExpression, analyze
-from lossdsl.analysis.backward import separable
+from lossdsl.analysis.analyze import CompiledExpression
 from lossdsl.backends.tensorflow.fused import (LossFunction, fused_loss, unbroadcast,
                                                with_kept_axes, worth_fusing)
 from lossdsl.backends.tensorflow.run import Runner, run_loss, runner
-from lossdsl.lower.plans import forward_plan, seeded_gradient_plan
-
-
-@lru_cache(maxsize=COMPILE_CACHE_SIZE)
-def _plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]
-           ) -> tuple[Runner, Runner, bool]:
-    """(forward, gradient, separable) runners, cached: compiling a loss again must cost no SymPy work.
-
-    ``separable``: the gradient is the upstream gradient times a formula of the
-    inputs alone, which the fused path evaluates before the upstream is known.
-    """
-    compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
-    # Inside tf.custom_gradient the tape does not differentiate the forward ops.
-    return (runner(forward_plan(compiled, differentiable=False)),
-            runner(seeded_gradient_plan(compiled)), separable(source, wrt=wrt))
+from lossdsl.lower.plans import symbolic_plans
 
 
 def symbolic_loss(compiled: CompiledExpression) -> LossFunction:
     """``(y_true, y_pred) -> per-sample loss`` whose gradient is the derived formula."""
-    forward, gradient, separable = _plans(compiled.source, compiled.wrt,
-                                          tuple(sorted(compiled.params.items())))
+    forward_of, gradient_of, separable = symbolic_plans(compiled)
+    # Inside tf.custom_gradient the tape does not differentiate the forward ops.
+    forward, gradient = runner(forward_of), runner(gradient_of)
     fused = fused_loss(partial(run_loss, forward), partial(_unit_gradient, gradient),
                        labels_differentiable=False) if separable else None
 

@@ -13,34 +13,20 @@ TensorFlow is imported when a plan first runs, not when this module is.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import sympy
 
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE
+from lossdsl.backends.interpret import SHARED_STEPS, Program, Step, execute, prepare
 from lossdsl.backends.tensorflow.context import (Capabilities, Context, batch_shape, finish,
                                                  same_static_shape, smaller)
 from lossdsl.backends.tensorflow.functions import Tensor, tf_function
 from lossdsl.backends.tensorflow.kernels import softmax_program
 from lossdsl.backends.tensorflow.xla import (MATVEC_KINDS, SHARED_EXP, as_matvec,
                                              matvec_logsumexp, matvec_reduce, shared_exp)
-from lossdsl.errors import LossDSLError
-from lossdsl.lower.guards import taken_masks
 from lossdsl.lower.plan import Node, Plan, late_broadcast_inputs, per_sample_tail
 
-Step = Callable[[Context, Node, list], Tensor]
-Program = tuple[tuple[Step | None, Node, tuple[int, ...]], ...]  # None: a given leaf
-
-
-def _given(context: Context, node: Node, args: list) -> Tensor:
-    value = context.given.get(node["name"])
-    if value is None:
-        raise LossDSLError(f"Internal error: no value for the symbol `{node['name']}`.")
-    return value
-
-
-def _constant(context: Context, node: Node, args: list) -> Tensor:
-    return context.constant(node["value"])
 
 
 def _boolean(context: Context, node: Node, args: list) -> Tensor:
@@ -152,30 +138,6 @@ def _power(context: Context, node: Node, args: list) -> Tensor:
     return context.tf.pow(args[0], context.constant(node["exponent"]))
 
 
-def _where(context: Context, node: Node, args: list) -> Tensor:
-    pairs = list(zip(args[0::2], args[1::2]))
-    result = args[-1] if node["has_default"] else context.constant(float("nan"))
-    for value, condition in reversed(pairs):
-        result = context.tf.where(condition, value, result)
-    return result
-
-
-def _guarded_where(context: Context, node: Node, args: list) -> Tensor:
-    """Each branch computed from its leaves with the gradient cut where it is not taken."""
-    tf, count = context.tf, node["conditions"]
-    conditions, leaves = args[:count], args[count:]
-    taken_by = taken_masks(conditions, node["has_default"], tf.logical_and, tf.logical_not)
-    branches = []
-    for taken, branch in zip(taken_by, node["branches"]):
-        given = [tf.where(taken, leaf, tf.stop_gradient(leaf)) if masked else leaf
-                 for leaf, masked in zip(leaves, node["masked"])]
-        branches.append(execute(context, context.programs[id(branch)], given)[branch.result])
-    result = branches[-1] if node["has_default"] else context.constant(float("nan"))
-    for condition, branch_value in reversed(list(zip(conditions, branches))):
-        result = tf.where(condition, branch_value, result)
-    return result
-
-
 def _step(context: Context, node: Node, args: list) -> Tensor:
     tf, value = context.tf, args[0]
     ones, zeros = tf.ones_like(value), tf.zeros_like(value)
@@ -187,46 +149,16 @@ def _relation(context: Context, node: Node, args: list) -> Tensor:
     return tf_function(RELATIONS[node["name"]])(*args)
 
 
-def _logic(context: Context, node: Node, args: list) -> Tensor:
-    function, result = tf_function(LOGIC[node["name"]]), args[0]
-    for arg in args[1:]:
-        result = function(result, arg)
-    return result
-
-
 RELATIONS = {name: f"math.{name}" for name in
              ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")}
-LOGIC = {"and": "math.logical_and", "or": "math.logical_or", "xor": "math.logical_xor"}
 
 DISPATCH: dict[str, Step] = {
-    "input": _given, "parameter": _given, "constant": _constant, "boolean": _boolean,
-    "count": _count, "call": _call, "reduction": _reduction, "add": _add, "mul": _mul,
-    "power": _power, "where": _where, "guarded_where": _guarded_where, "step": _step,
-    "relation": _relation, "logic": _logic,
-    "not": lambda context, node, args: context.tf.math.logical_not(args[0]),
-    "ite": lambda context, node, args: context.tf.where(*args),
+    **SHARED_STEPS, "boolean": _boolean, "count": _count, "call": _call, "reduction": _reduction,
+    "add": _add, "mul": _mul, "power": _power, "step": _step, "relation": _relation,
     "sinh": lambda context, node, args: context.tf.math.sinh(args[0]),
 }
 # "given" (a guarded branch's leaf) is read by `execute` itself.
 HANDLED_KINDS = frozenset(DISPATCH) | {"given"}
-
-
-def _prepare(nodes: Sequence[Node], programs: dict[int, Program]) -> Program:
-    """Each node paired with its function; the programs of guarded branches go to ``programs``."""
-    for node in nodes:
-        for branch in node.attrs.get("branches", ()):
-            programs[id(branch)] = _prepare(branch.nodes, programs)
-    return tuple((None if node.kind == "given" else DISPATCH[node.kind], node, node.children)
-                 for node in nodes)
-
-
-def execute(context: Context, program: Program, given: Sequence[Tensor] = ()) -> list[Tensor]:
-    """The value of every node of ``program``; ``given`` are a branch's leaves."""
-    values: list[Tensor] = []
-    for step, node, children in program:
-        values.append(given[node.attrs["index"]] if step is None else
-                      step(context, node, [values[i] for i in children]))
-    return values
 
 
 class Runner:
@@ -235,7 +167,7 @@ class Runner:
     def __init__(self, plan: Plan, capabilities: Capabilities = Capabilities()) -> None:
         self.plan, self.capabilities = plan, capabilities
         self.programs: dict[int, Program] = {}  # a guarded where's branches, by id (plan-owned)
-        self.program = _prepare(plan.nodes, self.programs)
+        self.program = prepare(plan.nodes, DISPATCH, self.programs)
         self.squeezed_axes = plan.squeezed_axes
         self.tail = per_sample_tail(plan)  # reductions that may drop their axes: no squeeze
         self.left_small = late_broadcast_inputs(plan)  # eagerly not broadcast first (upstream)

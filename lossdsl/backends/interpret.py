@@ -1,0 +1,126 @@
+"""What every interpreter of a plan shares: preparing a program, walking it, and the node
+kinds whose meaning is the same on every backend.
+
+A backend's context (:class:`lossdsl.backends.tensorflow.context.Context`,
+:class:`lossdsl.backends.keras_ops.context.Context`) provides ``given`` (values
+by name), ``programs`` (prepared guarded branches), ``constant(value)``, and the
+few primitives these steps use: ``where``, ``stop_gradient``, ``logical_and``,
+``logical_or``, ``logical_xor``, ``logical_not``. The kinds whose fastest form
+differs per backend (``add``'s order, ``mul``, ``call``, ``reduction``) stay in
+each backend's runner.
+
+No backend is imported here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+from lossdsl.errors import LossDSLError
+from lossdsl.lower.guards import taken_masks
+from lossdsl.lower.plan import Node, Plan, log_softmax_nodes
+
+Tensor = Any
+Step = Callable[[Any, Node, list], Tensor]
+Program = tuple[tuple[Step | None, Node, tuple[int, ...]], ...]  # None: a guarded branch's leaf
+
+
+def prepare(nodes: Sequence[Node], dispatch: Mapping[str, Step],
+            programs: dict[int, Program]) -> Program:
+    """Each node paired with its step once; the programs of guarded branches go to ``programs``."""
+    for node in nodes:
+        for branch in node.attrs.get("branches", ()):
+            programs[id(branch)] = prepare(branch.nodes, dispatch, programs)
+    return tuple((None if node.kind == "given" else dispatch[node.kind], node, node.children)
+                 for node in nodes)
+
+
+def execute(context: Any, program: Program, given: Sequence[Tensor] = ()) -> list[Tensor]:
+    """The value of every node of ``program``; ``given`` are a guarded branch's leaves."""
+    values: list[Tensor] = []
+    for step, node, children in program:
+        values.append(given[node.attrs["index"]] if step is None else
+                      step(context, node, [values[i] for i in children]))
+    return values
+
+
+def given_value(context: Any, node: Node, args: list) -> Tensor:
+    """An input or a parameter: its value by name."""
+    value = context.given.get(node["name"])
+    if value is None:
+        raise LossDSLError(f"Internal error: no value for the symbol `{node['name']}`.")
+    return value
+
+
+def where_chain(context: Any, node: Node, args: list) -> Tensor:
+    """``where``: value, condition pairs, the first that holds wins (NaN where none does)."""
+    pairs = list(zip(args[0::2], args[1::2]))
+    result = args[-1] if node["has_default"] else context.constant(float("nan"))
+    for value, condition in reversed(pairs):
+        result = context.where(condition, value, result)
+    return result
+
+
+def guarded_where(context: Any, node: Node, args: list) -> Tensor:
+    """Each branch computed from its leaves with the gradient cut where it is not taken.
+
+    TF's, JAX's and PyTorch's ``where`` all pass NaN gradients from an untaken
+    branch that is infinite: the same guard holds on every backend.
+    """
+    count = node["conditions"]
+    conditions, leaves = args[:count], args[count:]
+    taken_by = taken_masks(conditions, node["has_default"], context.logical_and,
+                           context.logical_not)
+    branches = []
+    for taken, branch in zip(taken_by, node["branches"]):
+        given = [context.where(taken, leaf, context.stop_gradient(leaf)) if masked else leaf
+                 for leaf, masked in zip(leaves, node["masked"])]
+        branches.append(execute(context, context.programs[id(branch)], given)[branch.result])
+    result = branches[-1] if node["has_default"] else context.constant(float("nan"))
+    for condition, branch_value in reversed(list(zip(conditions, branches))):
+        result = context.where(condition, branch_value, result)
+    return result
+
+
+def logic(context: Any, node: Node, args: list) -> Tensor:
+    """``and``, ``or``, ``xor``, folded left over the children."""
+    function, result = getattr(context, f"logical_{node['name']}"), args[0]
+    for arg in args[1:]:
+        result = function(result, arg)
+    return result
+
+
+def with_log_softmax(plan: Plan, program: Program,
+                     log_softmax: Callable[[Any, Tensor], Tensor]) -> tuple[Program, list] | None:
+    """``program`` with each ``x - logsumexp(x)`` as one log-softmax kernel, and the axis
+    specs of those logsumexps (the kernel applies only where they reduce the last axis alone).
+
+    ``log_softmax(context, x)`` is the backend's kernel over the last axis. None when
+    the plan has no such node. A logsumexp read nowhere else is not computed at all.
+    """
+    found = log_softmax_nodes(plan)
+    if not found:
+        return None
+    steps = list(program)
+    for index, (x, lse, only_here) in found.items():
+        node = plan.nodes[index]
+        position = node.children.index(x)
+        steps[index] = (lambda context, node, args, position=position:
+                        log_softmax(context, args[position]), node, node.children)
+        if only_here:  # its value is not needed: nothing runs
+            steps[lse] = (lambda context, node, args: None, plan.nodes[lse], ())
+    return tuple(steps), [plan.nodes[lse]["axis"] for _, lse, _ in found.values()]
+
+
+SHARED_STEPS: dict[str, Step] = {
+    "input": given_value, "parameter": given_value, "where": where_chain,
+    "guarded_where": guarded_where, "logic": logic,
+    "constant": lambda context, node, args: context.constant(node["value"]),
+    "not": lambda context, node, args: context.logical_not(args[0]),
+    "ite": lambda context, node, args: context.where(*args),
+}
+"""The steps whose meaning is the same on every backend, by kind."""
+
+
+__all__ = ["Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
+           "guarded_where", "logic", "with_log_softmax"]
