@@ -7,12 +7,15 @@ backend at hand if the gradient comes from that backend's autodiff: so
 ``jax.value_and_grad`` on JAX and ``torch.autograd`` on PyTorch, never TF's tape
 on all three. :func:`tape_value_and_gradient` is TF's tape whatever the backend,
 for references written in TensorFlow ops (TF is always installed).
+:func:`run_on_backend` runs a script in a fresh process on another backend, and
+:func:`keras_builtins_on_tensorflow` gives Keras's built-ins on TF as references where
+its JAX/PyTorch built-in is inexact (:func:`keras_builtin_inexact_here`).
 
 float64 on JAX: JAX truncates float64 to float32 unless x64 is enabled. Turning
 it on for the whole process would change what every other test sees (numpy
 float64 inputs would stay float64), so :func:`float64_enabled` turns it on only
-around a float64 computation, with the ``jax.enable_x64`` context manager of
-JAX >= 0.7 (thread-local; pytest runs tests in its main thread).
+around a float64 computation, with JAX's ``jax.enable_x64`` context manager (checked
+on JAX 0.10.2; thread-local, and pytest runs tests in its main thread).
 """
 
 from __future__ import annotations
@@ -121,12 +124,6 @@ def tape_value_and_gradient(function: LossFunction, y_true: np.ndarray, y_pred: 
     return value.numpy(), gradient.numpy()
 
 
-def call(function: LossFunction, *arguments: np.ndarray, dtype: str = "float32") -> np.ndarray:
-    """``function`` on NumPy arguments, no gradient, as NumPy (float64 really float64 on JAX)."""
-    with float64_enabled(dtype):
-        return to_numpy(function(*arguments))
-
-
 def run_on_backend(script: str, backend: str, *arguments: str, **environment: str) -> list[dict]:
     """Run ``script`` in a fresh process on ``backend``; its JSON lines (fails with its stderr).
 
@@ -173,11 +170,11 @@ class BuiltinCall:
                                   np.asarray(self.y_pred), self.dtype)
 
 
-def keras_builtin_inexact_here(keras_name: str, keywords: dict[str, Any], y_pred: np.ndarray,
-                               dtype: str = "float32") -> bool:
-    """Whether Keras 3.15's own built-in is inexact on this backend for these inputs.
+def keras_builtin_inexact_here(keras_name: str, keywords: dict[str, Any], y_true: np.ndarray,
+                               y_pred: np.ndarray, dtype: str = "float32") -> bool:
+    """Whether Keras 3.15's own built-in differs from TF's rules on this backend for these inputs.
 
-    There a parity test's reference is the same built-in on TensorFlow, where it is exact
+    There a parity test's reference is the same built-in on TensorFlow
     (:func:`keras_builtins_on_tensorflow`). Found by comparing with float64 NumPy:
 
     * float64 on JAX and PyTorch: ``ops.mean`` (and the loss reduction's ``divide_no_nan``)
@@ -186,12 +183,28 @@ def keras_builtin_inexact_here(keras_name: str, keywords: dict[str, Any], y_pred
     * ``BinaryFocalCrossentropy(from_logits=True)`` on JAX and PyTorch takes
       ``log(1 - sigmoid(logits))`` in float32 (TF's Keras recovers the logits): 2e-5 off
       at logits of +-10.
+    * An exact tie: ``jnp.maximum``/``torch.maximum`` (and ``jnp.clip`` at its bounds)
+      split a tie's gradient in halves, where TF sends all of it to the first argument,
+      the rule lossdsl derives its gradients with on every backend (README, "Backends").
+      Keras's own hinge inputs have ``y_true*y_pred == 1``; ``KLDivergence`` clips
+      ``y_pred`` to ``[epsilon, 1]``.
     """
     if BACKEND == "tensorflow":
         return False
     saturated = keras_name == "BinaryFocalCrossentropy" and bool(keywords.get("from_logits")) \
         and float(np.abs(y_pred).max()) >= 10
-    return dtype == "float64" or saturated
+    return dtype == "float64" or saturated or _tie(keras_name, y_true, y_pred)
+
+
+def _tie(keras_name: str, y_true: np.ndarray, y_pred: np.ndarray) -> bool:
+    """Whether the built-in's ``maximum``/``clip`` sits exactly at a tie for these inputs."""
+    y_true, y_pred = np.asarray(y_true, "float64"), np.asarray(y_pred, "float64")
+    if keras_name in ("Hinge", "SquaredHinge"):
+        signs = np.where(np.isin(y_true, (0.0, 1.0)).all(), 2 * y_true - 1, y_true)
+        return bool(np.any(signs * y_pred == 1.0))
+    if keras_name == "KLDivergence":
+        return bool(np.any(y_pred == 1.0) or np.any(y_true == 1.0))
+    return False
 
 
 _ON_TENSORFLOW = """
@@ -219,6 +232,6 @@ def keras_builtins_on_tensorflow(calls: list[BuiltinCall], folder: Path
     return [(np.asarray(line["value"]), np.asarray(line["gradient"])) for line in lines]
 
 
-__all__ = ["BACKEND", "BACKENDS", "BuiltinCall", "LossFunction", "ROOT", "call",
-           "float64_enabled", "keras_builtin_inexact_here", "keras_builtins_on_tensorflow", "labels_tensor", "run_on_backend",
-           "tape_value_and_gradient", "to_numpy", "value_and_gradient"]
+__all__ = ["BACKEND", "BACKENDS", "BuiltinCall", "LossFunction", "ROOT", "float64_enabled",
+           "keras_builtin_inexact_here", "keras_builtins_on_tensorflow", "labels_tensor",
+           "run_on_backend", "tape_value_and_gradient", "to_numpy", "value_and_gradient"]

@@ -45,8 +45,8 @@ _SAVE = _COMMON + textwrap.dedent("""
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(
         3, kernel_regularizer=lossdsl.regularizer("0.5*alpha*sum(w^2)", alpha=0.05))])
     model.layers[0].set_weights([KERNEL, np.zeros(3, "float32")])
-    model.compile(optimizer=keras.optimizers.SGD(0.05),
-                  loss=lossdsl.compile("mean(abs(y_true - y_pred)^gamma)", gamma=1.5, name="robust"),
+    loss = lossdsl.compile("mean(abs(y_true - y_pred)^gamma)", gamma=1.5, name="robust")
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=loss,
                   metrics=[lossdsl.metric("mean(abs(y_true - y_pred))", name="mae")])
     model.fit(X, Y, batch_size=8, epochs=1, shuffle=False, verbose=0)  # trains on this backend
     result = model.evaluate(X, Y, batch_size=32, return_dict=True, verbose=0)
@@ -110,7 +110,7 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[st
 
 @pytest.fixture(scope="module")
 def reloaded(saved_models: dict[str, tuple[str, dict]]) -> dict[tuple[str, str], dict]:
-    """Per ``(saved_on, loaded_on)``: what the reloaded model evaluates to, one process per target."""
+    """Per ``(saved_on, loaded_on)``: what the reloaded model evaluates to; a process a target."""
     results = {}
     for target in BACKENDS:
         sources = [backend for backend in BACKENDS if backend != target]

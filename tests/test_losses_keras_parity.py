@@ -220,7 +220,7 @@ def test_equals_keras_builtin_in_value_and_gradient(case: Case, weighted: bool,
     unreduced = getattr(keras.losses, case.keras)(**case.keras_keywords, reduction="none")
     for y_true, y_pred in INPUTS[case.inputs]:
         weight = _weight_for(unreduced, y_true, y_pred, weighted)
-        if keras_builtin_inexact_here(case.keras, case.keras_keywords, y_pred):
+        if keras_builtin_inexact_here(case.keras, case.keras_keywords, y_true, y_pred):
             [expected] = keras_builtins_on_tensorflow(
                 [BuiltinCall.of(case.keras, case.keras_keywords, y_true, y_pred, weight)], tmp_path)
         else:
@@ -272,7 +272,8 @@ def test_float64_equals_keras_float64(case: Case, float64_keras_values: dict) ->
                   keras.backend.standardize_dtype(here.dtype)}
     assert dtypes == {"float64"}, dtypes
     np.testing.assert_allclose(to_numpy(value), float64_keras_values[case.id], rtol=1e-12)
-    inexact = keras_builtin_inexact_here(case.keras, case.keras_keywords, y_pred, "float64")
+    inexact = keras_builtin_inexact_here(case.keras, case.keras_keywords, y_true, y_pred,
+                                         "float64")
     np.testing.assert_allclose(to_numpy(value), to_numpy(here), rtol=1e-6 if inexact else 1e-12)
 
 
