@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+from bench_data import make_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARY = os.path.join(ROOT, "lossdsl")
@@ -66,21 +67,6 @@ CASES = (
     # axis=-1 for both: Keras's Dice() (axis=None) reduces the whole batch to one number.
     Case("Dice", "dice", "Dice", (("axis", -1),), "prob"),
 )
-
-
-def make_data(shape: tuple[int, int], labels: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(y_true, y_pred) as float32 numpy arrays, labels of the kind the loss expects."""
-    rng = np.random.default_rng(seed)
-    y_pred = rng.normal(0, 2, shape)
-    if labels == "real":
-        y_true = rng.normal(0, 1, shape)
-    elif labels == "binary":
-        y_true = rng.integers(0, 2, shape)
-    elif labels == "onehot":
-        y_true = np.eye(shape[-1])[rng.integers(0, shape[-1], shape[0])]
-    else:
-        y_true, y_pred = rng.uniform(0, 1, shape), rng.uniform(0, 1, shape)
-    return y_true.astype("float32"), y_pred.astype("float32")
 
 
 def paired_rounds(measures: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:

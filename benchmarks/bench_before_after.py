@@ -27,8 +27,8 @@ import warnings
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from bench_data import make_data  # noqa: E402
 
 LOSSES = {
     "MSE": ("mean((y_true - y_pred)^2)", "real", {}),
@@ -59,20 +59,6 @@ def load_lossdsl(tree: str):
         sys.path.remove(tree)
     assert os.path.realpath(lossdsl.__file__).startswith(os.path.realpath(tree)), lossdsl.__file__
     return lossdsl
-
-
-def data(shape: tuple[int, int], labels: str) -> tuple[tf.Tensor, tf.Tensor]:
-    rng = np.random.default_rng(0)
-    y_pred = rng.normal(0, 2, shape)
-    if labels == "real":
-        y_true = rng.normal(0, 1, shape)
-    elif labels == "binary":
-        y_true = rng.integers(0, 2, shape)
-    elif labels == "onehot":
-        y_true = np.eye(shape[-1])[rng.integers(0, shape[-1], shape[0])]
-    else:
-        y_true, y_pred = rng.uniform(0, 1, shape), rng.uniform(0, 1, shape)
-    return tf.constant(y_true, tf.float32), tf.constant(y_pred, tf.float32)
 
 
 def step_function(loss, mode: str):
@@ -108,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             for gradient in GRADIENTS:
                 loss = lossdsl.compile(source, gradient=gradient, **params)
                 for shape in shapes:
-                    inputs[(loss_name, shape)] = data(shape, labels)
+                    inputs[(loss_name, shape)] = tuple(map(tf.constant, make_data(shape, labels)))
                     for mode in MODES:
                         functions[(loss_name, gradient, mode, shape, version)] = \
                             step_function(loss, mode)

@@ -45,6 +45,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from bench_data import make_data  # noqa: E402
 import keras  # noqa: E402
 
 import lossdsl  # noqa: E402
@@ -113,19 +114,8 @@ CASES = (
 )
 
 
-def _data(shape, labels, seed=0):
-    rng = np.random.default_rng(seed)
-    y_pred = rng.normal(0, 2, shape).astype("float32")
-    if labels == "real":
-        y_true = rng.normal(0, 1, shape)
-    elif labels == "binary":
-        y_true = rng.integers(0, 2, shape)
-    elif labels == "onehot":
-        y_true = np.eye(shape[-1])[rng.integers(0, shape[-1], shape[0])]
-    else:
-        y_true = rng.uniform(0, 1, shape)
-        y_pred = rng.uniform(0, 1, shape).astype("float32")
-    return tf.constant(y_true.astype("float32")), tf.constant(y_pred)
+def _tensors(shape, labels):
+    return tuple(map(tf.constant, make_data(shape, labels)))
 
 
 def _value_and_grad(loss_fn):
@@ -184,14 +174,14 @@ def bench_forward_backward(shape, modes, rounds, budget_ms):
     """{(case, mode, variant): [ms per call per round]} plus the floor."""
     functions, data = {}, {}
     for case in CASES:
-        y_true, y_pred = _data(shape, case.labels)
+        y_true, y_pred = _tensors(shape, case.labels)
         data[case.name] = (y_true, y_pred)
         variants = _variants(case)
         _check_agreement(case, variants, y_true, y_pred)
         for mode in modes:
             for name, loss in variants.items():
                 functions[(case.name, mode, name)] = _wrap(_value_and_grad(loss), mode)
-    floor_data = _data(shape, "real")
+    floor_data = _tensors(shape, "real")
     functions[("floor", "xla", "floor")] = tf.function(_floor, jit_compile=True)
     data["floor"] = floor_data
     calls = {}
@@ -282,7 +272,7 @@ def bench_fit(classes, steps, rounds):
     x = rng.normal(size=(batch * steps, 784)).astype("float32")
     results = {}
     for case in CASES:
-        _, y = _data((batch * steps, classes), case.labels)
+        _, y = _tensors((batch * steps, classes), case.labels)
         dataset = tf.data.Dataset.from_tensor_slices((x, y.numpy())).batch(batch).cache()
         variants = {"built-in": case.builtin(),
                     "dsl autodiff": lossdsl.compile(case.source, gradient="autodiff",
@@ -402,7 +392,7 @@ def bench_first_call(shape=(256, 1000), repeats=3):
     threshold = fused.FUSED_MIN_ELEMENTS
     try:
         for case in CASES:
-            y_true, y_pred = _data(shape, case.labels)
+            y_true, y_pred = _tensors(shape, case.labels)
             for mode in ("autodiff", "symbolic"):
                 row = []
                 for fuse in (False, True):

@@ -26,8 +26,6 @@ from lossdsl.limits import COMPILE_CACHE_SIZE
 from lossdsl.lower.plan import Node, Plan, late_broadcast_inputs, per_sample_tail
 
 
-
-
 def _call(context: Context, node: Node, args: list) -> Tensor:
     function = keras_function(node.op.keras_path)
     if node["by_position"]:  # its value depends on where each element sits: the full shape
