@@ -30,6 +30,7 @@ from lossdsl.analysis.backward import UPSTREAM, backward, separable
 from lossdsl.lower.build import build
 from lossdsl.lower.plan import Output, Plan
 from lossdsl.lower.shapes import output_reductions
+from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.fuse import fuse_reductions
 from lossdsl.symbolic.translate import ReductionTable
 
@@ -131,8 +132,13 @@ def _value_and_unit_gradient_plan(source: str, wrt: str, params: tuple[tuple[str
     compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
     seeded, values = backward(source, wrt=wrt), _values(compiled)
     unit = {**values, UPSTREAM: sympy.Integer(1)}  # a re-derived gradient has it in reductions too
-    both = sympy.Tuple(compiled.expression, seeded.formula)
-    (loss, gradient), table = fuse_reductions(both.xreplace(unit), seeded.table.substituted(unit))
+    table = seeded.table.substituted(unit)
+    # `sum(upstream, axis=-1)` became `sum(1, axis=-1)`: a count, not a pass over the data.
+    counted = {symbol: reduction.arg * (Count(reduction.axis) if reduction.kind == "sum" else 1)
+               for symbol, reduction in table.reductions.items()
+               if reduction.kind in ("sum", "mean") and not reduction.arg.free_symbols}
+    both = sympy.Tuple(compiled.expression, seeded.formula.xreplace(unit).xreplace(counted))
+    (loss, gradient), table = fuse_reductions(both.xreplace(unit), table)
     return plan_of({"loss": (loss, "per_sample"), "gradient": (gradient, "elementwise")}, table,
                    compiled.expression, compiled.table, differentiable=False)
 

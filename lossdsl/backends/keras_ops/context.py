@@ -66,6 +66,13 @@ class Context:
             total = total * self.ops.cast(size, self.dtype)
         return total
 
+    def is_small(self, value: Tensor) -> bool:
+        """Whether ``value`` has fewer elements than a sample batch (it broadcasts)."""
+        shape = tuple(value.shape)
+        if len(shape) < len(self.shape):
+            return True
+        return any(size == 1 and full != 1 for size, full in zip(shape, self.shape))
+
     def full(self, value: Tensor) -> Tensor:
         if tuple(value.shape) == self.shape and all(isinstance(s, int) for s in self.shape):
             return value
