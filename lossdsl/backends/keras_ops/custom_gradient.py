@@ -6,7 +6,9 @@
   tangent: forward mode, reverse mode (JAX transposes it) and second
   derivatives all go through the derived formula. Any other loss gets a
   ``jax.custom_vjp`` that evaluates the seeded gradient on the upstream gradient.
-- PyTorch: a ``torch.autograd.Function`` whose ``backward`` evaluates the seeded gradient.
+- PyTorch: a ``torch.autograd.Function`` whose ``backward`` evaluates the seeded gradient;
+  for a separable loss the forward pass computes the value and the gradient for an
+  upstream of 1 together (shared reductions, one plan), and ``backward`` multiplies.
 
 The gradient w.r.t. ``y_true`` is not derived: labels get zero (JAX) or None
 (PyTorch), as a constant would. Use ``gradient="autodiff"`` to differentiate through labels.
