@@ -90,6 +90,46 @@ def logic(context: Any, node: Node, args: list) -> Tensor:
     return result
 
 
+def add_terms(node: Node, args: list, order: Sequence[int]) -> Tensor:
+    """``add``: the terms with their signs, taken in ``order`` (a backend puts cheap terms first)."""
+    signs, total = node["signs"], None
+    for i in order:
+        if total is None:
+            total = args[i] if signs[i] > 0 else -args[i]
+        else:
+            total = total + args[i] if signs[i] > 0 else total - args[i]
+    return total
+
+
+def product(context: Any, node: Node, args: list, small_first: bool) -> Tensor:
+    """``mul``: the first ``split`` children multiply, the others divide.
+
+    ``small_first``: the small factors (constants, one number per sample:
+    ``context.is_small``) are combined first and scale the full-size ones once; eagerly
+    each op on a full-size tensor is one more pass over memory.
+    """
+    split = node["split"]
+    if not small_first:
+        return _quotient(context, args[:split], args[split:])
+    small = [context.is_small(arg) for arg in args]
+
+    def factors(of_small: bool, start: int, stop: int) -> list[Tensor]:
+        return [args[i] for i in range(start, stop) if small[i] == of_small]
+    scale = _quotient(context, factors(True, 0, split), factors(True, split, len(args)))
+    return _quotient(context, [scale] + factors(False, 0, split), factors(False, split, len(args)))
+
+
+def _quotient(context: Any, numerator: list, denominator: list) -> Tensor | None:
+    """The product of ``numerator`` (None factors skipped) over that of ``denominator``."""
+    value = None
+    for factor in numerator:
+        if factor is not None:
+            value = factor if value is None else value * factor
+    for factor in denominator:
+        value = (context.constant(1.0) if value is None else value) / factor
+    return value
+
+
 def with_log_softmax(plan: Plan, program: Program,
                      log_softmax: Callable[[Any, Tensor], Tensor]) -> tuple[Program, list] | None:
     """``program`` with each ``x - logsumexp(x)`` as one log-softmax kernel, and the axis
@@ -123,4 +163,4 @@ SHARED_STEPS: dict[str, Step] = {
 
 
 __all__ = ["Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
-           "guarded_where", "logic", "with_log_softmax"]
+           "guarded_where", "logic", "with_log_softmax", "add_terms", "product"]

@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 import sympy
 
-from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, execute, prepare,
-                                        with_log_softmax)
+from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute, prepare,
+                                        product, with_log_softmax)
 from lossdsl.backends.keras_ops.context import Context, broadcast_shape, finish
 from lossdsl.backends.keras_ops.functions import Tensor, keras_function, sinh
 from lossdsl.limits import COMPILE_CACHE_SIZE
@@ -51,40 +51,16 @@ def _reduction(context: Context, node: Node, args: list) -> Tensor:
 
 
 def _add(context: Context, node: Node, args: list) -> Tensor:
-    signs = node["signs"]
     # Small terms (constants, one number per sample) first, and added terms before
     # subtracted ones: an eager op on a full-size tensor is one more pass over memory
     # (`a - y` is one subtraction, not a negation and an addition).
-    total = None
-    for i in sorted(range(len(args)), key=lambda i: (not context.is_small(args[i]), signs[i] < 0)):
-        if total is None:
-            total = args[i] if signs[i] > 0 else -args[i]
-        else:
-            total = total + args[i] if signs[i] > 0 else total - args[i]
-    return total
+    signs = node["signs"]
+    return add_terms(node, args, sorted(
+        range(len(args)), key=lambda i: (not context.is_small(args[i]), signs[i] < 0)))
 
 
 def _mul(context: Context, node: Node, args: list) -> Tensor:
-    # The small factors (constants, one number per sample) are combined first and scale
-    # the full-size ones once: `2*(a - y)/s` is one full-size product, not three passes.
-    split = node["split"]
-    small = [context.is_small(arg) for arg in args]
-
-    def factors(of_small: bool, start: int, stop: int) -> list[Tensor]:
-        return [args[i] for i in range(start, stop) if small[i] == of_small]
-    scale = _quotient(context, factors(True, 0, split), factors(True, split, len(args)))
-    return _quotient(context, [scale] + factors(False, 0, split), factors(False, split, len(args)))
-
-
-def _quotient(context: Context, numerator: list, denominator: list) -> Tensor | None:
-    """The product of ``numerator`` (None factors skipped) over that of ``denominator``."""
-    value = None
-    for factor in numerator:
-        if factor is not None:
-            value = factor if value is None else value * factor
-    for factor in denominator:
-        value = (context.constant(1.0) if value is None else value) / factor
-    return value
+    return product(context, node, args, small_first=True)
 
 
 def _power(context: Context, node: Node, args: list) -> Tensor:

@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 import sympy
 
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE
-from lossdsl.backends.interpret import SHARED_STEPS, Program, Step, execute, prepare
+from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute, prepare,
+                                        product)
 from lossdsl.backends.tensorflow.context import (Capabilities, Context, batch_shape, finish,
                                                  same_static_shape, smaller)
 from lossdsl.backends.tensorflow.functions import Tensor, tf_function
@@ -79,45 +80,15 @@ def _reduction(context: Context, node: Node, args: list) -> Tensor:
 
 
 def _add(context: Context, node: Node, args: list) -> Tensor:
-    signs = node["signs"]
     # Small terms (constants, one number per sample) first: outside XLA each
     # operation on a full-size tensor is one more pass over memory.
     order = sorted(range(len(args)), key=lambda i: not context.is_small(args[i])) \
         if context.capabilities.small_first else range(len(args))
-    total = None
-    for i in order:
-        if total is None:
-            total = args[i] if signs[i] > 0 else -args[i]
-        else:
-            total = total + args[i] if signs[i] > 0 else total - args[i]
-    return total
+    return add_terms(node, args, order)
 
 
 def _mul(context: Context, node: Node, args: list) -> Tensor:
-    split = node["split"]
-    if not context.capabilities.small_first:
-        return _quotient(context, args[:split], args[split:])
-    # The small factors (constants, one number per sample) are combined first and
-    # scale the full-size tensors once: outside XLA each operation on a full-size
-    # tensor is one more pass over memory.
-    small = [context.is_small(arg) for arg in args]
-
-    def factors(of_small: bool, start: int, stop: int) -> list[Tensor]:
-        return [args[i] for i in range(start, stop) if small[i] == of_small]
-    scale = _quotient(context, factors(True, 0, split), factors(True, split, len(args)))
-    return _quotient(context, [scale] + factors(False, 0, split),
-                     factors(False, split, len(args)))
-
-
-def _quotient(context: Context, numerator: list, denominator: list) -> Tensor | None:
-    """The product of ``numerator`` (None factors skipped) over that of ``denominator``."""
-    value = None
-    for factor in numerator:
-        if factor is not None:
-            value = factor if value is None else value * factor
-    for factor in denominator:
-        value = (context.constant(1.0) if value is None else value) / factor
-    return value
+    return product(context, node, args, context.capabilities.small_first)
 
 
 # The ops of each power form (see lossdsl.lower.build.POWER_FORMS).
