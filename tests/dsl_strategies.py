@@ -289,6 +289,9 @@ class NumpyInterpreter:
             a, b = self.eval(node.left), self.eval(node.right)
             return {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
                     "^": np.power}[node.op](a, b)
+        if isinstance(node, ir.Column):  # NumPy's own slice, kept as a size-1 axis
+            index = node.index % self.shape[-1]
+            return self.full(self.eval(node.operand))[..., index:index + 1]
         return self._call(node)
 
     def _call(self, node: ir.Call):

@@ -6,11 +6,12 @@ table of names here), ``^`` for powers, ``sqrt``, ``where`` for SymPy's
 ``Piecewise`` and steps, ``b - a`` rather than ``-a + b``, ``x/y`` rather
 than ``x*y**-1``, and no ``1.0*``. Reduction symbols print as the call they
 stand for (``mean(y_pred)``); count symbols print as ``sum(1)`` (the number of
-elements reduced) unless ``names`` gives them a name. The IR is printed by the
+elements reduced) unless ``names`` gives them a name; a column sum
+``sum(one_hot(k) * x, axis=-1)`` prints as ``x[..., k]``. The IR is printed by the
 canonical printer of :mod:`lossdsl.language.ir`, so the text parses back.
 
     >>> import sympy
-    >>> from lossdsl.symbolic.translate import ReductionTable
+    >>> from lossdsl.symbolic.translate import Reduction, ReductionTable
     >>> y, t = sympy.Symbol("y_pred", real=True), sympy.Symbol("y_true", real=True)
     >>> formula_text(sympy.Heaviside(1 - y, 1) * (-y + t) ** 2 / sympy.Abs(y), ReductionTable())
     '(y_true - y_pred)^2 * where(1 >= y_pred, 1, 0) / abs(y_pred)'
@@ -23,9 +24,9 @@ from typing import Mapping
 import sympy
 
 from lossdsl.language import ir
-from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY
+from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY, varies_by_position
 from lossdsl.symbolic.counts import Count
-from lossdsl.symbolic.translate import ReductionTable
+from lossdsl.symbolic.translate import Reduction, ReductionTable
 
 # SymPy heads some rows use as their ``elementary`` form (``maximum`` is ``Max``).
 _BY_ELEMENTARY: dict[type, str] = {
@@ -81,6 +82,28 @@ def _signed(node: ir.Expr, negative: bool) -> ir.Expr:
     return ir.Negate(node) if negative else node
 
 
+def column_of(reduction: Reduction) -> tuple[sympy.Expr, int] | None:
+    """``(x, k)`` when ``reduction`` is the column ``x[..., k]`` (``sum(one_hot(k) * x,
+    axis=-1)``, as :mod:`lossdsl.symbolic.translate` writes it), else None."""
+    if reduction.kind != "sum" or reduction.axis != (-1,):
+        return None
+    one_hot = REGISTRY["one_hot"].sympy
+    picks = [f for f in sympy.Mul.make_args(reduction.arg) if isinstance(f, one_hot)]
+    if len(picks) != 1:
+        return None
+    rest = reduction.arg / picks[0]
+    if varies_by_position(rest):
+        return None
+    position = picks[0].args[0]
+    if position.is_Integer and position >= 0:
+        return rest, int(position)
+    last = Count((-1,))
+    offset = position - last
+    if position.has(last) and offset.is_Integer and offset < 0:
+        return rest, int(offset)  # one_hot(n[-1] - 1) is the last column, x[..., -1]
+    return None
+
+
 def to_ir(expr: sympy.Basic, table: ReductionTable,
           names: Mapping[sympy.Basic, str] | None = None) -> ir.Expr:
     """The IR of a SymPy formula; ``names`` maps symbols (counts, reductions) to names."""
@@ -117,6 +140,9 @@ class _Printer:
     def symbol(self, expr: sympy.Symbol) -> ir.Expr:
         if expr in self.table:
             reduction = self.table[expr]
+            column = column_of(reduction)
+            if column is not None:
+                return ir.Column(self.node(column[0]), column[1])
             return ir.Call(reduction.kind, (self.node(reduction.arg),), reduction.axis)
         if isinstance(expr, Count):
             if expr.axis == "output":

@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 
 import sympy
 
-from lossdsl.analysis.dsl_text import formula_text, to_ir
+from lossdsl.analysis.dsl_text import column_of, formula_text, to_ir
 from lossdsl.language import ir
 from lossdsl.limits import COMPILE_CACHE_SIZE
 from lossdsl.ops import REGISTRY
@@ -159,7 +159,7 @@ class _Namer:
                 continue  # the formula is this one reduction: nothing to name
             if length > LONG_REDUCTION_CHARS or (
                     length > INLINE_REDUCTION_CHARS and (uses > 1 or nested)):
-                self._bind(f"{reduction.kind}_", symbol)
+                self._bind("column_" if column_of(reduction) else f"{reduction.kind}_", symbol)
 
     def _used(self, symbol: sympy.Symbol) -> bool:
         return any(f.has(symbol) for f in self._everything())
@@ -191,7 +191,13 @@ class _Namer:
         self.formulas = [f.xreplace(inline).xreplace(rename) for f in reduced]
 
     def _counts(self) -> None:
-        counts = sorted({s for f in self._everything() for s in f.free_symbols
+        # The last column x[..., -1] is sum(one_hot(n[-1] - 1) * x, axis=-1): that count is
+        # part of the column's spelling, not a count to name (naming it would spell the
+        # column out as a sum, unless the count is used elsewhere too).
+        columns = {r.symbol: column_of(r) for r in self.table.in_order()}
+        parts = list(self.formulas) + [v for _, v in self.bindings] + [
+            columns[r.symbol][0] if columns[r.symbol] else r.arg for r in self.table.in_order()]
+        counts = sorted({s for f in parts for s in f.free_symbols
                          if isinstance(s, Count) and s.axis != "output"}, key=str)
         for count in counts:
             self._bind("n" if len(counts) == 1 else _count_name(count), count)

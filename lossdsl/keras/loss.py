@@ -21,6 +21,7 @@ from lossdsl.analysis.precision import warn_lost_constants
 from lossdsl.backends.current import backend_functions
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.lower.plans import forward_plan
+from lossdsl.lower.shapes import check_columns, last_axis_width
 
 if TYPE_CHECKING:
     from lossdsl.analysis.explain import Explanation
@@ -114,7 +115,11 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         return self.explain()._repr_latex_()
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        return self._per_sample(*self._batch_inputs(y_true, y_pred))
+        y_true, y_pred = self._batch_inputs(y_true, y_pred)
+        if self.compiled.lowered.columns:  # static shapes: checked once per trace in graphs
+            check_columns(self.compiled.lowered.columns,
+                          last_axis_width((tuple(y_true.shape), tuple(y_pred.shape))), self.source)
+        return self._per_sample(y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:
         return {"source": self.source, "params": dict(self.compiled.params),

@@ -20,6 +20,7 @@ from lossdsl.errors import DSLConfigError
 from lossdsl.backends.current import backend_functions
 from lossdsl.keras.loss import validated_config
 from lossdsl.lower.plans import forward_plan
+from lossdsl.lower.shapes import check_columns, last_axis_width
 from lossdsl.analysis.precision import warn_lost_constants
 
 _METRIC_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
@@ -82,6 +83,10 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
     def _values(self, y_true: Any, y_pred: Any) -> Any:
         # Compute in the metric's dtype, as Keras's metrics cast their inputs.
         y_pred = keras.ops.cast(y_pred, self.dtype)
+        if self.compiled.lowered.columns:
+            # Labels of a lower rank (class indices) broadcast; they do not set the width.
+            shapes = [tuple(t.shape) for t in (y_true, y_pred) if len(t.shape) == len(y_pred.shape)]
+            check_columns(self.compiled.lowered.columns, last_axis_width(shapes), self.source)
         return self._per_sample_values(self._plan, y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import lark
 
 from lossdsl.errors import DSLLimitError, DSLNameError, DSLTypeError, Span
-from lossdsl.language.nodes import (CONDITIONS, Call, Compare, Expr, Logic, Name, Not, Program,
-                                    children, names_in)
+from lossdsl.language.nodes import (CONDITIONS, Call, Column, Compare, Expr, Logic, Name, Not,
+                                    Program, children, names_in)
 from lossdsl.limits import MAX_DEPTH, MAX_NODES, MAX_REDUCTION_NESTING
 from lossdsl.ops import INPUT_NAMES, REGISTRY
 
@@ -110,7 +110,9 @@ def _reduction_level(root: Expr, levels: dict[str, int], source: str) -> int:
         inner = max((level_of[id(child)] for child in children(node)), default=0)
         if isinstance(node, Name):
             inner = levels.get(node.id, 0)
-        if isinstance(node, Call) and REGISTRY[node.function].kind != "elementwise":
+        # A column x[..., k] is a reduction too: the sum of one_hot(k) * x over the last axis.
+        if isinstance(node, Column) or \
+                isinstance(node, Call) and REGISTRY[node.function].kind != "elementwise":
             inner += 1
             if inner > MAX_REDUCTION_NESTING:
                 raise DSLLimitError(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from lossdsl.language.checks import (check_bindings, check_comparisons,
                                      check_reduction_nesting, check_size)
-from lossdsl.language.nodes import (CONDITIONS, Binary, Binding, Call, Compare, Expr, Logic,
+from lossdsl.language.nodes import (CONDITIONS, Binary, Binding, Call, Column, Compare, Expr, Logic,
                                     Name, Negate, Node, Not, Number, Program, children, names_in,
                                     to_text)
 from lossdsl.language.parse import parse_tree
@@ -47,6 +47,6 @@ def parse_source(source: str) -> Program:
 
 
 __all__ = ["parse_source", "Node", "Number", "Name", "Negate", "Binary", "Compare", "Logic",
-           "Not", "CONDITIONS", "Call",
+           "Not", "CONDITIONS", "Call", "Column",
            "Expr", "Binding", "Program", "children", "names_in", "to_text",
            "MAX_DEPTH", "MAX_NODES", "MAX_REDUCTION_NESTING"]

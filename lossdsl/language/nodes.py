@@ -102,7 +102,20 @@ class Call(Node):
     axis: tuple[int, ...] | None = None  # None: the op's default
 
 
-Expr = Union[Number, Name, Negate, Binary, Compare, Logic, Not, Call]
+@dataclass(frozen=True)
+class Column(Node):
+    """``x[..., k]``: column ``k`` of the last axis (negative counts from the end).
+
+    The column keeps the axis, with size 1, so it broadcasts against whole rows, as
+    ``x[..., k:k+1]`` does in NumPy: ``(y_true - y_pred[..., 0])^2`` compares each
+    element of ``y_true`` with the row's first prediction.
+    """
+
+    operand: "Expr"
+    index: int
+
+
+Expr = Union[Number, Name, Negate, Binary, Compare, Logic, Not, Call, Column]
 
 
 @dataclass(frozen=True)
@@ -135,7 +148,7 @@ class Program(Node):
 
 def children(node: Expr) -> tuple[Expr, ...]:
     """The operands of ``node``, left to right (none for a number or a name)."""
-    if isinstance(node, (Negate, Not)):
+    if isinstance(node, (Negate, Not, Column)):
         return (node.operand,)
     if isinstance(node, (Binary, Compare, Logic)):
         return (node.left, node.right)
@@ -199,6 +212,9 @@ def to_text(node: Expr) -> str:
         return "not " + _wrapped(node.operand, _precedence(node.operand) < _PRECEDENCE["not"])
     if isinstance(node, Binary):
         return _binary_text(node)
+    if isinstance(node, Column):
+        return f"{_wrapped(node.operand, _precedence(node.operand) < _PRECEDENCE['atom'])}" \
+               f"[..., {node.index}]"
     return _call_text(node)
 
 

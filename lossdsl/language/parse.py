@@ -28,7 +28,8 @@ _TERMINAL_WORDS = {
     "NAME": "a name", "NUMBER": "a number", "LPAR": "'('", "RPAR": "')'", "COMMA": "','",
     "SEMICOLON": "';'", "EQUAL": "'='", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'",
     "SLASH": "'/'", "POW": "'^'", "COMPARE": "a comparison", "$END": "the end of the source",
-    "AND": "'and'", "OR": "'or'", "NOT": "'not'",
+    "AND": "'and'", "OR": "'or'", "NOT": "'not'", "LSQB": "'['", "RSQB": "']'", "COLON": "':'",
+    "ELLIPSIS": "'...'",
 }
 
 # Python's and C's spellings of what the language writes otherwise.

@@ -23,7 +23,7 @@ is broadcast back over the elements it reduced, as with ``keepdims``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy
 
@@ -50,6 +50,7 @@ class Lowered:
     parameters: dict[str, sympy.Symbol]
     defaults: dict[str, float]
     first_use: dict[str, Span]
+    columns: dict[int, Span] = field(default_factory=dict)  # x[..., k]: each k's first use
 
 
 def lower(program: ir.Program, source: str | None = None,
@@ -73,6 +74,7 @@ class _Lowerer:
         self.first_use: dict[str, Span] = {}
         self.pending = {binding.name for binding in program.bindings}
         self.checked_real: set[sympy.Basic] = set()  # subexpressions with a real value somewhere
+        self.columns: dict[int, Span] = {}
 
     def run(self) -> Lowered:
         for binding in self.program.bindings:
@@ -83,7 +85,8 @@ class _Lowerer:
             else:
                 self.locals[binding.name] = self.expr(binding.value)
         output = self.expr(self.program.body)
-        return Lowered(output, self.table, self.parameters, self.defaults, self.first_use)
+        return Lowered(output, self.table, self.parameters, self.defaults, self.first_use,
+                       self.columns)
 
     def _parameter(self, name: str, span: Span) -> sympy.Symbol:
         self.first_use.setdefault(name, span)
@@ -181,6 +184,15 @@ class _Lowerer:
         if op.sympy is where:  # its Piecewise may fold a comparison with a where into an ITE
             return _without_ite(op.sympy(*args))
         return op.sympy(*args)
+
+    def _column(self, node: ir.Column) -> sympy.Expr:
+        """``x[..., k]``: ``sum(one_hot(k) * x, axis=-1)``, so that the gradient scatters
+        back into column ``k`` (zeros elsewhere) through the reductions' own rule."""
+        x = self.expr(node.operand)
+        position = sympy.Integer(node.index) if node.index >= 0 else \
+            count_symbol((-1,)) + node.index  # -1: the last column, n[-1] - 1
+        self.columns.setdefault(node.index, node.span)
+        return self.table.reduce("sum", REGISTRY["one_hot"].sympy(position) * x, (-1,))
 
     def _normalizer(self, op: Op, x: sympy.Expr, axis: Axis) -> sympy.Expr:
         # softmax and log_softmax go through logsumexp, whose gradient is the stable softmax.
