@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 # Internals kept as attributes for scripts that used them (not in __all__):
 from lossdsl.analysis.analyze import CompiledExpression, analyze, compile_expression  # noqa: F401
@@ -31,13 +31,14 @@ if TYPE_CHECKING:
     from lossdsl.tools.check import GradientReport, check_gradients
     from lossdsl.keras.loss import DSLLoss
     from lossdsl.keras.metric import DSLMetric
+    from lossdsl.keras.model import LossInputsModel
     from lossdsl.keras.penalty import DSLActivityPenalty, DSLRegularizer
 
 
 def compile(source: str, *, name: str | None = None,  # noqa: A001 - the public name
             reduction: str | None = "sum_over_batch_size", dtype: str | None = None,
             gradient: str = "autodiff", params: Mapping[str, float] | None = None,
-            **param_values: float) -> "DSLLoss":
+            inputs: Iterable[str] | None = None, **param_values: float) -> "DSLLoss":
     """Compile a one-line loss into a ``keras.losses.Loss``.
 
     Args:
@@ -46,6 +47,9 @@ def compile(source: str, *, name: str | None = None,  # noqa: A001 - the public 
         gradient: how the backward pass is computed (see the README).
         params: parameter values as a mapping (for names that clash with the
             keywords above).
+        inputs: names of extra elementwise inputs, e.g. ``["mask"]``: ``y_true``
+            is then a dict ``{"y_true": labels, "mask": mask}`` (in ``fit``, through a
+            :class:`LossInputsModel`); only ``y_pred`` is differentiated.
         **param_values: parameter values, e.g. ``alpha=0.25``; they override
             defaults bound in the source.
 
@@ -67,12 +71,12 @@ def compile(source: str, *, name: str | None = None,  # noqa: A001 - the public 
 
     values = {**dict(params or {}), **param_values}
     return DSLLoss(source, values, name=name, reduction=reduction, dtype=dtype,
-                   gradient=gradient)
+                   gradient=gradient, inputs=inputs)
 
 
 def metric(source: str, *, name: str | None = None, dtype: str | None = None,
            direction: str | None = None, params: Mapping[str, float] | None = None,
-           **param_values: float) -> "DSLMetric":
+           inputs: Iterable[str] | None = None, **param_values: float) -> "DSLMetric":
     """Compile a one-line expression into a ``keras.metrics.Metric`` (a running mean).
 
     See :class:`lossdsl.keras.metric.DSLMetric`; arguments as for :func:`compile`;
@@ -85,7 +89,7 @@ def metric(source: str, *, name: str | None = None, dtype: str | None = None,
     from lossdsl.keras.metric import DSLMetric
 
     return DSLMetric(source, {**dict(params or {}), **param_values}, name=name, dtype=dtype,
-                     direction=direction)
+                     direction=direction, inputs=inputs)
 
 
 def regularizer(source: str, *, params: Mapping[str, float] | None = None,
@@ -120,7 +124,8 @@ def activity_penalty(source: str, *, params: Mapping[str, float] | None = None,
 _KERAS_CLASSES = {"DSLLoss": "lossdsl.keras.loss", "DSLMetric": "lossdsl.keras.metric",
                   "DSLRegularizer": "lossdsl.keras.penalty",
                   "DSLActivityPenalty": "lossdsl.keras.penalty",
-                  "ActivityPenalty": "lossdsl.keras.penalty"}
+                  "ActivityPenalty": "lossdsl.keras.penalty",
+                  "LossInputsModel": "lossdsl.keras.model"}
 
 
 def __getattr__(name: str) -> Any:
@@ -135,7 +140,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'lossdsl' has no attribute {name!r}")
 
 
-_KERAS_MODULES = ("lossdsl.keras.loss", "lossdsl.keras.metric", "lossdsl.keras.penalty")
+_KERAS_MODULES = ("lossdsl.keras.loss", "lossdsl.keras.metric", "lossdsl.keras.penalty",
+                  "lossdsl.keras.model")
 
 
 def _register_with_keras() -> None:
@@ -249,7 +255,7 @@ _register_now_or_when_keras_loads()
 # lossdsl.language.ir.
 __all__ = [
     "compile", "metric", "regularizer", "activity_penalty", "check_gradients", "losses",
-    "explain", "Explanation", "GradientReport", "DSLLoss", "DSLMetric",
+    "explain", "Explanation", "GradientReport", "DSLLoss", "DSLMetric", "LossInputsModel",
     "DSLRegularizer", "DSLActivityPenalty", "ActivityPenalty", "LossDSLError", "DSLSyntaxError",
     "DSLNameError", "DSLArityError", "DSLAxisError", "DSLTypeError", "DSLLimitError",
     "DSLShapeError", "DSLConfigError", "GradientMismatchError", "LossDSLWarning",

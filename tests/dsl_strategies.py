@@ -1,7 +1,8 @@
 """Hypothesis strategies for lossdsl sources, and an independent NumPy interpreter of the IR.
 
 The generator draws functions from :data:`lossdsl.ops.OPS`, so a new row is
-generated automatically; only functions with a restricted domain need an
+generated automatically, and columns ``x[..., k]`` of any subexpression with ``k``
+in range for :data:`SHAPE` (negative too); only functions with a restricted domain need an
 entry in :data:`DOMAINS` (a test checks it against the rows' ``domain`` column).
 The interpreter is written here from the README's semantics (every
 subexpression full-shape, reductions broadcast back as with ``keepdims``), not
@@ -26,6 +27,7 @@ SHAPE = (2, 3, 4)  # batch, then two sample axes of distinct sizes
 AXES = (None, (1,), (2,), (-1,), (-2,), (1, 2))
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 NUMBERS = ("2", "0.5", ".25", "3", "1e-3", "1.5", "0.1")
+COLUMNS = range(-SHAPE[-1], SHAPE[-1])  # x[..., k]: every valid k for SHAPE's last axis
 
 # Per-op domains: which argument positions must be positive (all others: any value).
 DOMAINS: dict[str, tuple[int, ...]] = {
@@ -42,8 +44,10 @@ def _leaf(draw, names: tuple[str, ...]) -> ir.Expr:
 
 def _positive(draw, names: tuple[str, ...], depth: int) -> ir.Expr:
     """An expression that is > 0 for inputs in (0, 1) and positive parameters."""
-    how = draw(st.sampled_from(("number", "input", "exp", "sigmoid", "square+")))
-    if how == "number":
+    how = draw(st.sampled_from(("number", "input", "exp", "sigmoid", "square+", "column")))
+    if how == "column" and depth > 0:  # a column of a positive expression is positive
+        return ir.Column(_positive(draw, names, depth - 1), draw(st.sampled_from(COLUMNS)))
+    if how in ("number", "column"):
         return ir.Number(draw(st.sampled_from(NUMBERS)))
     if how == "input":
         return ir.Name(draw(st.sampled_from(("y_true", "y_pred"))))
@@ -78,6 +82,8 @@ def _call(draw, names: tuple[str, ...], depth: int) -> ir.Call:
             for i in range(op.arity)]
     if op.name == "where":
         args[0] = _condition(draw, names, depth)
+    if op.name == "one_hot":  # a class index: an integer, not a real that rounds near one
+        args[0] = ir.Number(str(draw(st.integers(0, SHAPE[-1]))))
     axis = None
     if op.kind == "reduction":
         axis = draw(st.sampled_from(AXES))
@@ -89,9 +95,11 @@ def _call(draw, names: tuple[str, ...], depth: int) -> ir.Call:
 def _expr(draw, names: tuple[str, ...], depth: int) -> ir.Expr:
     if depth <= 0 or draw(st.integers(0, 4)) == 0:
         return _leaf(draw, names)
-    kind = draw(st.sampled_from(("call", "call", "call", "+-*", "/", "^", "neg")))
+    kind = draw(st.sampled_from(("call", "call", "call", "+-*", "/", "^", "neg", "column")))
     if kind == "call":
         return _call(draw, names, depth)
+    if kind == "column":
+        return ir.Column(_expr(draw, names, depth - 1), draw(st.sampled_from(COLUMNS)))
     if kind == "+-*":
         return ir.Binary(draw(st.sampled_from("+-*")), _expr(draw, names, depth - 1),
                          _expr(draw, names, depth - 1))
@@ -107,7 +115,8 @@ def _expr(draw, names: tuple[str, ...], depth: int) -> ir.Expr:
 
 @st.composite
 def expressions(draw, names: tuple[str, ...] = (), depth: int = 4) -> ir.Expr:
-    """Random expression trees over every function of OPS, arithmetic, powers and where."""
+    """Random expression trees over every function of OPS, arithmetic, powers, where and
+    columns ``x[..., k]`` (valid for inputs of :data:`SHAPE`)."""
     return _expr(draw, names, depth)
 
 
@@ -125,7 +134,7 @@ def programs(draw, depth: int = 4) -> ir.Program:
 
 # ---------------------------------------------------------------- near misses
 
-_TOKEN = re.compile(r"\*\*|==|!=|<=|>=|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+|[A-Za-z_]\w*|\S")
+_TOKEN = re.compile(r"\.\.\.|\*\*|==|!=|<=|>=|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+|[A-Za-z_]\w*|\S")
 
 
 def tokens(source: str) -> list[str]:
@@ -147,9 +156,48 @@ def near_misses(draw, depth: int = 4) -> str:
     return " ".join(words)
 
 
-DSL_ALPHABET = "y_predtrumanxlogsqcf()+-*/^,;=<>!.0123456789e# \n\tαx"
+DSL_ALPHABET = "y_predtrumanxlogsqcf()+-*/^,;=<>!.0123456789e# \n\tαx[]:"
 # Words the alphabet above cannot spell by chance, for the near-miss and keyword fuzzing.
 DSL_WORDS = ("and", "or", "not", "pi", "e", "if", "else", "pow", "np.log", "&&", "||")
+
+
+# Subscripts the language refuses when the loss is compiled (ranges, other axes, indices
+# that are not integer literals, malformed lists), each after some atom of a valid source.
+BAD_SUBSCRIPTS = (
+    "[0]", "[-1]", "[:, 0]", "[0, ...]", "[..., 0:2]", "[..., :]", "[..., 1:]", "[..., ::2]",
+    "[..., alpha]", "[..., y_pred]", "[..., 1.5]", "[..., 1e0]", "[..., --1]", "[..., 2 + 1]",
+    "[..., 2^1]", "[..., (1, 2)]", "[..., ...]", "[..., 0, 1]", "[...]", "[]", "[..., ]",
+    "[..., 0", "..., 0]", "[..., mean(y_pred)]", "[..., y_pred[..., 0]]", "[... 0]", "[.., 0]",
+    "[..., 0][1]", "[..., where(y_pred > 0, 1, 0)]", "[..., -alpha]", "[,]", "[:]",
+)
+
+
+@st.composite
+def bad_subscripts(draw, depth: int = 3) -> str:
+    """A valid source with a refused subscript (:data:`BAD_SUBSCRIPTS`) after one of its
+    atoms (a name, a number or a closing bracket): it must fail to compile, located."""
+    words = tokens(str(draw(programs(depth))))
+    atoms = [i for i, word in enumerate(words) if word == ")" or word[0].isalnum()
+             or word[0] in "._"]
+    index = draw(st.sampled_from(atoms))
+    words.insert(index + 1, draw(st.sampled_from(BAD_SUBSCRIPTS)))
+    return " ".join(words)
+
+
+def columns_in(program: ir.Program) -> list[int]:
+    """The indices of the program's columns ``x[..., k]``, bindings first, as written."""
+    found: list[int] = []
+
+    def walk(node: ir.Expr) -> None:
+        if isinstance(node, ir.Column):
+            found.append(node.index)
+        for child in ir.children(node):
+            walk(child)
+
+    for binding in program.bindings:
+        walk(binding.value)
+    walk(program.body)
+    return found
 
 
 # ---------------------------------------------------------------- NumPy interpreter

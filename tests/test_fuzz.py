@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from backend_support import float64_enabled, to_numpy
 from dsl_strategies import (DSL_ALPHABET, DSL_WORDS, NUMPY, SHAPE, NumpyInterpreter,
-                            near_misses, programs)
+                            bad_subscripts, columns_in, near_misses, programs)
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -55,7 +55,7 @@ def test_dsl_like_text_compiles_or_raises_a_located_error(source):
 
 
 _SOUP = DSL_WORDS + ("y_pred", "y_true", "(", ")", ",", "<", "==", "1", "where", "mean", ";",
-                     "=", "max", "-")
+                     "=", "max", "-", "[", "]", "...", ":")
 
 
 @scaled(3)
@@ -77,6 +77,19 @@ def test_near_miss_sources_through_keras_compile_or_raise_a_located_error(source
     compiles_or_fails_cleanly(source, lossdsl.compile)
 
 
+@scaled(3)
+@given(bad_subscripts())
+def test_refused_subscripts_raise_a_located_error(source):
+    """x[k], x[:, k], ranges, non-literal indices, malformed lists: never compiled, located."""
+    assert not compiles_or_fails_cleanly(source), source
+
+
+@scaled(0.3)
+@given(bad_subscripts(depth=2))
+def test_refused_subscripts_through_keras_raise_a_located_error(source):
+    assert not compiles_or_fails_cleanly(source, lossdsl.compile), source
+
+
 # ---------------------------------------------------------------- generated valid losses
 
 def test_the_numpy_interpreter_covers_every_op():
@@ -88,6 +101,7 @@ def test_the_numpy_interpreter_covers_every_op():
 @scaled(5)
 @given(programs())
 def test_canonical_text_parses_back_to_the_same_program(program):
+    event("with columns" if columns_in(program) else "without columns")
     text = str(program)
     parsed = ir.parse_source(text)
     assert parsed == program
@@ -127,6 +141,7 @@ def _expand_per_sample(per_sample: np.ndarray, full_shape: tuple[int, ...]) -> n
 @scaled(1.5)
 @given(programs(depth=3), st.integers(0, 2**16))
 def test_compiled_loss_agrees_with_numpy_float64(program, seed):
+    event("with columns" if columns_in(program) else "without columns")
     y_true, y_pred = _inputs(seed)
     with float64_enabled():  # JAX computes float64 only with x64 on
         loss = _compiled_or_skip(str(program), dtype="float64")
@@ -139,10 +154,35 @@ def test_compiled_loss_agrees_with_numpy_float64(program, seed):
     np.testing.assert_allclose(ours[finite], reference[finite], rtol=1e-7, atol=1e-9)
 
 
+@scaled(0.5)
+@given(programs(depth=3), st.integers(1, SHAPE[-1] - 1))
+def test_a_column_out_of_range_raises_a_located_shape_error_when_called(program, width):
+    """Generated columns are valid for SHAPE; narrower inputs leave some out of range."""
+    loss = _compiled_or_skip(str(program), dtype="float64")
+    if loss is None:
+        return
+    y_true, y_pred = _inputs(0)
+    y_true, y_pred = y_true[..., :width], y_pred[..., :width]
+    outside = [k for k in columns_in(program) if not -width <= k < width]
+    if not outside:
+        event("every column in range" if columns_in(program) else "no column")
+        loss(y_true, y_pred)
+        return
+    event("a column out of range")
+    with pytest.raises(lossdsl.DSLShapeError) as caught:
+        loss(y_true, y_pred)
+    error, source = caught.value, str(program)
+    assert error.source == source and error.span is not None, error
+    shown = source[error.span.start:error.span.end]
+    assert shown.endswith("]") and int(shown.rsplit(",", 1)[1][:-1]) in outside, shown
+    assert f"has {width} element" in error.message, error.message
+
+
 @pytest.mark.backends
 @scaled(1)
 @given(programs(depth=3), st.integers(0, 2**16))
 def test_symbolic_gradient_agrees_with_the_backends_autodiff(program, seed):
+    event("with columns" if columns_in(program) else "without columns")
     loss = _compiled_or_skip(str(program))
     if loss is None:
         return

@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 PUBLIC_API = {
     "compile", "metric", "regularizer", "activity_penalty", "ActivityPenalty", "DSLLoss",
     "DSLMetric", "DSLRegularizer", "DSLActivityPenalty", "explain", "Explanation",
-    "check_gradients", "GradientReport", "losses",
+    "check_gradients", "GradientReport", "losses", "LossInputsModel",
     "LossDSLError", "DSLSyntaxError", "DSLNameError", "DSLArityError", "DSLAxisError",
     "DSLTypeError", "DSLLimitError", "DSLShapeError", "DSLConfigError", "GradientMismatchError",
     "LossDSLWarning",

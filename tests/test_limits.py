@@ -55,6 +55,17 @@ REFUSED = {
     "product of 500 factors (minutes)": (_balanced([f"(y_pred+{i})" for i in range(500)], "*"),
                                          lossdsl.DSLLimitError),
     "long sum of 1500 terms": ("+".join(["y_pred"] * 1500), lossdsl.DSLLimitError),
+    # A column x[..., k] is a reduction (the sum of one_hot(k)*x over the last axis).
+    "columns 9 deep": ("y_pred" + "[..., 0]" * 9, lossdsl.DSLLimitError),
+    "columns 8 deep in a mean": ("mean(y_pred" + "[..., -1]" * 8 + ")", lossdsl.DSLLimitError),
+    "columns of parenthesised columns": ("(" * 9 + "y_pred" + ")[..., 1]" * 9,
+                                         lossdsl.DSLLimitError),
+    "columns via bindings": ("a = y_pred[..., 0]; " + "".join(
+        f"{b} = {a}[..., 0]; " for a, b in zip("abcdefgh", "bcdefghi")) + "mean(i)",
+        lossdsl.DSLLimitError),
+    "columns and softmax alternating": (_nested("softmax({})[..., 0]", 5),
+                                        lossdsl.DSLLimitError),
+    "columns 500 deep": ("y_pred" + "[..., 0]" * 500, lossdsl.DSLLimitError),
     "sqrt(-1)": ("y_pred + sqrt(-1)", lossdsl.DSLTypeError),
     "log(0)": ("y_pred + log(0)", lossdsl.DSLTypeError),
     "(-8)^(1/3)": ("y_pred + (-8)^(1/3)", lossdsl.DSLTypeError),
@@ -83,6 +94,9 @@ ACCEPTED = {
     "a 1000 exponent": "mean((y_pred+1)^1000)",
     "10^300 constant": "y_pred * 10^300",
     "a deep division chain": _nested("y_pred/({})", 30),
+    "columns 7 deep in a mean": "mean(y_pred" + "[..., 0]" * 7 + ")",
+    "a column of each of 120 terms": _balanced(
+        [f"y_pred[..., {i % 3 - (i % 2) * 3}]*{i}" for i in range(120)], "+"),
 }
 
 
@@ -93,6 +107,22 @@ def test_large_but_legal_source_compiles_and_runs(name):
     assert value.shape == ()
     for formula in (loss.expression, loss.gradient):  # SymPy's recursive printers cope
         assert sympy.sstr(formula) and sympy.latex(formula)
+
+
+@pytest.mark.parametrize("source", [
+    "y_pred" + "[..., 0]" * 9,
+    "mean(y_true*y_pred" + "[..., 2]" * 12 + ")",
+    "a = y_pred[..., 0]; " + "".join(f"{b} = {a}[..., -1]; " for a, b in zip("abcdefgh",
+                                                                            "bcdefghi")) + "i",
+])
+def test_nested_columns_hit_the_reduction_nesting_limit_at_a_column(source):
+    """Not a RecursionError, nor a slow compile: the limit, pointing at a column."""
+    with pytest.raises(lossdsl.DSLLimitError) as caught:
+        lossdsl.compile(source)
+    error = caught.value
+    assert f"nested more than {limits.MAX_REDUCTION_NESTING} deep" in error.message
+    shown = source[error.span.start:error.span.end]
+    assert re.search(r"\[\.\.\., -?\d\]$", shown), shown
 
 
 def test_deep_formulas_print_and_lower_within_the_recursion_limit():

@@ -80,6 +80,11 @@ def _payloads(marker: str) -> dict[str, str]:
         "deeply nested": "(" * 100_000 + "y_pred" + ")" * 100_000,
         "deep calls": "exp(" * 5_000 + "y_pred" + ")" * 5_000,
         "newlines and NUL": "mean(y_pred)\n\x00;import os",
+        "python slice": f"y_pred[0:__import__('os').system('touch {marker}')]",
+        "subscript then attribute": "y_pred[..., 0].__class__",
+        "index is code": f"y_pred[..., exec(\"open('{marker}', 'w')\")]",
+        "string index": "y_pred[..., '__class__']",
+        "deep columns": "y_pred" + "[..., 0]" * 100_000,
     }
 
 
@@ -128,6 +133,36 @@ def test_malformed_config_fails_to_load_with_a_lossdsl_error(saved_model, tmp_pa
     path = _crafted(saved_model, tmp_path / "bad.keras",
                     lambda config: config.update(BAD_FIELDS[kind]))
     _assert_lossdsl_error_and_no_trace(path, tmp_path / "MARKER")
+
+
+COLUMN_SOURCE = "mean(abs(y_true[..., 0] - y_pred[..., -1])^gamma)"
+
+
+def test_a_crafted_config_with_columns_reloads_in_safe_mode(saved_model, tmp_path):
+    path = _crafted(saved_model, tmp_path / "columns.keras",
+                    lambda config: config.update(source=COLUMN_SOURCE))
+    loss = keras.models.load_model(path, safe_mode=True).loss
+    assert isinstance(loss, lossdsl.DSLLoss)
+    assert (loss.source, loss.params, loss.dtype) == (COLUMN_SOURCE, {"gamma": 1.5}, "float64")
+    y_true, y_pred = np.array([[0.0, 1.0], [2.0, 5.0]]), np.array([[0.5, 3.0], [1.0, 1.0]])
+    # Each row: |y_true[0] - y_pred[-1]|^1.5, the same for both elements; reduction="sum".
+    expected = abs(0.0 - 3.0) ** 1.5 + abs(2.0 - 1.0) ** 1.5
+    np.testing.assert_allclose(loss(y_true, y_pred), expected, rtol=1e-12)
+
+
+def test_a_reloaded_column_out_of_range_errors_clearly_when_called(saved_model, tmp_path):
+    """The width of the last axis is the inputs': the config loads, the first call refuses."""
+    source = "mean(abs(y_true - y_pred[..., 2])^gamma)"
+    path = _crafted(saved_model, tmp_path / "wide.keras",
+                    lambda config: config.update(source=source))
+    model = keras.models.load_model(path, safe_mode=True)
+    with pytest.raises(lossdsl.DSLShapeError) as caught:
+        model.loss(np.zeros((1, 2)), np.ones((1, 2)))
+    error = caught.value
+    assert error.source == source and source[error.span.start:error.span.end] == "y_pred[..., 2]"
+    assert "column index 2 is out of range" in error.message and "2 elements" in error.message
+    with pytest.raises(lossdsl.DSLShapeError):  # and so does training, at its first step
+        model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
 
 
 def test_missing_source_fails_to_load(saved_model, tmp_path):

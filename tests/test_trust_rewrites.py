@@ -207,7 +207,7 @@ class AsWrittenTF(NumpyInterpreter):
             return join(self.eval(node.left), self.eval(node.right))
         if isinstance(node, ir.Not):
             return tf.logical_not(self.eval(node.operand))
-        if isinstance(node, (ir.Name, ir.Negate)):
+        if isinstance(node, (ir.Name, ir.Negate, ir.Column)):
             return super()._eval(node)
         op = REGISTRY[node.function]
         args = [self.eval(arg) for arg in node.args]

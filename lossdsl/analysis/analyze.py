@@ -28,7 +28,9 @@ from typing import Mapping
 import sympy
 
 from lossdsl import limits
-from lossdsl.analysis.parameters import bind_parameters, check_values_keep_it_real
+from lossdsl.analysis.last_axis import check_at_compile_time
+from lossdsl.analysis.parameters import (bind_parameters, check_values_keep_it_real,
+                                         vector_names)
 from lossdsl.analysis.results import Analysis, CompiledExpression
 from lossdsl.errors import LossDSLWarning
 from lossdsl.language import ir
@@ -42,19 +44,24 @@ from lossdsl.symbolic.translate import lower
 # Re-exported (importers across the package read them from here): COMPILE_CACHE_SIZE,
 # Analysis, CompiledExpression, bind_parameters.
 __all__ = ["analyze", "compile_expression", "first_level_outside_lossdsl", "Analysis",
-           "CompiledExpression", "bind_parameters", "COMPILE_CACHE_SIZE"]
+           "CompiledExpression", "bind_parameters", "vector_names", "COMPILE_CACHE_SIZE"]
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
 def analyze(source: str, inputs: tuple[str, ...] = INPUT_NAMES,
-            wrt: str = "y_pred") -> Analysis:
-    """Parse, lower, stabilize, differentiate and simplify ``source`` (cached by its text)."""
+            wrt: str = "y_pred", vectors: tuple[str, ...] = ()) -> Analysis:
+    """Parse, lower, stabilize, differentiate and simplify ``source`` (cached by its text).
+
+    ``vectors`` names the parameters given one value per element of the last axis
+    (``w=[1, 2, 5]``): the formulas keep them inside reductions, and no parameter
+    gradient is derived for them (it would be one per class, summed over the batch).
+    """
     program = ir.parse_source(source)
-    lowered = lower(program, source, inputs)
+    lowered = lower(program, source, inputs, vectors)
     # Stable forms first, so that derivatives are taken of them (d softplus = sigmoid).
     forward = stabilize(lowered.table, [lowered.output])
     lowered = replace(lowered, output=forward.exprs[0], table=forward.table)
-    names = list(lowered.parameters)
+    names = [name for name in lowered.parameters if name not in vectors]
     with limits.located_in(source):  # a derivative too large to build concerns all the source
         raw_gradient = derive(lowered, sympy.Symbol(wrt, real=True))
         formulas = [simplify(lowered.output), simplify(raw_gradient)] + [
@@ -77,6 +84,7 @@ def analyze(source: str, inputs: tuple[str, ...] = INPUT_NAMES,
         lowered=replace(lowered, output=expression, table=final.table),
         wrt=wrt,
         inputs=inputs,
+        vectors=tuple(name for name in vectors if name in lowered.parameters),
         rewrites=tuple(dict.fromkeys(forward.fired + final.fired)),
         warnings=infinity_warnings([expression], final.table),
     )
@@ -92,12 +100,14 @@ def compile_expression(source: str, params: Mapping[str, object] | None = None, 
         DSLTypeError: a parameter value is not a finite real number, or makes part of
             the loss a constant without a real value (``log(a)`` at ``a = -1``).
     """
-    analysis = analyze(source, tuple(inputs), wrt)
+    analysis = analyze(source, tuple(inputs), wrt, vector_names(params or {}))
     values = bind_parameters(analysis, params or {})  # a mistake is reported before warnings
     _check_values_keep_it_real(source, tuple(inputs), wrt, tuple(sorted(values.items())))
+    compiled = CompiledExpression(analysis, values)
+    check_at_compile_time(compiled)
     for message in analysis.warnings:
         warnings.warn(LossDSLWarning(message), stacklevel=first_level_outside_lossdsl())
-    return CompiledExpression(analysis, values)
+    return compiled
 
 
 # The lossdsl package directory (this module is in lossdsl/analysis/).
@@ -123,4 +133,5 @@ def _check_values_keep_it_real(source: str, inputs: tuple[str, ...], wrt: str,
 
     Compiling the same loss with the same values again then costs no SymPy work.
     """
-    check_values_keep_it_real(analyze(source, inputs, wrt), dict(items))
+    values = dict(items)
+    check_values_keep_it_real(analyze(source, inputs, wrt, vector_names(values)), values)

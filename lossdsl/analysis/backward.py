@@ -53,9 +53,10 @@ class Backward:
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
-def separable(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_pred") -> bool:
+def separable(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_pred",
+              vectors: tuple[str, ...] = ()) -> bool:
     """:func:`is_separable` of ``source``'s analysis (cached by its text)."""
-    return is_separable(analyze(source, inputs, wrt))
+    return is_separable(analyze(source, inputs, wrt, vectors))
 
 
 def is_separable(analysis: Analysis) -> bool:
@@ -99,9 +100,10 @@ def _inputs_of(symbol: sympy.Symbol, table: ReductionTable) -> set[sympy.Symbol]
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
-def backward(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_pred") -> Backward:
+def backward(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_pred",
+             vectors: tuple[str, ...] = ()) -> Backward:
     """The seeded gradient of ``source`` (cached by its text)."""
-    analysis = analyze(source, inputs, wrt)
+    analysis = analyze(source, inputs, wrt, vectors)
     output, table = analysis.expression, analysis.table
     if table.constant_axis(output) is None or not (output.free_symbols & set(table.reductions)):
         return Backward(UPSTREAM * analysis.gradient, table, rederived=False)

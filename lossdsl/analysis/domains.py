@@ -82,7 +82,9 @@ def requirement_text(requirement: sympy.Basic) -> str:
 def find_conditions(analysis: Analysis, params: Mapping[str, float] | None = None
                     ) -> list[Condition]:
     """Domain conditions and kinks of the loss and of its gradient w.r.t. the input."""
-    values = {analysis.parameters[k]: sympy.Float(v) for k, v in (params or {}).items()}
+    # A vector parameter stays a symbol: a condition on it holds class by class.
+    values = {analysis.parameters[k]: sympy.Float(v) for k, v in (params or {}).items()
+              if not isinstance(v, tuple)}
     found: dict[tuple[str, str], Condition] = {}
     for part, formula in (("loss", analysis.expression), ("gradient", analysis.gradient)):
         for node in _nodes(formula, analysis.table):

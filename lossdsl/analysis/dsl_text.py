@@ -92,7 +92,7 @@ def column_of(reduction: Reduction) -> tuple[sympy.Expr, int] | None:
     if len(picks) != 1:
         return None
     rest = reduction.arg / picks[0]
-    if varies_by_position(rest):
+    if varies_by_position(rest) or rest.is_number:  # sum(one_hot(1), axis=-1) is no column
         return None
     position = picks[0].args[0]
     if position.is_Integer and position >= 0:

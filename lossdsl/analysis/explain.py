@@ -22,16 +22,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import sympy
 
-from lossdsl.analysis.analyze import Analysis, analyze, bind_parameters
+from lossdsl.analysis.analyze import Analysis, analyze, bind_parameters, vector_names
 from lossdsl.analysis.domains import Condition, find_conditions
 from lossdsl.analysis.dsl_text import NotPrintable, condition_text
 from lossdsl.analysis.formula import Formula
 from lossdsl.analysis.latex import INPUT_LATEX, formula_latex, named_latex
 from lossdsl.analysis.naming import name_formulas, user_bindings
+from lossdsl.ops import INPUT_NAMES
 from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import ReductionTable
 
@@ -166,7 +167,8 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (strings and numbers): every formula as lossdsl source and as LaTeX."""
         return {
-            "source": self.source, "canonical": self.canonical, "params": dict(self.params),
+            "source": self.source, "canonical": self.canonical,
+            "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params.items()},
             "parameters": list(self.parameters), "rewrites": list(self.rewrites),
             "formulas": {key: {"text": str(f), "latex": f.latex(),
                                "bindings": [list(b) for b in f.parts()[0]]}
@@ -194,11 +196,16 @@ class Explanation:
     def _parameter_text(self) -> str:
         if not self.parameters:
             return "none"
-        return ", ".join(f"{name} = {self.params[name]!r}" if name in self.params
+        return ", ".join(f"{name} = {_shown(self.params[name])}" if name in self.params
                          else f"{name} (no value)" for name in self.parameters)
 
 
-def explain(source: str, **params: float) -> Explanation:
+def _shown(value: object) -> str:
+    """A value as the user wrote it: a vector parameter as a list."""
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
+
+def explain(source: str, *, inputs: Sequence[str] = (), **params: float) -> Explanation:
     """Explain a loss: formulas, gradients and where they break.
 
     Parameters without a value stay symbols (the formulas do not need them);
@@ -206,7 +213,10 @@ def explain(source: str, **params: float) -> Explanation:
 
     Args:
         source: the loss of one sample, as for :func:`lossdsl.compile`.
-        **params: parameter values; they override defaults bound in the source.
+        inputs: the names of extra inputs (a mask, a weight map), as for
+            :func:`lossdsl.compile`; other names are parameters.
+        **params: parameter values; they override defaults bound in the source;
+            a list makes a vector parameter (one value per class).
 
     Returns:
         An :class:`Explanation`.
@@ -222,7 +232,7 @@ def explain(source: str, **params: float) -> Explanation:
     >>> report.latex(report.loss)
     '\\\\operatorname{mean}\\\\left(\\\\left(- y_{\\\\mathrm{pred}} + y_{\\\\mathrm{true}}\\\\right)^{2}\\\\right)'
     """
-    analysis = analyze(source)
+    analysis = analyze(source, INPUT_NAMES + tuple(inputs), vectors=vector_names(params))
     return explain_analysis(analysis, bind_parameters(analysis, params, require_all=False))
 
 

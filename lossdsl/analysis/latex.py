@@ -4,7 +4,9 @@ A formula's reduction symbols (``mean(y_pred)``) are atoms to SymPy; this
 printer expands each through its row's LaTeX template, with the argument
 printed the same way, so nested reductions typeset as nested calls. Inputs
 print as :math:`y_{\\mathrm{true}}`, :math:`y_{\\mathrm{pred}}`; counts
-``n[-1]`` as :math:`n_{-1}`.
+``n[-1]`` as :math:`n_{-1}`. A column ``x[..., k]`` (the sum ``sum(one_hot(k) * x,
+axis=-1)`` it is lowered to, recognised by :func:`lossdsl.analysis.dsl_text.column_of`)
+prints as it is written, :math:`x[\\ldots, k]`.
 
 Brackets follow SymPy's precedence rules (``LatexPrinter.parenthesize``,
 ``_needs_mul_brackets``): an argument that a template juxtaposes with the rest
@@ -29,8 +31,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import sympy
 from sympy.printing.latex import LatexPrinter
-from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.precedence import PRECEDENCE, precedence
 
+from lossdsl.analysis.dsl_text import column_of
 from lossdsl.ops import INPUT_NAMES, REGISTRY
 from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import Axis, ReductionTable
@@ -62,8 +65,17 @@ class LossLatexPrinter(LatexPrinter):
 
     def scopes_right(self, expr: sympy.Basic) -> bool:
         """Whether ``expr`` is a reduction typeset with a large operator (``\\sum``)."""
-        return expr in self.table and \
+        return expr in self.table and column_of(self.table[expr]) is None and \
             REGISTRY[self.table[expr].kind].latex.startswith(LARGE_OPERATORS)
+
+    def column_latex(self, x: sympy.Basic, index: int) -> str:
+        """``x[..., k]`` as written: :math:`x[\\ldots, k]`, ``x`` bracketed unless it is an atom
+        or a call (a power, a product or a large operator would take the subscript)."""
+        operand = self._print(x)
+        if self.scopes_right(x) or (precedence(x) < PRECEDENCE["Func"] and not x.is_Symbol) \
+                or isinstance(x, sympy.Pow) or (x.is_Number and x < 0):
+            operand = self._add_parens(operand)
+        return rf"{operand}[\ldots, {index}]"
 
     def parenthesize(self, item: sympy.Basic, level: int, is_neg: bool = False,
                      strict: bool = False) -> str:
@@ -85,6 +97,9 @@ class LossLatexPrinter(LatexPrinter):
     def _print_Symbol(self, expr: sympy.Symbol, style: str = "plain") -> str:
         if expr in self.table:
             reduction = self.table[expr]
+            column = column_of(reduction)
+            if column is not None:
+                return self.column_latex(*column)
             argument = self._print(reduction.arg) + axis_latex(reduction.axis)
             return REGISTRY[reduction.kind].latex.format(argument)
         if expr.name in INPUT_LATEX:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import sympy
 
@@ -66,8 +66,9 @@ class NamedFormulas:
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
-def _user_bindings(source: str, inputs: tuple[str, ...]) -> UserBindings:
-    lowerer = _Lowerer(ir.parse_source(source), source, inputs)
+def _user_bindings(source: str, inputs: tuple[str, ...],
+                   vectors: tuple[str, ...]) -> UserBindings:
+    lowerer = _Lowerer(ir.parse_source(source), source, inputs, vectors)
     lowerer.run()
     found = []
     for name, value in lowerer.locals.items():
@@ -80,7 +81,7 @@ def _user_bindings(source: str, inputs: tuple[str, ...]) -> UserBindings:
 
 def user_bindings(analysis) -> UserBindings:
     """The source's local bindings: each name with the SymPy forms its value takes."""
-    return _user_bindings(analysis.source, tuple(analysis.inputs))
+    return _user_bindings(analysis.source, tuple(analysis.inputs), tuple(analysis.vectors))
 
 
 def name_formulas(formulas: Sequence[sympy.Expr], table: ReductionTable,
@@ -109,9 +110,9 @@ class _Namer:
             self._counts()
         return NamedFormulas(tuple(self._ordered()), tuple(self.formulas), self.table)
 
-    def _replace(self, mapping: dict) -> None:
+    def _replace(self, mapping: dict, keep: Callable[[sympy.Expr], bool] | None = None) -> None:
         self.formulas = [f.xreplace(mapping) for f in self.formulas]
-        self.table = self.table.substituted(mapping)
+        self.table = self.table.substituted(mapping, keep)
         self.bindings = [(s, v.xreplace(mapping)) for s, v in self.bindings]
 
     def _bind(self, name: str, value: sympy.Expr, replace: bool = True) -> sympy.Symbol:
@@ -191,16 +192,19 @@ class _Namer:
         self.formulas = [f.xreplace(inline).xreplace(rename) for f in reduced]
 
     def _counts(self) -> None:
-        # The last column x[..., -1] is sum(one_hot(n[-1] - 1) * x, axis=-1): that count is
-        # part of the column's spelling, not a count to name (naming it would spell the
-        # column out as a sum, unless the count is used elsewhere too).
+        # A count used only in the spelling of a last column x[..., -1] is not named.
         columns = {r.symbol: column_of(r) for r in self.table.in_order()}
         parts = list(self.formulas) + [v for _, v in self.bindings] + [
             columns[r.symbol][0] if columns[r.symbol] else r.arg for r in self.table.in_order()]
         counts = sorted({s for f in parts for s in f.free_symbols
                          if isinstance(s, Count) and s.axis != "output"}, key=str)
         for count in counts:
-            self._bind("n" if len(counts) == 1 else _count_name(count), count)
+            symbol = sympy.Symbol(self._fresh("n" if len(counts) == 1 else _count_name(count)),
+                                  real=True)
+            # The last column x[..., -1] is sum(x * one_hot(n[-1] - 1), axis=-1): in a
+            # reduction, a one_hot keeps its count, the column's spelling.
+            self._replace({count: symbol}, keep=_is_one_hot)
+            self.bindings.append((symbol, count))
 
     def _ordered(self) -> list[tuple[sympy.Symbol, sympy.Expr]]:
         """The used bindings, each after those it uses, otherwise in creation order."""
@@ -242,6 +246,10 @@ class _Namer:
                 elif symbol in self.table:
                     pending.append(self.table[symbol].arg)
         return found
+
+
+def _is_one_hot(factor: sympy.Expr) -> bool:
+    return isinstance(factor, REGISTRY["one_hot"].sympy)
 
 
 def _count_name(count: Count) -> str:

@@ -34,15 +34,34 @@ def bind_parameters(analysis: Analysis, given: Mapping[str, object], *,
         DSLTypeError: a parameter value is not a finite real number.
     """
     _check_known(analysis, given)
-    values = {}
+    values: dict[str, float | tuple[float, ...]] = {}
     for name in analysis.parameters:
-        if name in given:
+        if name in analysis.vectors:
+            values[name] = _vector(analysis, name, given[name])
+        elif name in given:
             values[name] = _number(analysis, name, given[name])
         elif name in analysis.defaults:
             values[name] = analysis.defaults[name]
         elif require_all:
             raise _missing(analysis, name)
+    lengths = {name: len(v) for name, v in values.items() if isinstance(v, tuple)}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"`{name}` has {length}" for name, length in lengths.items())
+        raise DSLTypeError(f"The vector parameters differ in length: {shown}.",
+                           source=analysis.source,
+                           span=analysis.lowered.first_use.get(list(lengths)[-1]),
+                           hint="each gives one value per element of the last axis (per class)")
     return values
+
+
+def is_vector(value: object) -> bool:
+    """Whether a parameter value is a vector (a list, tuple or 1-D array), not a number."""
+    return isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) >= 1
+
+
+def vector_names(given: Mapping[str, object]) -> tuple[str, ...]:
+    """The names of the parameters given a vector of values (sorted: a cache key)."""
+    return tuple(sorted(name for name, value in given.items() if is_vector(value)))
 
 
 def check_values_keep_it_real(analysis: Analysis, values: Mapping[str, float]) -> None:
@@ -54,8 +73,18 @@ def check_values_keep_it_real(analysis: Analysis, values: Mapping[str, float]) -
     Raises:
         DSLTypeError: naming the part and the values, at the parameter's first use.
     """
+    # A vector parameter is checked element by element (the k-th values together).
+    length = max((len(v) for v in values.values() if isinstance(v, tuple)), default=None)
+    for k in range(length or 1):
+        scalars = {name: value[k] if isinstance(value, tuple) else value
+                   for name, value in values.items()}
+        _check_scalars(analysis, scalars, values)
+
+
+def _check_scalars(analysis: Analysis, scalars: Mapping[str, float],
+                   values: Mapping[str, object]) -> None:
     substitution = {analysis.parameters[name]: sympy.Float(value)
-                    for name, value in values.items()}
+                    for name, value in scalars.items()}
     symbols = set(substitution)
     if not symbols:
         return
@@ -65,12 +94,13 @@ def check_values_keep_it_real(analysis: Analysis, values: Mapping[str, float]) -
     for formula in formulas:
         for node in sympy.preorder_traversal(formula):
             free = node.free_symbols
-            if not free or not free <= symbols:
+            # A Piecewise's (value, condition) pair is no part to name; its value is visited next.
+            if not isinstance(node, sympy.Expr) or not free or not free <= symbols:
                 continue  # only parts made of parameters and numbers fold to a constant
             used = sorted(str(s) for s in free)
             if not node.xreplace(substitution).has(*bad):
                 continue
-            named = ", ".join(f"{name} = {values[name]!r}" for name in used)
+            named = ", ".join(f"{name} = {scalars[name]!r}" for name in used)
             raise DSLTypeError(
                 f"With {named}, `{node}` has no finite real value.",
                 source=analysis.source,
@@ -113,9 +143,8 @@ def _missing(analysis: Analysis, name: str) -> DSLNameError:
 def _number(analysis: Analysis, name: str, value: object) -> float:
     is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not is_real or not _is_finite_float(value):
-        shown = repr(value)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        hint = (f"pass one number, e.g. {name}=0.5; a parameter is a scalar"
+        shown = _shown(value)
+        hint = (f"pass one number, e.g. {name}=0.5"
                 if isinstance(value, (list, tuple, dict, set)) or hasattr(value, "shape")
                 else f"pass a finite number, e.g. {name}=0.5")
         raise DSLTypeError(
@@ -123,6 +152,30 @@ def _number(analysis: Analysis, name: str, value: object) -> float:
             source=analysis.source,
             span=analysis.lowered.first_use.get(name, Span(0, len(analysis.source))), hint=hint)
     return float(value)
+
+
+def _vector(analysis: Analysis, name: str, value: object) -> tuple[float, ...]:
+    items = list(value.tolist() if hasattr(value, "tolist") else value)  # type: ignore[union-attr]
+    span = analysis.lowered.first_use.get(name, Span(0, len(analysis.source)))
+    if not items or any(is_vector(item) for item in items):
+        raise DSLTypeError(
+            f"The vector parameter `{name}` must be a non-empty list of numbers, one per "
+            f"element of the last axis. Received: {_shown(value)}.", source=analysis.source,
+            span=span, hint=f"e.g. {name}=[1.0, 2.0, 5.0] for three classes; a matrix "
+                            "parameter is not supported")
+    for item in items:
+        if not isinstance(item, numbers.Real) or isinstance(item, bool) or \
+                not _is_finite_float(item):
+            raise DSLTypeError(
+                f"The vector parameter `{name}` must hold finite real numbers. "
+                f"Received: {_shown(value)}.", source=analysis.source, span=span,
+                hint=f"e.g. {name}=[1.0, 2.0, 5.0]")
+    return tuple(float(item) for item in items)
+
+
+def _shown(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def _is_finite_float(value: numbers.Real) -> bool:

@@ -39,15 +39,18 @@ def lost_constants(compiled: "CompiledExpression", dtype: str) -> list[str]:
     (``0.1`` is 0.09998 in float16) is not reported.
     """
     source, params = compiled.source, compiled.params
+    scalars = {name: value for name, value in params.items() if not isinstance(value, tuple)}
     messages: dict[tuple[str, float], str] = {}
-    for node, text, value in _source_constants(compiled.program, source, params):
+    for node, text, value in _source_constants(compiled.program, source, scalars):
         rounded = _rounded_away(value, dtype)
         if rounded is not None:
             what = f"The constant `{text}`" if isinstance(node, ir.Number) else \
                 f"The constant `{text}` (= {value!r})"
             messages.setdefault((text, value), _lost_message(what, rounded, dtype, source,
                                                              node.span))
-    for name, value in params.items():
+    each_value = [(name, item) for name, value in params.items()
+                  for item in (value if isinstance(value, tuple) else (value,))]
+    for name, value in each_value:  # a vector parameter's values one by one
         rounded = _rounded_away(value, dtype)
         if rounded is not None:
             messages.setdefault((name, value), _lost_message(

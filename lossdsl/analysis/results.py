@@ -40,6 +40,8 @@ class Analysis:
         wrt: the input the gradient is taken with respect to.
         rewrites: names of the stability rewrites that fired (see ``lossdsl.symbolic.stability``).
         inputs: the names of the elementwise inputs.
+        vectors: the parameters with one value per element of the last axis (no
+            parameter gradient is derived for them).
         warnings: why the loss is infinite somewhere, when that is visible in the
             formula; :func:`compile_expression` emits each as a ``LossDSLWarning``.
     """
@@ -57,6 +59,7 @@ class Analysis:
     lowered: Lowered = field(repr=False)
     wrt: str = "y_pred"
     inputs: tuple[str, ...] = INPUT_NAMES
+    vectors: tuple[str, ...] = ()
     rewrites: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
@@ -66,11 +69,18 @@ class CompiledExpression:
     """An :class:`Analysis` with every parameter given a value."""
 
     analysis: Analysis
-    params: dict[str, float]
+    params: dict[str, "float | tuple[float, ...]"]  # a tuple: a vector parameter's values
 
     def __getattr__(self, name: str):
         # Formulas and tables are the analysis's; only the values are ours.
         return getattr(self.analysis, name)
 
     def values_by_symbol(self) -> dict[sympy.Symbol, float]:
-        return {self.analysis.parameters[name]: value for name, value in self.params.items()}
+        """The scalar parameters' values (a plan builds the vector ones in as constants)."""
+        return {self.analysis.parameters[name]: value for name, value in self.params.items()
+                if not isinstance(value, tuple)}
+
+    def vector_length(self) -> int | None:
+        """The length of the vector parameters (all have one), or None without any."""
+        lengths = {len(value) for value in self.params.values() if isinstance(value, tuple)}
+        return lengths.pop() if lengths else None

@@ -10,7 +10,7 @@ in safe mode with no pickled code.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import keras
 
@@ -19,9 +19,12 @@ from lossdsl.analysis.backward import separable
 from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.analysis.precision import warn_lost_constants
 from lossdsl.backends.current import backend_functions
+from lossdsl.backends.labels import (check_inputs_used, checked_labels, declared_inputs,
+                                    label_tensors)
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.lower.plans import forward_plan
-from lossdsl.lower.shapes import check_columns, last_axis_width
+from lossdsl.analysis.last_axis import check_last_axis
+from lossdsl.lower.shapes import last_axis_width
 
 if TYPE_CHECKING:
     from lossdsl.analysis.explain import Explanation
@@ -31,6 +34,7 @@ GRADIENT_MODES = ("autodiff", "symbolic")
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,), "params": (dict,), "name": (str, type(None)),
     "reduction": (str, type(None)), "dtype": (str, type(None)), "gradient": (str,),
+    "inputs": (list, tuple, type(None)),
 }
 
 
@@ -60,6 +64,11 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
             ``"symbolic"``: the derived, stabilised gradient formula is the backward
             pass (``tf.custom_gradient``, ``jax.custom_jvp``, a ``torch.autograd.Function``),
             see the README.
+        inputs: names of extra elementwise inputs besides ``y_true`` and ``y_pred``
+            (a mask, a weight map): ``y_true`` is then a dict ``{"y_true": labels,
+            "mask": ...}``, each input brought to ``y_pred``'s rank as ``y_true`` is, and
+            broadcast. Only ``y_pred`` is differentiated. In ``fit``, build the model as
+            :class:`lossdsl.keras.model.LossInputsModel` so the dict reaches the loss.
 
     Examples:
 
@@ -73,7 +82,8 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
 
     def __init__(self, source: str, params: Mapping[str, float] | None = None,
                  name: str | None = None, reduction: str | None = "sum_over_batch_size",
-                 dtype: str | None = None, gradient: str = "autodiff") -> None:
+                 dtype: str | None = None, gradient: str = "autodiff",
+                 inputs: Iterable[str] | None = None) -> None:
         if reduction not in REDUCTIONS:
             raise DSLConfigError(
                 f"Invalid reduction. Expected one of {REDUCTIONS}. Received: {reduction!r}.",
@@ -84,7 +94,9 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
                 f"Invalid gradient mode. Expected one of {GRADIENT_MODES}. Received: {gradient!r}.",
                 hint="'autodiff' lets TensorFlow differentiate; 'symbolic' runs the derived "
                      "gradient (README: Gradient modes)")
-        self.compiled = compile_expression(source, params)
+        self.extra_inputs = extra_inputs(source, inputs, params)
+        self.compiled = compile_expression(source, params,
+                                           inputs=("y_true", "y_pred", *self.extra_inputs))
         try:
             super().__init__(name=name or "lossdsl", reduction=reduction, dtype=dtype)
         except (ValueError, TypeError) as error:  # Keras refuses the dtype policy
@@ -104,7 +116,7 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         self._plan = backend.runner(forward_plan(self.compiled))
         self._per_sample = backend.symbolic_loss(self.compiled) if gradient == "symbolic" else \
             backend.autodiff_loss(self._plan, separable(self.source, self.compiled.inputs,
-                                                        self.compiled.wrt))
+                                                        self.compiled.wrt, self.compiled.vectors))
 
     def explain(self) -> "Explanation":
         """The formulas of this loss, its gradients and where they break (see :func:`lossdsl.explain`)."""
@@ -115,26 +127,54 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         return self.explain()._repr_latex_()
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        if self.extra_inputs or isinstance(y_true, dict):  # {"y_true": ..., "mask": ...}
+            y_true = checked_labels(y_true, self.extra_inputs, self.source)
         y_true, y_pred = self._batch_inputs(y_true, y_pred)
-        if self.compiled.lowered.columns:  # static shapes: checked once per trace in graphs
-            check_columns(self.compiled.lowered.columns,
-                          last_axis_width((tuple(y_true.shape), tuple(y_pred.shape))), self.source)
+        if self.compiled.lowered.columns or self.compiled.vectors:  # static shapes: once per trace
+            shapes = [tuple(t.shape) for t in label_tensors(y_true)] + [tuple(y_pred.shape)]
+            check_last_axis(self.compiled, last_axis_width(shapes))
         return self._per_sample(y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:
-        return {"source": self.source, "params": dict(self.compiled.params),
+        return {"source": self.source, "params": config_params(self.compiled.params),
                 "name": self.name, "reduction": self.reduction, "dtype": self.dtype,
-                "gradient": self.gradient_mode}
+                "gradient": self.gradient_mode, **input_config(self.extra_inputs)}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "DSLLoss":
         return cls(**validated_config(config))
 
     def __repr__(self) -> str:
-        return self._call_text("lossdsl.compile")
+        return with_inputs(self._call_text("lossdsl.compile"), self.extra_inputs)
+
+
+def extra_inputs(source: str, inputs: Iterable[str] | None,
+                 params: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The checked names of a loss's or metric's extra inputs, each read by ``source``."""
+    names = declared_inputs(inputs, params)
+    if names:
+        from lossdsl.language.ir import parse_source
+        check_inputs_used(parse_source(source), names, source)
+    return names
+
+
+def input_config(names: tuple[str, ...]) -> dict[str, list[str]]:
+    """``{"inputs": [...]}`` for a config; empty without extra inputs (the config stays as it was)."""
+    return {"inputs": list(names)} if names else {}
+
+
+def with_inputs(call_text: str, names: tuple[str, ...]) -> str:
+    """``lossdsl.compile('...', ...)`` with ``inputs=[...]`` added when there are extra inputs."""
+    return f"{call_text[:-1]}, inputs={list(names)!r})" if names else call_text
 
 
 _CONFIG_HINT = "a lossdsl config is what get_config() returns: a dict with `source` and `params`"
+
+
+def config_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameter values as a config holds them: numbers, and lists for vector parameters."""
+    return {name: list(value) if isinstance(value, tuple) else value
+            for name, value in params.items()}
 
 
 def validated_config(config: Mapping[str, Any],
@@ -160,13 +200,20 @@ def validated_config(config: Mapping[str, Any],
             raise DSLConfigError(
                 f"The config field `{key}` has the wrong type: {type(value).__name__}.",
                 hint=f"`{key}` must be {expected}")
+    if any(not isinstance(name, str) for name in config.get("inputs") or ()):
+        raise DSLConfigError("The config field `inputs` must be a list of names.",
+                             hint="`inputs` lists the loss's extra inputs, e.g. ['mask']")
     for key, value in config.get("params", {}).items():
-        if not isinstance(key, str) or isinstance(value, bool) or \
-                not isinstance(value, (int, float)):
-            raise DSLConfigError(f"The config parameter {key!r} must map to a number.",
-                                 hint="`params` maps each parameter's name to a number")
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not isinstance(key, str) or not items or \
+                any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in items):
+            raise DSLConfigError(f"The config parameter {key!r} must map to a number or a "
+                                 "list of numbers.",
+                                 hint="`params` maps each parameter's name to a number, or a "
+                                      "vector parameter's to its list of values")
     return dict(config)
 
 
-__all__ = ["DSLLoss", "forward_plan", "validated_config",
+__all__ = ["DSLLoss", "forward_plan", "validated_config", "extra_inputs", "input_config",
+           "with_inputs", "config_params",
            "LossDSLError"]

@@ -10,7 +10,7 @@ parameter values; ``from_config`` compiles the source again.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import keras
 
@@ -18,14 +18,17 @@ from lossdsl.analysis.analyze import compile_expression
 from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.errors import DSLConfigError
 from lossdsl.backends.current import backend_functions
-from lossdsl.keras.loss import validated_config
+from lossdsl.backends.labels import checked_labels, label_tensors
+from lossdsl.keras.loss import (config_params, extra_inputs, input_config, validated_config,
+                                with_inputs)
 from lossdsl.lower.plans import forward_plan
-from lossdsl.lower.shapes import check_columns, last_axis_width
+from lossdsl.analysis.last_axis import check_last_axis
+from lossdsl.lower.shapes import last_axis_width
 from lossdsl.analysis.precision import warn_lost_constants
 
 _METRIC_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "source": (str,), "params": (dict,), "name": (str, type(None)), "dtype": (str, type(None)),
-    "direction": (str, type(None)),
+    "direction": (str, type(None)), "inputs": (list, tuple, type(None)),
 }
 DIRECTIONS = ("down", "up", None)
 
@@ -48,6 +51,8 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
             this dtype cannot hold is named in a ``LossDSLWarning``.
         direction: ``"down"`` (lower is better) or ``"up"``, for callbacks such
             as ``EarlyStopping(mode="auto")``; None leaves it unknown to Keras.
+        inputs: names of extra elementwise inputs (a mask): ``y_true`` is then a dict
+            ``{"y_true": labels, "mask": ...}``, as for :class:`lossdsl.keras.loss.DSLLoss`.
 
     Examples:
 
@@ -61,12 +66,14 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
 
     def __init__(self, source: str, params: Mapping[str, float] | None = None,
                  name: str | None = None, dtype: str | None = None,
-                 direction: str | None = None) -> None:
+                 direction: str | None = None, inputs: Iterable[str] | None = None) -> None:
         if direction not in DIRECTIONS:
             raise DSLConfigError(
                 f"Invalid direction. Expected one of {DIRECTIONS}. Received: {direction!r}.",
                 hint="'down' when lower is better (a loss), 'up' when higher is (an accuracy)")
-        self.compiled = compile_expression(source, params)
+        self.extra_inputs = extra_inputs(source, inputs, params)
+        self.compiled = compile_expression(source, params,
+                                           inputs=("y_true", "y_pred", *self.extra_inputs))
         super().__init__(fn=self._values, name=name or "lossdsl_metric", dtype=dtype)
         if not keras.backend.is_float_dtype(self.dtype):  # TF would fail at the first call
             raise DSLConfigError(f"Invalid dtype {dtype!r}: a loss computes in a float dtype.",
@@ -83,22 +90,26 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
     def _values(self, y_true: Any, y_pred: Any) -> Any:
         # Compute in the metric's dtype, as Keras's metrics cast their inputs.
         y_pred = keras.ops.cast(y_pred, self.dtype)
-        if self.compiled.lowered.columns:
+        if self.extra_inputs or isinstance(y_true, dict):  # {"y_true": ..., "mask": ...}
+            y_true = checked_labels(y_true, self.extra_inputs, self.source)
+        if self.compiled.lowered.columns or self.compiled.vectors:
             # Labels of a lower rank (class indices) broadcast; they do not set the width.
-            shapes = [tuple(t.shape) for t in (y_true, y_pred) if len(t.shape) == len(y_pred.shape)]
-            check_columns(self.compiled.lowered.columns, last_axis_width(shapes), self.source)
+            shapes = [tuple(t.shape) for t in (*label_tensors(y_true), y_pred)
+                      if len(t.shape) == len(y_pred.shape)]
+            check_last_axis(self.compiled, last_axis_width(shapes))
         return self._per_sample_values(self._plan, y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:
-        return {"source": self.source, "params": dict(self.compiled.params),
-                "name": self.name, "dtype": self.dtype, "direction": self.direction}
+        return {"source": self.source, "params": config_params(self.compiled.params),
+                "name": self.name, "dtype": self.dtype, "direction": self.direction,
+                **input_config(self.extra_inputs)}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "DSLMetric":
         return cls(**validated_config(config, _METRIC_CONFIG_TYPES))
 
     def __repr__(self) -> str:
-        return self._call_text("lossdsl.metric")
+        return with_inputs(self._call_text("lossdsl.metric"), self.extra_inputs)
 
 
 __all__ = ["DSLMetric"]

@@ -30,7 +30,7 @@ from lossdsl.analysis.analyze import CompiledExpression, analyze, compile_expres
 from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.errors import DSLNameError, DSLShapeError
 from lossdsl.backends.current import backend_functions
-from lossdsl.keras.loss import validated_config
+from lossdsl.keras.loss import config_params, validated_config
 from lossdsl.lower.plans import forward_plan, penalty_gradient_plan
 
 WEIGHT_INPUT = "w"
@@ -104,7 +104,7 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
             else gradient
 
     def get_config(self) -> dict[str, Any]:
-        return {"source": self.source, "params": dict(self.compiled.params)}
+        return {"source": self.source, "params": config_params(self.compiled.params)}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "_PenaltyBase":

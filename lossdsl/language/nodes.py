@@ -106,9 +106,10 @@ class Call(Node):
 class Column(Node):
     """``x[..., k]``: column ``k`` of the last axis (negative counts from the end).
 
-    The column keeps the axis, with size 1, so it broadcasts against whole rows, as
-    ``x[..., k:k+1]`` does in NumPy: ``(y_true - y_pred[..., 0])^2`` compares each
-    element of ``y_true`` with the row's first prediction.
+    Like every reduction, its value is broadcast back along the row it was taken
+    from: ``(y_true - y_pred[..., 0])^2`` compares each element of ``y_true`` with
+    the row's first prediction, and ``sum(y_pred[..., 0], axis=-1)`` counts it once
+    per element of the row (``mean`` takes it once).
     """
 
     operand: "Expr"

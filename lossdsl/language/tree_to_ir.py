@@ -23,8 +23,9 @@ from lark.exceptions import VisitError
 from lossdsl.errors import (DSLArityError, DSLAxisError, DSLNameError, DSLSyntaxError,
                             DSLTypeError, LossDSLError, Span)
 from lossdsl.language.hints import ELEMENTWISE_TWINS, lossdsl_name
-from lossdsl.language.nodes import (CONDITIONS, NO_SPAN, Binary, Binding, Call, Column, Compare,
-                                    Expr, Logic, Name, Negate, Node, Not, Number, Program)
+from lossdsl.language.subscripts import Ellipsis_, Range, column
+from lossdsl.language.nodes import (CONDITIONS, NO_SPAN, Binary, Binding, Call, Compare, Expr,
+                                    Logic, Name, Negate, Node, Not, Number, Program)
 from lossdsl.ops import REGISTRY, Op
 
 
@@ -54,16 +55,6 @@ class _Tuple(Node):
     """``(a, b)``: only meaningful as an ``axis=`` value, never in the IR."""
 
     items: tuple
-
-
-@dataclass(frozen=True)
-class _Ellipsis(Node):
-    """``...`` in a subscript."""
-
-
-@dataclass(frozen=True)
-class _Range(Node):
-    """``a:b`` in a subscript; refused with a hint (it would change the last axis's size)."""
 
 
 @dataclass(frozen=True)
@@ -145,38 +136,13 @@ class _Builder(Transformer_NonRecursive):
         return _Tuple(tuple(item for item in items if item is not None), span=_span(meta))
 
     def ellipsis(self, meta, token):
-        return _Ellipsis(span=_span(meta))
+        return Ellipsis_(span=_span(meta))
 
     def range(self, meta, start, stop):
-        return _Range(span=_span(meta))
+        return Range(span=_span(meta))
 
     def indexed(self, meta, target, *subscripts):
-        """``x[..., k]``, a column; every other subscript is refused with what to write."""
-        target, span = self.value(target), _span(meta)
-        example = f"{self.source[target.span.start:target.span.end] or 'y_pred'}[..., 0]"
-        if len(subscripts) == 1 and not isinstance(subscripts[0], (_Ellipsis, _Range)):
-            raise self.error(
-                DSLSyntaxError, "A subscript needs `...` first: lossdsl picks columns of the "
-                "last axis, and `x[k]` reads as the k-th sample in NumPy and TensorFlow.", span,
-                hint=f"write {example} for the first column of the last axis")
-        if len(subscripts) != 2 or not isinstance(subscripts[0], _Ellipsis) or \
-                isinstance(subscripts[1], _Ellipsis):
-            raise self.error(
-                DSLSyntaxError, "Only the last axis can be indexed, as `x[..., k]`.", span,
-                hint=f"e.g. {example}; the batch axis is Keras's, and the axes between are "
-                     "reduced with axis=")
-        index = subscripts[1]
-        if isinstance(index, _Range):
-            raise self.error(
-                DSLSyntaxError, "A range `a:b` would change the size of the last axis; "
-                "lossdsl picks one column at a time, which broadcasts against whole rows.",
-                index.span, hint="pick each column, e.g. x0 = y_pred[..., 0]; x1 = y_pred[..., 1]")
-        sign, number = (-1, index.operand) if isinstance(index, Negate) else (1, index)
-        if not (isinstance(number, Number) and number.text.isdigit()):
-            raise self.error(DSLTypeError, "A column index must be an integer literal.",
-                             getattr(index, "span", span), hint=f"e.g. {example}, or -1 for "
-                             "the last column")
-        return Column(target, sign * int(number.text), span=span)
+        return column(self.source, self.value(target), subscripts, _span(meta))
 
     def keyword(self, meta, name, value):
         return _Keyword(str(name), value, span=_span(meta))

@@ -22,8 +22,9 @@ set its value, keywords naming an option choose the source, and
 Where the pieces live: :mod:`~lossdsl.losses.spec` (a row, its options, how it
 becomes a Keras loss), :mod:`~lossdsl.losses.keras_sources` and
 :mod:`~lossdsl.losses.keras_builtins` (the Keras built-ins' rows and
-callables), :mod:`~lossdsl.losses.literature` (losses from papers, with
-citations), :mod:`~lossdsl.losses.library` (the whole table, ``make``).
+callables), :mod:`~lossdsl.losses.literature_sources` and
+:mod:`~lossdsl.losses.literature` (losses from papers, with citations: rows and
+callables), :mod:`~lossdsl.losses.library` (the whole table, ``make``).
 Building a loss imports Keras (and TensorFlow); importing or listing the library does not.
 """
 
@@ -37,8 +38,8 @@ from lossdsl.losses.keras_builtins import (
     sparse_categorical_crossentropy, squared_hinge, tversky)
 from lossdsl.losses.library import LIBRARY, REGISTRY, available, make
 from lossdsl.losses.literature import (
-    asymmetric, cauchy, charbonnier, focal, focal_tversky, gaussian_nll,
-    generalized_cross_entropy, label_smoothed_cross_entropy, pearson, pinball, poly1,
+    asymmetric, cauchy, charbonnier, diou, focal, focal_tversky, gaussian_nll, giou,
+    generalized_cross_entropy, iou, label_smoothed_cross_entropy, pearson, pinball, poly1,
     symmetric_cross_entropy, welsch)
 from lossdsl.losses.spec import EPSILON, LossSettings, LossSpec
 

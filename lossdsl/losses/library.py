@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from lossdsl.errors import DSLNameError
 from lossdsl.losses.keras_sources import KERAS_BUILTINS
-from lossdsl.losses.literature import LITERATURE
+from lossdsl.losses.literature_sources import LITERATURE
 from lossdsl.losses.spec import LossSpec
 
 if TYPE_CHECKING:

@@ -1,5 +1,6 @@
-"""Losses from the literature, each with its citation: rows (:data:`LITERATURE`) and callables.
+"""Losses from the literature, each with its citation, as callables.
 
+Each callable compiles its row of :data:`~lossdsl.losses.literature_sources.LITERATURE`.
 Keywords work as for the Keras built-ins (:mod:`lossdsl.losses.keras_builtins`):
 parameters override their defaults in the source, :class:`~lossdsl.losses.spec.LossSettings`
 go to the Keras loss. ``tests/test_losses_library.py`` checks each signature against its row.
@@ -9,91 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Unpack
 
-from lossdsl.losses.spec import EPSILON, LossSettings, LossSpec, fixed
+from lossdsl.losses.literature_sources import LITERATURE
+from lossdsl.losses.spec import LossSettings
 
 if TYPE_CHECKING:
     from lossdsl.keras.loss import DSLLoss
-
-LITERATURE: tuple[LossSpec, ...] = (
-    LossSpec("focal", fixed(
-        "alpha = 0.25; gamma = 2; p = sigmoid(y_pred); "
-        "p_t = y_true*p + (1 - y_true)*(1 - p); alpha_t = y_true*alpha + (1 - y_true)*(1 - alpha); "
-        "mean(alpha_t*(1 - p_t)^gamma*(softplus(y_pred) - y_true*y_pred))"),
-        "sigmoid focal loss on logits, alpha-balanced",
-        citation="Lin, Goyal, Girshick, He, Dollar. Focal Loss for Dense Object Detection. "
-                 "ICCV 2017"),
-    LossSpec("poly1", fixed(
-        "epsilon = 1; l = log_softmax(y_pred, axis=-1); "
-        "-sum(y_true*l, axis=-1) + epsilon*(1 - sum(y_true*exp(l), axis=-1))"),
-        "Poly-1: softmax cross-entropy plus epsilon*(1 - p_t), on logits",
-        citation="Leng et al. PolyLoss: A Polynomial Expansion Perspective of "
-                 "Classification Loss Functions. ICLR 2022"),
-    LossSpec("generalized_cross_entropy", fixed(
-        "q = 0.7; p_y = sum(one_hot(y_true)*y_pred, axis=-1); (1 - p_y^q)/q"),
-        "generalized cross-entropy (1 - p_y^q)/q with integer labels, robust to label noise",
-        citation="Zhang, Sabuncu. Generalized Cross Entropy Loss for Training Deep Neural "
-                 "Networks with Noisy Labels. NeurIPS 2018"),
-    LossSpec("symmetric_cross_entropy", fixed(
-        f"alpha = 0.1; beta = 1; p = clip(y_pred, {EPSILON}, 1); q = clip(y_true, 1e-4, 1); "
-        "alpha*(-sum(y_true*log(p), axis=-1)) + beta*(-sum(p*log(q), axis=-1))"),
-        "alpha*cross-entropy + beta*reverse cross-entropy, on probabilities",
-        citation="Wang, Ma, Chen, Luo, Yi, Bailey. Symmetric Cross Entropy for Robust "
-                 "Learning with Noisy Labels. ICCV 2019"),
-    LossSpec("asymmetric", fixed(
-        "gamma_pos = 0; gamma_neg = 4; margin = 0.05; p = sigmoid(y_pred); "
-        "p_m = maximum(p - margin, 0); "
-        "-sum(y_true*(1 - p)^gamma_pos*log(maximum(p, 1e-8)) "
-        "+ (1 - y_true)*p_m^gamma_neg*log(maximum(1 - p_m, 1e-8)))"),
-        "asymmetric loss (ASL) for multi-label logits: focusing and shifted negatives",
-        citation="Ridnik et al. Asymmetric Loss For Multi-Label Classification. ICCV 2021"),
-    LossSpec("label_smoothed_cross_entropy", fixed(
-        "smoothing = 0.1; t = (1 - smoothing)*y_true + smoothing/sum(1, axis=-1); "
-        "-sum(t*log_softmax(y_pred, axis=-1), axis=-1)"),
-        "softmax cross-entropy against labels mixed with the uniform distribution",
-        citation="Szegedy, Vanhoucke, Ioffe, Shlens, Wojna. Rethinking the Inception "
-                 "Architecture for Computer Vision. CVPR 2016"),
-    LossSpec("charbonnier", fixed(
-        "epsilon = 1e-3; mean(sqrt((y_pred - y_true)^2 + epsilon^2))"),
-        "Charbonnier (smooth L1) penalty sqrt(e^2 + epsilon^2)",
-        citation="Charbonnier, Blanc-Feraud, Aubert, Barlaud. Two deterministic half-quadratic "
-                 "regularization algorithms for computed imaging. ICIP 1994"),
-    LossSpec("pinball", fixed(
-        "tau = 0.5; e = y_true - y_pred; mean(maximum(tau*e, (tau - 1)*e))"),
-        "pinball (quantile) loss for the tau-quantile",
-        citation="Koenker, Bassett. Regression Quantiles. Econometrica 46(1), 1978"),
-    LossSpec("gaussian_nll", fixed(
-        "mu = sum(one_hot(0)*y_pred, axis=-1); log_var = sum(one_hot(1)*y_pred, axis=-1); "
-        "mean(0.5*(log_var + (y_true - mu)^2*exp(-log_var)), axis=-1)"),
-        "Gaussian negative log-likelihood (without 0.5*log(2*pi)); y_pred's last axis "
-        "is [mean, log variance]",
-        citation="Nix, Weigend. Estimating the mean and variance of the target probability "
-                 "distribution. ICNN 1994; Kendall, Gal. What Uncertainties Do We Need in "
-                 "Bayesian Deep Learning for Computer Vision? NeurIPS 2017"),
-    LossSpec("focal_tversky", fixed(
-        "alpha = 0.7; beta = 0.3; gamma = 0.75; smooth = 1; tp = sum(y_true*y_pred); "
-        "fn = sum(y_true*(1 - y_pred)); fp = sum((1 - y_true)*y_pred); "
-        "(1 - (tp + smooth)/(tp + alpha*fn + beta*fp + smooth))^gamma"),
-        "focal Tversky loss: (1 - Tversky index)^gamma, alpha weighting false negatives",
-        citation="Abraham, Khan. A Novel Focal Tversky Loss Function with Improved Attention "
-                 "U-Net for Lesion Segmentation. ISBI 2019"),
-    LossSpec("welsch", fixed(
-        "c = 1; mean(c^2/2*(1 - exp(-((y_pred - y_true)/c)^2/2)))"),
-        "Welsch (Leclerc) robust loss, bounded by c^2/2",
-        citation="Dennis, Welsch. Techniques for nonlinear least squares and robust regression. "
-                 "Communications in Statistics - Simulation and Computation 7(4), 1978"),
-    LossSpec("cauchy", fixed(
-        "c = 1; mean(c^2/2*log1p(((y_pred - y_true)/c)^2))"),
-        "Cauchy (Lorentzian) robust loss c^2/2*log(1 + (e/c)^2)",
-        citation="Black, Anandan. The Robust Estimation of Multiple Motions. CVIU 63(1), 1996; "
-                 "Barron. A General and Adaptive Robust Loss Function. CVPR 2019"),
-    LossSpec("pearson", fixed(
-        "a = y_true - mean(y_true); b = y_pred - mean(y_pred); "
-        "1 - sum(a*b)/sqrt(sum(a^2)*sum(b^2))"),
-        "1 minus the Pearson correlation of y_true and y_pred over each sample",
-        citation="Pearson. Notes on regression and inheritance in the case of two parents. "
-                 "Proc. Royal Society of London 58, 1895"),
-)
-"""The losses from papers, in the order the README lists them."""
 
 _ROWS = {spec.name: spec for spec in LITERATURE}
 
@@ -262,3 +183,52 @@ def pearson(**settings: Unpack[LossSettings]) -> DSLLoss:
     ('pearson', 'sum')
     """
     return _loss("pearson", **settings)
+
+
+def iou(*, eps: float = 1e-07, **settings: Unpack[LossSettings]) -> DSLLoss:
+    """IoU loss 1 - IoU of boxes [x1, y1, x2, y2] along the last axis, one value per box.
+
+    y_true and y_pred are boxes (x2 >= x1, y2 >= y1) of shape (batch, 4) or (batch, boxes, 4);
+    the per-sample loss has shape (batch,) or (batch, boxes). eps is added to the union, as
+    torchvision does.
+
+    From: Yu, Jiang, Wang, Cao, Huang. UnitBox: An Advanced Object Detection Network. ACM
+    Multimedia 2016; Rezatofighi et al. Generalized Intersection over Union. CVPR 2019.
+
+    >>> iou(eps=1e-9).params
+    {'eps': 1e-09}
+    """
+    return _loss("iou", eps=eps, **settings)
+
+
+def giou(*, eps: float = 1e-07, **settings: Unpack[LossSettings]) -> DSLLoss:
+    """Generalized IoU loss 1 - GIoU: 1 - IoU plus the enclosing box's share outside the union.
+
+    Boxes and shapes as for :func:`iou`. As torchvision's generalized_box_iou_loss: eps is
+    added to the union and to the enclosing box's area (TF Addons' GIoULoss divides with
+    divide_no_nan instead: the same away from empty boxes).
+
+    From: Rezatofighi, Tsoi, Gwak, Sadeghian, Reid, Savarese. Generalized Intersection over
+    Union: A Metric and A Loss for Bounding Box Regression. CVPR 2019.
+
+    >>> import numpy as np  # two disjoint unit boxes: GIoU = 0 - 1/3
+    >>> round(float(giou()(np.array([[0.0, 0, 1, 1]]), np.array([[2.0, 0, 3, 1]]))), 6)
+    1.333333
+    """
+    return _loss("giou", eps=eps, **settings)
+
+
+def diou(*, eps: float = 1e-07, **settings: Unpack[LossSettings]) -> DSLLoss:
+    """Distance-IoU loss: 1 - IoU plus the squared distance of the box centers over the
+    enclosing box's squared diagonal.
+
+    Boxes and shapes as for :func:`iou`. As torchvision's distance_box_iou_loss: eps is added
+    to the union and to the squared diagonal.
+
+    From: Zheng, Wang, Liu, Li, Ye, Ren. Distance-IoU Loss: Faster and Better Learning for
+    Bounding Box Regression. AAAI 2020.
+
+    >>> diou(eps=1e-9).params
+    {'eps': 1e-09}
+    """
+    return _loss("diou", eps=eps, **settings)

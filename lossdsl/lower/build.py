@@ -17,7 +17,7 @@ import sympy
 from lossdsl.errors import LossDSLError
 from lossdsl.lower.guards import guarded_where, needs_guard
 from lossdsl.lower.plan import Branch, Node, frozen
-from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY, varies_by_position
+from lossdsl.ops import BY_SYMPY_HEAD, REGISTRY, PerClassValues, varies_by_position
 from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.translate import ReductionTable
 
@@ -109,6 +109,8 @@ class _Walk:
     def symbol(self, symbol: sympy.Symbol) -> Description:
         if isinstance(symbol, Count):
             return "count", (), None, frozen(axis=symbol.axis)
+        if isinstance(symbol, PerClassValues):  # one value per element of the last axis
+            return "constant", (), None, frozen(value=symbol.values)
         kind = "input" if symbol in self.inputs else "parameter"
         return kind, (), None, frozen(name=symbol.name)
 

@@ -29,7 +29,8 @@ KINDS: dict[str, str] = {
     "input": "name: a tensor given by name when the plan runs (y_true, y_pred, upstream)",
     "parameter": "name: a parameter given as a value when the plan runs (the gradient check)",
     "given": "index: a leaf of a guarded branch, the value of its guarded where's leaf `index`",
-    "constant": "value: a float (inf and nan included), in the inputs' dtype",
+    "constant": "value: a float (inf and nan included), in the inputs' dtype; or a tuple of "
+                "floats, one per element of the last axis (a vector parameter)",
     "boolean": "value: True or False",
     "count": "axis: how many elements a sample has along `axis` (a Count)",
     "call": "a function of OPS (op); by_position: it needs the full shape; "

@@ -25,11 +25,13 @@ from typing import Mapping
 
 import sympy
 
-from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE, Analysis, CompiledExpression, analyze
+from lossdsl.analysis.analyze import (COMPILE_CACHE_SIZE, Analysis, CompiledExpression, analyze,
+                                      vector_names)
 from lossdsl.analysis.backward import UPSTREAM, backward, separable
 from lossdsl.lower.build import build
 from lossdsl.lower.plan import Output, Plan
 from lossdsl.lower.shapes import output_reductions
+from lossdsl.ops import PerClassValues, varies_by_position
 from lossdsl.symbolic.counts import Count
 from lossdsl.symbolic.fuse import fuse_reductions
 from lossdsl.symbolic.translate import ReductionTable
@@ -55,8 +57,22 @@ def plan_of(outputs: Mapping[str, tuple[sympy.Expr, str]], table: ReductionTable
                 output_reductions(loss, loss_table), differentiable)
 
 
+def _compiled(source: str, inputs: tuple[str, ...], wrt: str,
+              params: tuple[tuple[str, float | tuple[float, ...]], ...]) -> CompiledExpression:
+    """The compiled loss a cached plan function is keyed by (its analysis is cached too)."""
+    return CompiledExpression(analyze(source, inputs, wrt, vector_names(dict(params))),
+                              dict(params))
+
+
 def _values(compiled: CompiledExpression) -> dict[sympy.Symbol, sympy.Expr]:
-    return {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
+    values = {symbol: sympy.Float(value) for symbol, value in compiled.values_by_symbol().items()}
+    return {**values, **_vectors(compiled)}
+
+
+def _vectors(compiled: CompiledExpression) -> dict[sympy.Symbol, sympy.Expr]:
+    """A vector parameter's values, as one constant of shape (classes,) in every plan."""
+    return {compiled.parameters[name]: PerClassValues(name, compiled.params[name])
+            for name in compiled.vectors}
 
 
 def forward_plan(compiled: CompiledExpression, differentiable: bool = True) -> Plan:
@@ -71,7 +87,7 @@ def forward_plan(compiled: CompiledExpression, differentiable: bool = True) -> P
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
 def _forward_plan(source: str, inputs: tuple[str, ...], wrt: str,
                   params: tuple[tuple[str, float], ...], differentiable: bool) -> Plan:
-    compiled = CompiledExpression(analyze(source, inputs, wrt), dict(params))
+    compiled = _compiled(source, inputs, wrt, params)
     values = _values(compiled)
     # Reductions split for the symbolic work are merged back: one pass over the data.
     expression, table = fuse_reductions(compiled.expression.xreplace(values),
@@ -82,7 +98,7 @@ def _forward_plan(source: str, inputs: tuple[str, ...], wrt: str,
 
 def seeded_gradient_plan(compiled: CompiledExpression) -> Plan:
     """The seeded gradient, parameter values built in; inputs ``y_true``, ``y_pred``, ``upstream``."""
-    seeded = backward(compiled.source, wrt=compiled.wrt)
+    seeded = backward(compiled.source, compiled.inputs, compiled.wrt, compiled.vectors)
     values = _values(compiled)
     formula, table = fuse_reductions(seeded.formula.xreplace(values),
                                      seeded.table.substituted(values))
@@ -100,15 +116,16 @@ def symbolic_plans(compiled: CompiledExpression) -> tuple[Plan, Plan, bool]:
     backend evaluate it before the upstream is known (TF's fused path, JAX's ``custom_jvp``).
     Compiling a loss again costs no SymPy work.
     """
-    return _symbolic_plans(compiled.source, compiled.wrt, tuple(sorted(compiled.params.items())))
+    return _symbolic_plans(compiled.source, compiled.inputs, compiled.wrt,
+                           tuple(sorted(compiled.params.items())))
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
-def _symbolic_plans(source: str, wrt: str, params: tuple[tuple[str, float], ...]
+def _symbolic_plans(source: str, inputs: tuple[str, ...], wrt: str, params: tuple[tuple, ...]
                     ) -> tuple[Plan, Plan, bool]:
-    compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
+    compiled = _compiled(source, inputs, wrt, params)
     return (forward_plan(compiled, differentiable=False), seeded_gradient_plan(compiled),
-            separable(source, wrt=wrt))
+            separable(source, inputs, wrt, compiled.vectors))
 
 
 def value_and_unit_gradient_plan(compiled: CompiledExpression) -> Plan | None:
@@ -120,23 +137,26 @@ def value_and_unit_gradient_plan(compiled: CompiledExpression) -> Plan | None:
     pass, so the backward pass is one multiplication by the upstream gradient, as
     autodiff's backward reuses what the forward kept.
     """
-    return _value_and_unit_gradient_plan(compiled.source, compiled.wrt,
+    return _value_and_unit_gradient_plan(compiled.source, compiled.inputs, compiled.wrt,
                                          tuple(sorted(compiled.params.items())))
 
 
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
-def _value_and_unit_gradient_plan(source: str, wrt: str, params: tuple[tuple[str, float], ...]
+def _value_and_unit_gradient_plan(source: str, inputs: tuple[str, ...], wrt: str,
+                                  params: tuple[tuple, ...]
                                   ) -> Plan | None:
-    if not separable(source, wrt=wrt):
+    compiled = _compiled(source, inputs, wrt, params)
+    if not separable(source, inputs, wrt, compiled.vectors):
         return None
-    compiled = CompiledExpression(analyze(source, wrt=wrt), dict(params))
-    seeded, values = backward(source, wrt=wrt), _values(compiled)
+    seeded = backward(source, inputs, wrt, compiled.vectors)
+    values = _values(compiled)
     unit = {**values, UPSTREAM: sympy.Integer(1)}  # a re-derived gradient has it in reductions too
     table = seeded.table.substituted(unit)
     # `sum(upstream, axis=-1)` became `sum(1, axis=-1)`: a count, not a pass over the data.
     counted = {symbol: reduction.arg * (Count(reduction.axis) if reduction.kind == "sum" else 1)
                for symbol, reduction in table.reductions.items()
-               if reduction.kind in ("sum", "mean") and not reduction.arg.free_symbols}
+               if reduction.kind in ("sum", "mean") and not reduction.arg.free_symbols
+               and not varies_by_position(reduction.arg)}  # sum(one_hot(1)) is no count
     both = sympy.Tuple(compiled.expression, seeded.formula.xreplace(unit).xreplace(counted))
     (loss, gradient), table = fuse_reductions(both.xreplace(unit), table)
     return plan_of({"loss": (loss, "per_sample"), "gradient": (gradient, "elementwise")}, table,
@@ -157,9 +177,12 @@ def check_plan(compiled: CompiledExpression) -> Plan:
     way), so the tape differentiates what training differentiates; only the
     parameters stay symbols (given as variables, so the tape also differentiates them).
     """
-    loss, table = fuse_reductions(compiled.expression, compiled.table)
-    outputs = {"loss": (loss, "per_sample"), "gradient": (compiled.gradient, "elementwise")}
-    outputs.update({f"d/{name}": (formula, "total")
+    vectors = _vectors(compiled)  # no gradient is checked for them: built in as constants
+    loss, table = fuse_reductions(compiled.expression.xreplace(vectors),
+                                  compiled.table.substituted(vectors))
+    outputs = {"loss": (loss, "per_sample"),
+               "gradient": (compiled.gradient.xreplace(vectors), "elementwise")}
+    outputs.update({f"d/{name}": (formula.xreplace(vectors), "total")
                     for name, formula in compiled.parameter_gradients.items()})
     return plan_of(outputs, table, compiled.expression, compiled.table)
 

@@ -12,11 +12,11 @@ that the generated module would not know).
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Mapping, Sequence, Union
+from typing import Sequence, Union
 
 import sympy
 
-from lossdsl.errors import DSLShapeError, Span
+from lossdsl.errors import DSLShapeError
 from lossdsl.limits import RESOLVED_AXES_CACHE_SIZE
 from lossdsl.ops import varies_by_position
 from lossdsl.symbolic.counts import Axis
@@ -89,21 +89,6 @@ def last_axis_width(shapes: Sequence[tuple]) -> int | None:
     return max(int(size) for size in sizes)
 
 
-def check_columns(columns: Mapping[int, Span], width: int | None, source: str) -> None:
-    """Refuse a column ``x[..., k]`` that inputs whose last axis has ``width`` elements lack.
-
-    Without the check ``one_hot(k)`` would pick nothing there and the column would read 0.
-    """
-    if width is None:
-        return
-    for index, span in columns.items():
-        if not -width <= index < width:
-            raise DSLShapeError(
-                f"The column index {index} is out of range: the last axis of the inputs has "
-                f"{width} element{'s' if width != 1 else ''}.", source=source, span=span,
-                hint=f"columns count from 0 to {width - 1}, or from -1 (the last) to -{width}")
-
-
 def incompatible_shapes(shapes: Sequence[tuple]) -> DSLShapeError:
     """The error for inputs whose shapes do not broadcast (the same on every backend)."""
     shown = " and ".join(str(tuple(shape)) for shape in shapes)
@@ -113,4 +98,4 @@ def incompatible_shapes(shapes: Sequence[tuple]) -> DSLShapeError:
 
 
 __all__ = ["Reduced", "sample_axes", "output_axes", "resolve_axes", "output_reductions",
-           "resolved_axes", "incompatible_shapes", "last_axis_width", "check_columns"]
+           "resolved_axes", "incompatible_shapes", "last_axis_width"]

@@ -32,11 +32,12 @@ from lossdsl.ops.functions import (DSLFunction, RealStandIn, clip, expm1, lgamma
 from lossdsl.ops.row import DerivativeRule, Domain, Kind, Kink, Op
 from lossdsl.ops.table import (BY_SYMPY_HEAD, CONSTANTS, INPUT_NAMES, OPS, REGISTRY, derivative_may_blow_up,
                                varies_by_position)
+from lossdsl.ops.vectors import PerClass, PerClassValues
 
 __all__ = [
     "OPS", "REGISTRY", "BY_SYMPY_HEAD", "INPUT_NAMES", "CONSTANTS", "Op", "Domain", "Kink", "Kind",
     "DerivativeRule", "DSLFunction", "RealStandIn", "real_stand_in", "step",
     "derivative_may_blow_up", "varies_by_position",
     "sigmoid", "softplus", "relu", "log1p", "expm1", "maximum", "minimum", "clip", "xlogy",
-    "xdivy", "one_hot", "xlog1py", "lgamma", "stop_gradient",
+    "xdivy", "one_hot", "xlog1py", "lgamma", "stop_gradient", "PerClass", "PerClassValues",
 ]

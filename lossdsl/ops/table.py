@@ -9,6 +9,7 @@ from lossdsl.ops.functions import (DSLFunction, clip, expm1, lgamma, log1p, maxi
                                    one_hot, relu, sigmoid, softplus, step, stop_gradient, xdivy,
                                    xlog1py, xlogy)
 from lossdsl.ops.row import Op
+from lossdsl.ops.vectors import PerClass, PerClassValues
 
 _E = "elementwise"
 _NP = "lossdsl.ops.numpy_forms."
@@ -170,7 +171,9 @@ INPUT_NAMES: tuple[str, ...] = ("y_true", "y_pred")
 # the loss library's huber among them); a binding is always written before any use of it.
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "e": sympy.E}
 
-_BY_POSITION: tuple[type, ...] = tuple(op.sympy for op in OPS if op.by_position)
+# A vector parameter (w=[1, 2, 5]) takes one value per position along the last axis too.
+_BY_POSITION: tuple[type, ...] = tuple(op.sympy for op in OPS if op.by_position) + (
+    PerClass, PerClassValues)
 
 # Each class lossdsl defines finds its derivative, value and LaTeX in its row.
 for _op in OPS:

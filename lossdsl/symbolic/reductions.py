@@ -19,6 +19,7 @@ linear: they distribute over sums and pull out factors constant along their axis
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import sympy
 
@@ -78,11 +79,14 @@ class ReductionTable:
         table.reductions, table._by_key = dict(self.reductions), dict(self._by_key)
         return table
 
-    def substituted(self, values: dict[sympy.Symbol, sympy.Expr]) -> "ReductionTable":
-        """The same reductions with ``values`` put into their arguments (symbols kept)."""
+    def substituted(self, values: dict[sympy.Symbol, sympy.Expr],
+                    keep: Callable[[sympy.Expr], bool] | None = None) -> "ReductionTable":
+        """The same reductions with ``values`` put into their arguments (symbols kept);
+        factors of an argument for which ``keep`` is true are left as they are."""
         table = ReductionTable(inputs=self.inputs)
         for symbol, reduction in self.reductions.items():
-            arg = reduction.arg.xreplace(values)
+            arg = reduction.arg.xreplace(values) if keep is None else sympy.Mul(*(
+                f if keep(f) else f.xreplace(values) for f in sympy.Mul.make_args(reduction.arg)))
             table.reductions[symbol] = Reduction(reduction.kind, arg, reduction.axis, symbol)
             table._by_key[(reduction.kind, arg, reduction.axis)] = symbol
         return table

@@ -30,7 +30,7 @@ import sympy
 from lossdsl import limits
 from lossdsl.errors import DSLNameError, DSLTypeError, Span
 from lossdsl.language import ir
-from lossdsl.ops import CONSTANTS, INPUT_NAMES, REGISTRY, Op
+from lossdsl.ops import CONSTANTS, INPUT_NAMES, REGISTRY, Op, PerClass
 from lossdsl.ops.rules import power, where
 from lossdsl.symbolic.counts import Axis
 # Re-exported: derive, stability, fuse, plan, export, latex, explain, domains, backward,
@@ -54,18 +54,19 @@ class Lowered:
 
 
 def lower(program: ir.Program, source: str | None = None,
-          inputs: tuple[str, ...] = INPUT_NAMES) -> Lowered:
+          inputs: tuple[str, ...] = INPUT_NAMES, vectors: tuple[str, ...] = ()) -> Lowered:
     """Lower a checked IR program to SymPy (see the module docstring).
 
-    ``source`` is only used to point at the offending text in errors.
+    ``source`` is only used to point at the offending text in errors; the
+    parameters named in ``vectors`` take one value per element of the last axis.
     """
-    return _Lowerer(program, source, inputs).run()
+    return _Lowerer(program, source, inputs, vectors).run()
 
 
 class _Lowerer:
     def __init__(self, program: ir.Program, source: str | None,
-                 inputs: tuple[str, ...]) -> None:
-        self.program, self.source = program, source
+                 inputs: tuple[str, ...], vectors: tuple[str, ...]) -> None:
+        self.program, self.source, self.vectors = program, source, vectors
         self.inputs = {name: sympy.Symbol(name, real=True) for name in inputs}
         self.table = ReductionTable(inputs=frozenset(self.inputs.values()))
         self.locals: dict[str, sympy.Expr] = {}
@@ -90,7 +91,8 @@ class _Lowerer:
 
     def _parameter(self, name: str, span: Span) -> sympy.Symbol:
         self.first_use.setdefault(name, span)
-        return self.parameters.setdefault(name, sympy.Symbol(name, real=True))
+        symbol = PerClass(name) if name in self.vectors else sympy.Symbol(name, real=True)
+        return self.parameters.setdefault(name, symbol)
 
     def expr(self, node: ir.Expr) -> sympy.Expr:
         method = getattr(self, "_" + type(node).__name__.lower())

@@ -21,7 +21,7 @@ the one where the loss and both gradients are finite at the most entries wins.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -108,7 +108,10 @@ def check_gradients(loss: Any, y_true: Any = None, y_pred: Any = None, *,
             source string.
         y_true, y_pred: the points; when omitted, random points of ``shape``
             from the range where the loss and its gradients are finite at the
-            most entries (see :func:`candidate_ranges`).
+            most entries (see :func:`candidate_ranges`). For a loss with extra
+            inputs, ``y_true`` is a dict ``{"y_true": ..., "mask": ...}`` (a source
+            string then takes its extra inputs from the keys); extra inputs not
+            given are drawn in (0.05, 0.95).
         shape: default :func:`default_shape`, the smallest rank the loss's axes need.
         rtol, atol: the tolerance, in float64.
         raise_on_mismatch: raise :class:`GradientMismatchError` instead of
@@ -119,17 +122,26 @@ def check_gradients(loss: Any, y_true: Any = None, y_pred: Any = None, *,
         A :class:`GradientReport`; ``passed`` is False when the gradients
         disagree and when the check is inconclusive.
     """
-    compiled = _compiled(loss, params)
+    extra = {}
+    if isinstance(y_true, Mapping):  # y_true and extra inputs
+        extra = {name: np.asarray(value, dtype=np.float64) for name, value in y_true.items()
+                 if name != "y_true"}
+        y_true = y_true.get("y_true")
+    compiled = _compiled(loss, params, tuple(extra))
+    names = tuple(name for name in compiled.inputs if name not in ("y_true", "y_pred", compiled.wrt))
     shape = tuple(shape) if shape is not None else default_shape(compiled)
     given = (None if y_true is None else np.asarray(y_true, dtype=np.float64),
              None if y_pred is None else np.asarray(y_pred, dtype=np.float64))
-    if given[0] is not None and given[1] is not None:
-        best = _evaluate(compiled, *given)
+    if given[0] is not None and given[1] is not None and set(names) <= set(extra):
+        best = _evaluate(compiled, _with_extra(given[0], extra, names), given[1])
     else:
         best = None
         for draw_true, draw_pred in candidate_ranges(compiled):
             rng = np.random.default_rng(seed)
-            points = (draw_true(rng, shape) if given[0] is None else given[0],
+            labels = draw_true(rng, shape) if given[0] is None else given[0]
+            drawn = {name: extra[name] if name in extra else rng.uniform(0.05, 0.95, shape)
+                     for name in names}
+            points = (_with_extra(labels, drawn, names),
                       draw_pred(rng, shape) if given[1] is None else given[1])
             evaluation = _evaluate(compiled, *points)
             if best is None or evaluation.usable > best.usable:
@@ -150,12 +162,19 @@ def check_gradients(loss: Any, y_true: Any = None, y_pred: Any = None, *,
     return report
 
 
-def _compiled(loss: Any, params: dict[str, float]) -> CompiledExpression:
+def _compiled(loss: Any, params: dict[str, float], extra: tuple[str, ...] = ()
+              ) -> CompiledExpression:
     if isinstance(loss, str):
-        return compile_expression(loss, params)
+        return compile_expression(loss, params, inputs=("y_true", "y_pred", *extra))
     if isinstance(loss, CompiledExpression):
         return loss
     return loss.compiled
+
+
+def _with_extra(y_true: np.ndarray, extra: Mapping[str, np.ndarray], names: tuple[str, ...]
+                ) -> np.ndarray | dict[str, np.ndarray]:
+    """``y_true``, or the dict of ``y_true`` and the extra inputs a loss with them takes."""
+    return {"y_true": y_true, **{name: extra[name] for name in names}} if names else y_true
 
 
 @dataclass
@@ -169,7 +188,7 @@ class _Evaluation:
     loss_defined: np.ndarray  # per gradient entry: whether its sample's loss is a number (not NaN)
 
 
-def _evaluate(compiled: CompiledExpression, y_true: np.ndarray, y_pred: np.ndarray
+def _evaluate(compiled: CompiledExpression, y_true: np.ndarray | dict, y_pred: np.ndarray
               ) -> _Evaluation:
     from lossdsl.backends.current import backend_functions
     from lossdsl.lower.plans import check_plan
@@ -178,8 +197,10 @@ def _evaluate(compiled: CompiledExpression, y_true: np.ndarray, y_pred: np.ndarr
     plan = check_plan(compiled)
     yt, yp, values, by_autodiff, by_parameter = backend_functions().check_values(
         plan, y_true, y_pred, compiled.values_by_symbol())
+    yt = yt["y_true"] if isinstance(yt, dict) else yt  # the report shows the labels
+    # Vector parameters have no derived gradient to check (see lossdsl.analysis.analyze).
     parameters = {name: (float(np.sum(values[f"d/{name}"])), by_parameter[symbol])
-                  for name, symbol in compiled.parameters.items()}
+                  for name, symbol in compiled.parameters.items() if name not in compiled.vectors}
     symbolic = values["gradient"]
     # The per-sample loss lacks the axes it reduced; put them back to mask whole samples.
     loss = np.expand_dims(values["loss"], plan.squeezed_axes(len(symbolic.shape)))

@@ -119,19 +119,24 @@ def _command(commands: "argparse._SubParsersAction", name: str, help_text: str,
         parser.add_argument("expr", metavar="EXPR",
                             help="the loss of one sample, one line (it may start with -)")
         parser.add_argument("--param", action="append", default=[], type=_param,
-                            metavar="NAME=VALUE", help="a parameter's value (repeatable)")
+                            metavar="NAME=VALUE", help="a parameter's value (repeatable); "
+                            "w=1,2,5 gives a vector parameter one value per class")
     return parser
 
 
-def _param(text: str) -> tuple[str, float]:
+def _param(text: str) -> tuple[str, float | list[float]]:
+    """``alpha=0.25``, or ``w=1,2,5`` (commas: a vector parameter, one value per class)."""
     name, sep, value = text.partition("=")
     try:
         if not sep or not name.strip():
             raise ValueError
+        if "," in value:
+            return name.strip(), [float(item) for item in value.strip("[]").split(",")]
         return name.strip(), float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected NAME=VALUE with a number for VALUE, got {text!r}") from None
+            f"expected NAME=VALUE with a number for VALUE (or numbers separated by commas), "
+            f"got {text!r}") from None
 
 
 def _params(args: argparse.Namespace) -> dict[str, float]:

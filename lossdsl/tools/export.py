@@ -28,7 +28,8 @@ from pathlib import Path
 import sympy
 
 from lossdsl.version import __version__
-from lossdsl.analysis.analyze import Analysis, analyze, bind_parameters
+from lossdsl.analysis.analyze import Analysis, analyze, bind_parameters, vector_names
+from lossdsl.analysis.parameters import check_values_keep_it_real
 from lossdsl.backends.text import print_plan
 from lossdsl.backends.text_support import NAMES, Printed, function_source
 from lossdsl.errors import DSLNameError
@@ -48,7 +49,8 @@ def export_source(source: str, class_name: str, **params: float) -> str:
         source: the loss, as for :func:`lossdsl.compile`.
         class_name: a Python identifier for the generated class.
         **params: parameter values; they become the constructor's defaults.
-            A parameter without a value becomes a required argument.
+            A parameter without a value becomes a required argument; a list of
+            values makes a vector parameter (one value per element of the last axis).
 
     Returns:
         Python source text; it imports only ``keras`` and ``tensorflow``.
@@ -63,8 +65,9 @@ def export_source(source: str, class_name: str, **params: float) -> str:
     True
     """
     _check_identifier(class_name, "class name")
-    analysis = analyze(source)
+    analysis = analyze(source, vectors=vector_names(params))
     values = bind_parameters(analysis, params, require_all=False)
+    check_values_keep_it_real(analysis, values)  # refused as lossdsl.compile refuses them
     for name in analysis.parameters:
         _check_identifier(name, "parameter name")
     return _Module(analysis, class_name, values).text()
@@ -143,7 +146,9 @@ class _Module:
             f"    def __init__(self, {arguments}name={default_name!r}, "
             'reduction="sum_over_batch_size", dtype=None):',
             "        super().__init__(name=name, reduction=reduction, dtype=dtype)",
-            *[f"        self.{name} = float({name})" for name in names],
+            # A vector parameter (one value per class) is a list, broadcast along the last axis.
+            *[f"        self.{name} = [float(v) for v in {name}]" if name in self.analysis.vectors
+              else f"        self.{name} = float({name})" for name in names],
             "",
             "    def call(self, y_true, y_pred):",
             *[f"        {line}" for line in body],

@@ -12,7 +12,8 @@ import keras
 import numpy as np
 import sympy
 
-from lossdsl.backends.keras_ops.ranks import align_ranks
+from lossdsl.backends.keras_ops.ranks import batch_inputs
+from lossdsl.backends.labels import named_inputs
 from lossdsl.backends.keras_ops.run import Runner
 from lossdsl.lower.plan import Plan
 
@@ -25,11 +26,13 @@ def check_values(plan: Plan, y_true: np.ndarray, y_pred: np.ndarray,
 
     Returns ``(y_true, y_pred)`` rank-aligned, every output of the plan, the
     autodiff gradient w.r.t. ``y_pred``, and its gradient w.r.t. each parameter.
+    ``y_true`` may be a dict of ``y_true`` and extra inputs (:mod:`lossdsl.backends.labels`):
+    so is its return.
     """
     runner, symbols = Runner(plan), list(parameters)
 
     def outputs(y_true: Any, y_pred: Any, values: list) -> dict[str, Any]:
-        return runner.run({"y_true": y_true, "y_pred": y_pred}, dict(zip(symbols, values)))
+        return runner.run(named_inputs(y_true, y_pred), dict(zip(symbols, values)))
 
     backend = keras.backend.backend()
     if backend == "jax":
@@ -45,7 +48,8 @@ def _by_jax(outputs: Callable, y_true: np.ndarray, y_pred: np.ndarray, values: l
     import jax.numpy as jnp
 
     with jax.enable_x64(True):
-        yt, yp = align_ranks(jnp.asarray(y_true, jnp.float64), jnp.asarray(y_pred, jnp.float64))
+        yt, yp = batch_inputs(_map(lambda v: jnp.asarray(v, jnp.float64), y_true),
+                              jnp.asarray(y_pred, jnp.float64))
         params = [jnp.asarray(value, jnp.float64) for value in values]
 
         def total(yp: Any, params: list) -> tuple[Any, dict]:
@@ -54,7 +58,7 @@ def _by_jax(outputs: Callable, y_true: np.ndarray, y_pred: np.ndarray, values: l
 
         (_, result), (by_input, by_params) = jax.value_and_grad(
             total, argnums=(0, 1), has_aux=True)(yp, params)
-        return (np.asarray(yt), np.asarray(yp), {k: np.asarray(v) for k, v in result.items()},
+        return (_map(np.asarray, yt), np.asarray(yp), {k: np.asarray(v) for k, v in result.items()},
                 np.asarray(by_input), {s: float(g) for s, g in zip(symbols, by_params)})
 
 
@@ -62,8 +66,8 @@ def _by_torch(outputs: Callable, y_true: np.ndarray, y_pred: np.ndarray, values:
               symbols: list) -> tuple:
     import torch
 
-    yt, yp = align_ranks(torch.tensor(y_true, dtype=torch.float64),
-                         torch.tensor(y_pred, dtype=torch.float64))
+    yt, yp = batch_inputs(_map(lambda v: torch.tensor(v, dtype=torch.float64), y_true),
+                          torch.tensor(y_pred, dtype=torch.float64))
     yp = yp.detach().requires_grad_(True)
     params = [torch.tensor(value, dtype=torch.float64, requires_grad=True) for value in values]
     result = outputs(yt, yp, params)
@@ -74,8 +78,15 @@ def _by_torch(outputs: Callable, y_true: np.ndarray, y_pred: np.ndarray, values:
         if total.requires_grad else [None] * (1 + len(params))
     by_input = np.zeros(yp.shape) if gradients[0] is None else gradients[0].numpy()
     by_params = {s: 0.0 if g is None else float(g) for s, g in zip(symbols, gradients[1:])}
-    return (yt.numpy(), yp.detach().numpy(), {k: v.detach().numpy() for k, v in result.items()},
+    return (_map(lambda v: v.numpy(), yt), yp.detach().numpy(), {k: v.detach().numpy() for k, v in result.items()},
             by_input, by_params)
+
+
+def _map(function: Callable, labels: Any) -> Any:
+    """``function`` of ``y_true``, or of each entry of a dict of labels."""
+    if isinstance(labels, dict):
+        return {name: function(value) for name, value in labels.items()}
+    return function(labels)
 
 
 __all__ = ["check_values"]

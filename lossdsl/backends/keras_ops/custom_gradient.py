@@ -10,8 +10,9 @@
   for a separable loss the forward pass computes the value and the gradient for an
   upstream of 1 together (shared reductions, one plan), and ``backward`` multiplies.
 
-The gradient w.r.t. ``y_true`` is not derived: labels get zero (JAX) or None
-(PyTorch), as a constant would. Use ``gradient="autodiff"`` to differentiate through labels.
+The gradient w.r.t. ``y_true`` (and any extra input, :mod:`lossdsl.backends.labels`) is
+not derived: labels get zero (JAX) or None (PyTorch), as a constant would. Use
+``gradient="autodiff"`` to differentiate through labels.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import keras
 from lossdsl.analysis.analyze import CompiledExpression
 from lossdsl.backends.keras_ops.functions import Tensor
 from lossdsl.backends.keras_ops.run import Runner, run_loss, runner
+from lossdsl.backends.labels import label_tensors, named_inputs
 from lossdsl.lower.plans import symbolic_plans, value_and_unit_gradient_plan
 
 
@@ -48,7 +50,7 @@ def symbolic_loss(compiled: CompiledExpression) -> Callable[[Tensor, Tensor], Te
 
     def seeded(labels: Tensor, prediction: Tensor, upstream: Tensor) -> Tensor:
         squeezed = forward.squeezed_axes(len(prediction.shape))
-        inputs = {"y_true": labels, "y_pred": prediction,
+        inputs = {**named_inputs(labels, prediction),
                   "upstream": with_kept_axes(upstream, squeezed)}
         return unbroadcast(gradient.run(inputs)["gradient"], prediction)
 
@@ -72,7 +74,7 @@ def _jax_loss(forward: Runner, gradient: Runner, seeded: Callable, is_separable:
         @loss.defjvp
         def loss_jvp(primals: tuple, tangents: tuple) -> tuple[Tensor, Tensor]:
             labels, prediction = primals
-            unit = gradient.run({"y_true": labels, "y_pred": prediction,
+            unit = gradient.run({**named_inputs(labels, prediction),
                                  "upstream": keras.ops.ones((), prediction.dtype)})["gradient"]
             squeezed = tuple(forward.squeezed_axes(len(prediction.shape)))
             contracted = unit * tangents[1]
@@ -89,7 +91,8 @@ def _jax_loss(forward: Runner, gradient: Runner, seeded: Callable, is_separable:
 
     def loss_backward(saved: tuple, upstream: Tensor) -> tuple[Tensor, Tensor]:
         labels, prediction = saved
-        return keras.ops.zeros_like(labels), seeded(labels, prediction, upstream)
+        return jax.tree_util.tree_map(keras.ops.zeros_like, labels), \
+            seeded(labels, prediction, upstream)
 
     loss.defvjp(loss_forward, loss_backward)
     return loss
@@ -109,7 +112,7 @@ def _torch_loss(forward: Runner, seeded: Callable, both: Runner | None) -> Calla
         @staticmethod
         def forward(labels: Tensor, prediction: Tensor, with_unit: bool) -> tuple[Tensor, Tensor]:
             if with_unit:
-                outputs = both.run({"y_true": labels, "y_pred": prediction})
+                outputs = both.run(named_inputs(labels, prediction))
                 return outputs["loss"], outputs["gradient"]
             return run_loss(forward, labels, prediction), prediction.new_zeros(())
 
@@ -118,11 +121,14 @@ def _torch_loss(forward: Runner, seeded: Callable, both: Runner | None) -> Calla
             labels, prediction, with_unit = inputs
             context.mark_non_differentiable(output[1])
             context.with_unit = with_unit
-            context.save_for_backward(labels, prediction, output[1])
+            # A dict of labels (extra inputs) is saved tensor by tensor, its names aside.
+            context.names = tuple(labels) if type(labels) is dict else None
+            context.save_for_backward(prediction, output[1], *label_tensors(labels))
 
         @staticmethod
         def backward(context: Any, upstream: Tensor, _: Tensor) -> tuple[None, Tensor, None]:
-            labels, prediction, unit = context.saved_tensors
+            prediction, unit, *given = context.saved_tensors
+            labels = given[0] if context.names is None else dict(zip(context.names, given))
             if not context.with_unit:
                 return None, seeded(labels, prediction, upstream), None
             squeezed = forward.squeezed_axes(len(prediction.shape))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from lossdsl.backends.keras_ops.functions import Tensor
+from lossdsl.backends.labels import to_rank_error
 
 
 def align_ranks(y_true: Tensor, y_pred: Tensor) -> tuple[Tensor, Tensor]:
@@ -27,9 +28,32 @@ def align_ranks(y_true: Tensor, y_pred: Tensor) -> tuple[Tensor, Tensor]:
     return y_true, y_pred
 
 
-def batch_inputs(y_true: Tensor, y_pred: Tensor) -> tuple[Tensor, Tensor]:
-    """A batch as the plans take it: ``y_true`` cast to ``y_pred``'s dtype, ranks aligned."""
+def align_labels(labels: dict, y_pred: Tensor) -> tuple[dict, Tensor]:
+    """``y_true`` and ``y_pred`` aligned as by :func:`align_ranks`, then each extra input
+    brought to ``y_pred``'s rank: a trailing axis of 1 dropped, or axes of 1 added at the end."""
+    y_true, y_pred = align_ranks(labels["y_true"], y_pred)
+    aligned, rank = {"y_true": y_true}, len(y_pred.shape)
+    for name, value in labels.items():
+        if name != "y_true":
+            if len(value.shape) == rank + 1 and value.shape[-1] == 1:
+                value = keras.ops.squeeze(value, -1)
+            elif len(value.shape) > rank:
+                raise to_rank_error(name, len(value.shape), rank)
+            while len(value.shape) < rank:
+                value = keras.ops.expand_dims(value, -1)
+            aligned[name] = value
+    return aligned, y_pred
+
+
+def batch_inputs(y_true: Tensor | dict, y_pred: Tensor) -> tuple[Tensor | dict, Tensor]:
+    """A batch as the plans take it: ``y_true`` cast to ``y_pred``'s dtype, ranks aligned.
+
+    ``y_true`` may be a dict of ``y_true`` and extra inputs (:mod:`lossdsl.backends.labels`).
+    """
     y_pred = keras.ops.convert_to_tensor(y_pred)
+    if type(y_true) is dict:
+        return align_labels({name: _cast(value, y_pred.dtype) for name, value in y_true.items()},
+                            y_pred)
     # Keras's Loss.__call__ has converted both already: an eager cast to the same dtype
     # would still cost a dispatch per call on PyTorch.
     if getattr(y_true, "dtype", None) != y_pred.dtype:
@@ -37,4 +61,9 @@ def batch_inputs(y_true: Tensor, y_pred: Tensor) -> tuple[Tensor, Tensor]:
     return align_ranks(y_true, y_pred)
 
 
-__all__ = ["align_ranks", "batch_inputs"]
+def _cast(value: Tensor, dtype: object) -> Tensor:
+    value = keras.ops.convert_to_tensor(value)
+    return value if value.dtype == dtype else keras.ops.cast(value, dtype)
+
+
+__all__ = ["align_ranks", "align_labels", "batch_inputs"]

@@ -22,6 +22,7 @@ from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, 
                                         product, with_log_softmax)
 from lossdsl.backends.keras_ops.context import Context, broadcast_shape, finish
 from lossdsl.backends.keras_ops.functions import Tensor, keras_function, sinh
+from lossdsl.backends.labels import named_inputs
 from lossdsl.limits import COMPILE_CACHE_SIZE
 from lossdsl.lower.plan import Node, Plan, late_broadcast_inputs, per_sample_tail
 
@@ -183,8 +184,11 @@ def runner(plan: Plan) -> Runner:
 
 
 def run_loss(plan: Runner, y_true: Tensor, y_pred: Tensor) -> Tensor:
-    """The per-sample values of a loss plan on same-dtype, rank-aligned inputs."""
-    return plan.run({"y_true": y_true, "y_pred": y_pred})["loss"]
+    """The per-sample values of a loss plan on same-dtype, rank-aligned inputs.
+
+    ``y_true`` may be a dict of ``y_true`` and extra inputs (:mod:`lossdsl.backends.labels`).
+    """
+    return plan.run(named_inputs(y_true, y_pred))["loss"]
 
 
 __all__ = ["DISPATCH", "HANDLED_KINDS", "Runner", "runner", "run_loss", "execute"]

@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover
 from lossdsl.analysis.analyze import CompiledExpression
 from lossdsl.backends.tensorflow.fused import (LossFunction, fused_loss, unbroadcast,
                                                with_kept_axes, worth_fusing)
+from lossdsl.backends.labels import label_tensors, named_inputs, no_gradient
 from lossdsl.backends.tensorflow.run import Runner, run_loss, runner
 from lossdsl.lower.plans import symbolic_plans
 
@@ -45,16 +46,16 @@ def symbolic_loss(compiled: CompiledExpression) -> LossFunction:
 
     def backward(labels: tf.Tensor, prediction: tf.Tensor, upstream: tf.Tensor) -> tf.Tensor:
         squeezed = forward.squeezed_axes(prediction.shape.rank)
-        inputs = {"y_true": labels, "y_pred": prediction,
+        inputs = {**named_inputs(labels, prediction),
                   "upstream": with_kept_axes(upstream, squeezed)}
         return unbroadcast(gradient.run(inputs)["gradient"], prediction)
 
     # Decorated once, not per call: wrapping a function costs as much as a small op.
-    # The labels get no gradient (None), as when they were a constant.
+    # The labels (and extra inputs) get no gradient (None), as when they were a constant.
     @tf.custom_gradient
     def loss(labels: tf.Tensor, prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
         return run_loss(forward, labels, prediction), \
-            lambda upstream: (None, backward(labels, prediction, upstream))
+            lambda upstream: (no_gradient(labels), backward(labels, prediction, upstream))
 
     def per_sample_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         if fused is not None and worth_fusing(y_true, y_pred):
@@ -79,14 +80,16 @@ def _eager_loss(value: LossFunction, backward: Callable, labels: tf.Tensor,
         result = value(labels, prediction)
     if result is labels or result is prediction:  # a tape needs a tensor of its own
         result = tf.identity(result)
-    _record.record_operation("lossdsl_symbolic_gradient", [result], [labels, prediction],
-                             lambda upstream: [None, backward(labels, prediction, upstream)])
+    given = label_tensors(labels)
+    _record.record_operation("lossdsl_symbolic_gradient", [result], [*given, prediction],
+                             lambda upstream: [None] * len(given) +
+                             [backward(labels, prediction, upstream)])
     return result
 
 
 def _unit_gradient(gradient: Runner, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """The seeded gradient for an upstream gradient of 1 (XLA folds the multiplications by it)."""
-    inputs = {"y_true": y_true, "y_pred": y_pred, "upstream": tf.ones([], y_pred.dtype)}
+    inputs = {**named_inputs(y_true, y_pred), "upstream": tf.ones([], y_pred.dtype)}
     return gradient.run(inputs)["gradient"]
 
 

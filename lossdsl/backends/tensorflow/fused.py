@@ -28,15 +28,18 @@ than it saves) use the plain ops.
 from __future__ import annotations
 
 import math
+from functools import reduce
 from typing import Callable, Optional
 
 import tensorflow as tf
 
+from lossdsl.backends.labels import label_tensors, no_gradient
 from lossdsl.backends.tensorflow.functions import in_xla_context
 from lossdsl.lower.shapes import incompatible_shapes
 
 LossFunction = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-"""``(y_true, y_pred) -> per-sample loss`` (ranks aligned, same dtype)."""
+"""``(y_true, y_pred) -> per-sample loss`` (ranks aligned, same dtype); ``y_true`` may be a
+dict of ``y_true`` and extra inputs (:mod:`lossdsl.backends.labels`)."""
 
 FUSED_MIN_ELEMENTS = 100_000
 """Batches smaller than this (elements of the broadcast inputs) use the plain ops.
@@ -54,10 +57,11 @@ def worth_fusing(y_true: tf.Tensor, y_pred: tf.Tensor) -> bool:
     """Whether to take the fused path for these inputs (decided when the graph is traced)."""
     if tf.executing_eagerly() or in_xla_context():
         return False
+    shapes = [tensor.shape for tensor in label_tensors(y_true)] + [y_pred.shape]
     try:
-        shape = tf.broadcast_static_shape(y_true.shape, y_pred.shape)
+        shape = reduce(tf.broadcast_static_shape, shapes)
     except ValueError:  # the user's shapes: the same error as on every other path
-        raise incompatible_shapes([y_true.shape, y_pred.shape]) from None
+        raise incompatible_shapes(shapes) from None
     if shape.rank is None or shape.rank != y_pred.shape.rank:
         return False
     return math.prod(ASSUMED_BATCH if d is None else d for d in shape.as_list()) \
@@ -88,7 +92,7 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
         @tf.custom_gradient
         def loss(labels: tf.Tensor, prediction: tf.Tensor) -> tuple[tf.Tensor, Callable]:
             # stop_gradient: no tape may record the XLA call's insides.
-            inputs = tf.stop_gradient(labels), tf.stop_gradient(prediction)
+            inputs = tf.nest.map_structure(tf.stop_gradient, labels), tf.stop_gradient(prediction)
             if precompute:
                 result, unit = value_and_unit_gradient(*inputs)
             else:
@@ -96,7 +100,7 @@ def fused_loss(value: LossFunction, unit_gradient: LossFunction, *,
 
             def grad(upstream: tf.Tensor) -> tuple[Optional[tf.Tensor], tf.Tensor]:
                 label_gradient = _gradient_by_tape(value, labels, prediction, upstream) \
-                    if labels_differentiable else None
+                    if labels_differentiable else no_gradient(labels)
                 upstream = with_kept_axes(upstream, squeezed)
                 unit_here = unit_gradient(labels, prediction) if unit is None else \
                     _with_second_derivative(unit, unit_gradient, labels, prediction)

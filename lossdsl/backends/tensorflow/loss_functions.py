@@ -11,6 +11,7 @@ from functools import partial
 
 import tensorflow as tf
 
+from lossdsl.backends.labels import label_tensors
 from lossdsl.backends.tensorflow.custom_gradient import symbolic_loss
 from lossdsl.backends.tensorflow.autodiff import check_values
 from lossdsl.backends.tensorflow.ranks import align_ranks, batch_inputs
@@ -42,7 +43,10 @@ def autodiff_loss(plan: Runner, separable: bool) -> LossFunction:
 def _unit_gradient_by_tape(value: LossFunction, y_true: tf.Tensor, y_pred: tf.Tensor
                            ) -> tf.Tensor:
     """d sum(value) / d y_pred per element of the broadcast shape (not summed where y_pred broadcasts)."""
-    y_pred = tf.broadcast_to(y_pred, tf.broadcast_dynamic_shape(tf.shape(y_true), tf.shape(y_pred)))
+    shape = tf.shape(y_pred)
+    for tensor in label_tensors(y_true):  # y_true, and any extra inputs
+        shape = tf.broadcast_dynamic_shape(tf.shape(tensor), shape)
+    y_pred = tf.broadcast_to(y_pred, shape)
     with tf.GradientTape() as tape:
         tape.watch(y_pred)
         result = value(y_true, y_pred)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from lossdsl.backends.labels import to_rank_error
+
 
 def align_ranks(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Make the ranks equal as Keras's built-ins do: drop a trailing 1, else add axes.
@@ -24,10 +26,33 @@ def align_ranks(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
     return y_true, y_pred
 
 
-def batch_inputs(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """A batch as the plans take it: ``y_true`` cast to ``y_pred``'s dtype, ranks aligned."""
+def align_labels(labels: dict, y_pred: tf.Tensor) -> tuple[dict, tf.Tensor]:
+    """``y_true`` and ``y_pred`` aligned as by :func:`align_ranks`, then each extra input
+    brought to ``y_pred``'s rank: a trailing axis of 1 dropped, or axes of 1 added at the end."""
+    y_true, y_pred = align_ranks(labels["y_true"], y_pred)
+    aligned, rank = {"y_true": y_true}, y_pred.shape.rank
+    for name, value in labels.items():
+        if name != "y_true":
+            if value.shape.rank == rank + 1 and value.shape[-1] == 1:
+                value = tf.squeeze(value, -1)
+            elif value.shape.rank > rank:
+                raise to_rank_error(name, value.shape.rank, rank)
+            while value.shape.rank < rank:
+                value = tf.expand_dims(value, -1)
+            aligned[name] = value
+    return aligned, y_pred
+
+
+def batch_inputs(y_true: tf.Tensor | dict, y_pred: tf.Tensor) -> tuple[tf.Tensor | dict, tf.Tensor]:
+    """A batch as the plans take it: ``y_true`` cast to ``y_pred``'s dtype, ranks aligned.
+
+    ``y_true`` may be a dict of ``y_true`` and extra inputs (:mod:`lossdsl.backends.labels`).
+    """
     y_pred = tf.convert_to_tensor(y_pred)
+    if type(y_true) is dict:
+        return align_labels({name: tf.cast(value, y_pred.dtype) for name, value in y_true.items()},
+                            y_pred)
     return align_ranks(tf.cast(y_true, y_pred.dtype), y_pred)
 
 
-__all__ = ["align_ranks", "batch_inputs"]
+__all__ = ["align_ranks", "align_labels", "batch_inputs"]

@@ -23,6 +23,7 @@ from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, 
 from lossdsl.backends.tensorflow.context import (Capabilities, Context, batch_shape, finish,
                                                  same_static_shape, smaller)
 from lossdsl.backends.tensorflow.functions import Tensor, tf_function
+from lossdsl.backends.labels import named_inputs
 from lossdsl.backends.tensorflow.kernels import softmax_program
 from lossdsl.backends.tensorflow.xla import (MATVEC_KINDS, SHARED_EXP, as_matvec,
                                              matvec_logsumexp, matvec_reduce, shared_exp)
@@ -195,8 +196,11 @@ def runner(plan: Plan) -> Runner:
 
 
 def run_loss(plan: Runner, y_true: Tensor, y_pred: Tensor) -> Tensor:
-    """The per-sample values of a loss plan on same-dtype, rank-aligned inputs."""
-    return plan.run({"y_true": y_true, "y_pred": y_pred})["loss"]
+    """The per-sample values of a loss plan on same-dtype, rank-aligned inputs.
+
+    ``y_true`` may be a dict of ``y_true`` and extra inputs (:mod:`lossdsl.backends.labels`).
+    """
+    return plan.run(named_inputs(y_true, y_pred))["loss"]
 
 
 __all__ = ["DISPATCH", "HANDLED_KINDS", "Capabilities", "Runner", "runner", "run_loss", "execute"]

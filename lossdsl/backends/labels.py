@@ -1,0 +1,146 @@
+"""Extra named inputs (a mask, a weight map, a distance map): how a batch carries them.
+
+A loss compiled with ``inputs=("mask",)`` takes ``y_true`` as a dict,
+``{"y_true": labels, "mask": mask}``: :func:`checked_labels` checks its keys.
+From there on the backends pass *labels* — the ``y_true`` tensor, or that dict
+of tensors — wherever they passed ``y_true``, and :func:`named_inputs` gives a
+plan its inputs by name either way. The extra inputs get no gradient in
+``gradient="symbolic"`` mode, as ``y_true`` gets none.
+
+No backend is imported here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping, Sequence
+
+from lossdsl.errors import DSLNameError, DSLShapeError
+from lossdsl.language.nodes import Program, names_in
+from lossdsl.ops import CONSTANTS, INPUT_NAMES, REGISTRY
+
+Tensor = Any
+
+HOW_TO_PASS = (
+    "pass y_true as a dict {'y_true': labels, 'mask': ...} with one entry per extra input; "
+    "in fit/evaluate, build the model as lossdsl.LossInputsModel(inputs, outputs) and give "
+    "fit(x, {'y_true': labels, 'mask': ...}) (a plain keras.Model refuses a dict y for one "
+    "output); a pure elementwise weight can go through sample_weight= instead")
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RESERVED = {*INPUT_NAMES, *CONSTANTS, "and", "or", "not"}
+
+
+def declared_inputs(inputs: str | Iterable[str] | None, params: Mapping[str, Any] | None
+                    ) -> tuple[str, ...]:
+    """The extra input names given to ``compile``/``metric``, checked (a string is one name).
+
+    Raises:
+        DSLNameError: a name that is not an identifier of the language, is ``y_true``,
+            ``y_pred``, a function or a constant, is given twice, or is also a parameter.
+    """
+    if inputs is None:
+        return ()
+    names = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+    hint = "extra inputs are names such as 'mask' or 'weights', e.g. inputs=['mask']"
+    for name in names:
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise DSLNameError(f"An extra input must be a name of the language: {name!r}.",
+                               hint=hint)
+        if name in _RESERVED or name in REGISTRY or name.startswith("__"):
+            raise DSLNameError(f"`{name}` cannot be an extra input: it is "
+                               f"{'an input already' if name in INPUT_NAMES else 'reserved'}.",
+                               hint=hint)
+        if name in (params or {}):
+            raise DSLNameError(f"`{name}` is declared an input and also given as a parameter.",
+                               hint="an input takes a value per element from y_true's dict; "
+                                    "a parameter one number: drop one of the two")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DSLNameError(f"Extra inputs declared twice: {', '.join(repeated)}.", hint=hint)
+    return names
+
+
+def check_inputs_used(program: Program, names: Sequence[str], source: str) -> None:
+    """Every declared input is read by the source, and none is bound by it.
+
+    Raises:
+        DSLNameError: an input that the source never reads (a typo, or data fed for
+            nothing), or that a binding ``name = ...`` redefines.
+    """
+    for binding in program.bindings:
+        if binding.name in names:
+            raise DSLNameError(f"`{binding.name}` is an input and cannot be rebound.",
+                               source=source, hint="give the binding another name")
+    read = {name.id for expr in (*(b.value for b in program.bindings), program.body)
+            for name in names_in(expr)}
+    unused = [name for name in names if name not in read]
+    if unused:
+        raise DSLNameError(f"Declared inputs that the loss does not use: {', '.join(unused)}.",
+                           source=source,
+                           hint="use each declared input in the source, or do not declare it")
+
+
+def named_inputs(labels: Tensor | dict, prediction: Tensor) -> dict[str, Tensor]:
+    """A plan's inputs by name: ``labels`` is ``y_true``, or a dict of ``y_true`` and the extras."""
+    if type(labels) is dict:
+        return {**labels, "y_pred": prediction}
+    return {"y_true": labels, "y_pred": prediction}
+
+
+def label_tensors(labels: Tensor | dict) -> list[Tensor]:
+    """The tensors of ``labels``: ``[y_true]``, or ``y_true`` and each extra input."""
+    return list(labels.values()) if type(labels) is dict else [labels]
+
+
+def no_gradient(labels: Tensor | dict) -> Any:
+    """None for each label tensor, in the structure of ``labels`` (what a custom gradient returns)."""
+    return dict.fromkeys(labels) if type(labels) is dict else None
+
+
+def checked_labels(y_true: Any, names: Sequence[str], source: str) -> Any:
+    """``y_true`` for a loss whose extra inputs are ``names``: a dict of exactly
+    ``y_true`` and each of them (a plain dict in that order), or ``y_true`` itself when
+    there are none.
+
+    Raises:
+        DSLShapeError: a tensor where the dict is needed, a dict where none is,
+            or keys missing or unknown, each named.
+    """
+    if not names:
+        if isinstance(y_true, Mapping):
+            raise DSLShapeError(
+                f"This loss has no extra inputs, but y_true is a dict with the keys "
+                f"{sorted(map(str, y_true))}.", source=source,
+                hint="pass the labels as y_true, or declare the other inputs: "
+                     f"lossdsl.compile({source!r}, inputs=[...])")
+        return y_true
+    expected = ("y_true", *names)
+    if not isinstance(y_true, Mapping):
+        raise DSLShapeError(
+            f"This loss takes the extra inputs {', '.join(names)}: y_true must be a dict "
+            f"with the keys {list(expected)}, not a {type(y_true).__name__}.",
+            source=source, hint=HOW_TO_PASS)
+    missing = [name for name in expected if name not in y_true]
+    unknown = sorted(str(key) for key in y_true if key not in expected)
+    if missing or unknown:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
+            ([f"unknown {', '.join(unknown)}"] if unknown else [])
+        raise DSLShapeError(
+            f"The dict y_true of this loss needs the keys {list(expected)}: "
+            f"{'; '.join(parts)}.", source=source, hint=HOW_TO_PASS)
+    return {name: y_true[name] for name in expected}
+
+
+def to_rank_error(name: str, rank: int, pred_rank: int) -> DSLShapeError:
+    """The error for an extra input of a higher rank than ``y_pred`` (one trailing 1 apart)."""
+    return DSLShapeError(
+        f"The input `{name}` has rank {rank}, more than y_pred's ({pred_rank}): an extra "
+        "input is brought to y_pred's rank (a trailing axis of 1 dropped, or axes of 1 "
+        "added at the end) and broadcast against it.",
+        hint=f"give `{name}` the shape of y_pred, or a shape that broadcasts to it")
+
+
+__all__ = ["HOW_TO_PASS", "declared_inputs", "check_inputs_used", "named_inputs", "label_tensors",
+           "no_gradient", "checked_labels", "to_rank_error"]
