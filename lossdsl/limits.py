@@ -55,6 +55,9 @@ gradient's size and the time to derive it grow exponentially with nesting
 """
 MAX_NUMBER_DIGITS = 400
 """Longest numeric literal, in characters (float64 has no use for more)."""
+MAX_VECTOR_LENGTH = 10_000
+"""Most values of a vector parameter (one per class); each distinct one is checked against
+the domains of the functions it meets, so a crafted config cannot stall a safe load."""
 
 # --- numbers and the formulas derived from them (symbolic/, analysis/) ---
 MAX_EXPONENT = 1_000
@@ -256,6 +259,7 @@ LIMITS: tuple[Limit, ...] = (
     Limit("reductions/`softmax` nested inside one another (bindings included)",
           f"{MAX_REDUCTION_NESTING:,}", REFUSED),
     Limit("characters of a numeric literal", f"{MAX_NUMBER_DIGITS:,}", REFUSED),
+    Limit("values of a vector parameter (`w=[1.0, 2.0, 5.0]`)", f"{MAX_VECTOR_LENGTH:,}", REFUSED),
     Limit("magnitude of a numeric exponent (`x^1000` overflows float64 for `x > 2`)",
           f"{MAX_EXPONENT:,}", REFUSED),
     Limit("numbers and constant powers (`1e400`, `10^10^10`)", "the float64 range", REFUSED),

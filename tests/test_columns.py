@@ -321,3 +321,39 @@ def test_check_gradients_agrees(source, shapes):
     y_true, y_pred = _inputs(*shapes)
     report = lossdsl.check_gradients(lossdsl.compile(source), y_true, y_pred)
     assert report.passed and not report.inconclusive, str(report)
+
+
+@pytest.mark.parametrize("index", [5, -5])
+def test_an_unknown_width_is_checked_when_the_loss_runs(index):
+    """A tf.function traced with [None, None] knows the width only when it runs: the
+    assertion fires then, instead of a column that silently reads 0."""
+    import tensorflow as tf
+
+    loss = lossdsl.compile(f"mean((y_true - y_pred[..., {index}])^2)")
+    run = tf.function(loss, input_signature=[tf.TensorSpec([None, None])] * 2)
+    needed = index + 1 if index >= 0 else -index
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"at least {needed} elements for "
+                                                             f"its column index {index}"):
+        run(np.zeros((2, 3), "float32"), np.zeros((2, 3), "float32"))
+    assert float(run(np.zeros((2, 6), "float32"), np.ones((2, 6), "float32"))) == 1.0
+
+
+def test_a_known_prediction_width_is_enough_to_check_at_trace_time():
+    import tensorflow as tf
+
+    loss = lossdsl.compile("mean((y_true - y_pred[..., 5])^2)")
+    run = tf.function(loss, autograph=False,  # as Keras traces: errors as raised
+                      input_signature=[tf.TensorSpec([None, None]), tf.TensorSpec([None, 3])])
+    with pytest.raises(lossdsl.DSLShapeError, match="out of range"):
+        run(np.zeros((2, 3), "float32"), np.zeros((2, 3), "float32"))
+
+
+def test_check_gradients_draws_points_wide_enough_for_the_columns():
+    report = lossdsl.check_gradients(lossdsl.compile("mean((y_true - y_pred[..., 7])^2)"))
+    assert report.passed and report.y_pred.shape[-1] > 7
+    assert np.any(report.symbolic[..., 7] != 0)  # the column was compared, not zeros
+
+
+def test_a_regularizer_checks_its_columns_against_the_kernel():
+    with pytest.raises(lossdsl.DSLShapeError, match="out of range"):
+        lossdsl.regularizer("sum(w[..., 7]^2)")(np.ones((4, 3), "float32"))

@@ -293,3 +293,45 @@ def test_tensorflow_fused_path_with_extra_inputs(gradient):
     got_value, got_grad = step(tf.constant(y), tf.constant(p), tf.constant(mask))
     np.testing.assert_allclose(float(got_value), value, rtol=1e-4)
     np.testing.assert_allclose(got_grad.numpy(), grad, rtol=1e-3, atol=1e-9)
+
+
+@pytest.mark.backends
+def test_the_wrapper_applies_sample_weight_and_loss_weights_like_a_plain_model():
+    """The same masked loss, mask all ones: the wrapper's evaluate equals a plain model's
+    (MSE) with the same sample_weight and loss_weights."""
+    x = RNG.normal(size=(32, 4)).astype("float32")
+    y = RNG.normal(size=(32, C)).astype("float32")
+    weights = RNG.uniform(0.1, 2.0, size=(32,)).astype("float32")
+    mask = np.ones((32, C), "float32")
+    wrapped = _model()
+    wrapped.compile("sgd", loss=lossdsl.compile("mean(mask*(y_true - y_pred)^2)", inputs=["mask"]),
+                    loss_weights=[3.0])
+    plain = keras.Model(wrapped.inputs, wrapped.outputs)  # the same layers and weights
+    plain.compile("sgd", loss="mse", loss_weights=[3.0])
+    got = wrapped.evaluate(x, {"y_true": y, "mask": mask}, sample_weight=weights, verbose=0)
+    expected = plain.evaluate(x, y, sample_weight=weights, verbose=0)
+    assert got == pytest.approx(expected, rel=1e-5)
+    history = wrapped.fit(x, {"y_true": y, "mask": mask}, sample_weight=weights, epochs=1,
+                          verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_the_wrapper_refuses_several_loss_weights():
+    with pytest.raises(DSLConfigError, match="one loss weight"):
+        _model().compile("sgd", loss=lossdsl.compile("mean(mask*y_pred)", inputs=["mask"]),
+                         loss_weights=[1.0, 2.0])
+
+
+def test_inputs_must_be_names_and_explain_takes_them():
+    with pytest.raises(DSLNameError, match="a name or a list of names"):
+        lossdsl.compile("mean(mask*y_pred)", inputs=5)
+    report = lossdsl.explain("mean(mask*y_pred)", inputs="mask")
+    assert report.parameters == ()  # `mask` is an input, not a parameter
+    assert lossdsl.explain("mean(mask*y_pred)").parameters == ("mask",)
+
+
+def test_check_gradients_refuses_inputs_the_loss_does_not_take():
+    with pytest.raises(DSLShapeError, match="does not take: mask"):
+        lossdsl.check_gradients(lossdsl.compile("mean(y_pred^2)"),
+                                {"y_true": np.ones((2, C)), "mask": np.ones((2, C))},
+                                np.ones((2, C)))

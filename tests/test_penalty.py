@@ -207,7 +207,7 @@ def test_binding_the_input_name_is_refused():
     ({"params": {}}, "no `source`"),
     ({"source": "sum(w^2)", "name": "x"}, "Unknown keys"),
     ({"source": 3}, "wrong type"),
-    ({"source": "alpha*sum(w^2)", "params": {"alpha": [1]}}, "must map to a number"),
+    ({"source": "alpha*sum(w^2)", "params": {"alpha": [[1]]}}, "must map to a number"),
 ])
 def test_bad_regularizer_configs_fail_with_lossdsl_errors(config, words):
     with pytest.raises(lossdsl.DSLConfigError, match=words):

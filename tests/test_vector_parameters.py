@@ -196,3 +196,45 @@ def test_the_command_line_takes_a_vector_as_comma_separated_values():
     result = run("show", WEIGHTED_CE, "--param", "w=1,2,5")
     assert result.returncode == 0, result.stderr
     assert "parameters  w = [1.0, 2.0, 5.0]" in result.stdout
+
+
+def test_check_gradients_draws_points_as_wide_as_the_vector():
+    report = lossdsl.check_gradients(lossdsl.compile(WEIGHTED_CE, w=[1.0, 2.0, 5.0]))
+    assert report.passed and report.y_pred.shape[-1] == 3
+
+
+def test_rank_1_inputs_have_no_class_axis_for_a_vector():
+    loss = lossdsl.compile("mean(w*(y_true - y_pred)^2)", w=[1.0, 2.0, 5.0], reduction=None)
+    with pytest.raises(lossdsl.DSLShapeError, match="rank 1"):
+        loss(np.zeros(3), np.ones(3))
+
+
+def test_a_regularizer_checks_its_vector_against_the_kernel():
+    regularizer = lossdsl.regularizer("sum(v*w^2)", v=[1.0, 2.0])
+    assert float(regularizer(np.ones((4, 2), "float32"))) == pytest.approx(12.0)
+    with pytest.raises(lossdsl.DSLShapeError, match="2 values, but the last axis"):
+        regularizer(np.ones((4, 3), "float32"))
+
+
+def test_a_tensor_is_a_vector_and_the_length_is_limited():
+    import tensorflow as tf
+
+    from lossdsl.limits import MAX_VECTOR_LENGTH
+
+    assert lossdsl.compile(WEIGHTED_CE, w=tf.constant([1.0, 2.0])).params == {"w": (1.0, 2.0)}
+    with pytest.raises(lossdsl.DSLLimitError, match="at most"):
+        lossdsl.DSLLoss.from_config({"source": WEIGHTED_CE,
+                                     "params": {"w": [1.0] * (MAX_VECTOR_LENGTH + 1)}})
+
+
+@pytest.mark.parametrize("width", [2, 4])
+def test_an_unknown_width_is_checked_when_the_loss_runs(width):
+    import tensorflow as tf
+
+    loss = lossdsl.compile("mean(w*(y_true - y_pred)^2)", w=[1.0, 2.0, 5.0])
+    run = tf.function(loss, input_signature=[tf.TensorSpec([None, None])] * 2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="exactly 3 elements, the length "
+                                                             "of the vector parameter `w`"):
+        run(np.zeros((2, width), "float32"), np.zeros((2, width), "float32"))
+    assert float(run(np.zeros((2, 3), "float32"), np.ones((2, 3), "float32"))) == \
+        pytest.approx(8 / 3)

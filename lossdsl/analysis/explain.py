@@ -30,6 +30,7 @@ from lossdsl.analysis.analyze import Analysis, analyze, bind_parameters, vector_
 from lossdsl.analysis.domains import Condition, find_conditions
 from lossdsl.analysis.dsl_text import NotPrintable, condition_text
 from lossdsl.analysis.formula import Formula
+from lossdsl.analysis.inputs import declared_inputs
 from lossdsl.analysis.latex import INPUT_LATEX, formula_latex, named_latex
 from lossdsl.analysis.naming import name_formulas, user_bindings
 from lossdsl.ops import INPUT_NAMES
@@ -205,7 +206,7 @@ def _shown(value: object) -> str:
     return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
-def explain(source: str, *, inputs: Sequence[str] = (), **params: float) -> Explanation:
+def explain(source: str, *, inputs: str | Sequence[str] = (), **params: float) -> Explanation:
     """Explain a loss: formulas, gradients and where they break.
 
     Parameters without a value stay symbols (the formulas do not need them);
@@ -232,7 +233,8 @@ def explain(source: str, *, inputs: Sequence[str] = (), **params: float) -> Expl
     >>> report.latex(report.loss)
     '\\\\operatorname{mean}\\\\left(\\\\left(- y_{\\\\mathrm{pred}} + y_{\\\\mathrm{true}}\\\\right)^{2}\\\\right)'
     """
-    analysis = analyze(source, INPUT_NAMES + tuple(inputs), vectors=vector_names(params))
+    names = declared_inputs(inputs, params)
+    analysis = analyze(source, INPUT_NAMES + names, vectors=vector_names(params))
     return explain_analysis(analysis, bind_parameters(analysis, params, require_all=False))
 
 

@@ -17,7 +17,7 @@ never silently picks nothing and a per-class weight never silently broadcasts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from lossdsl.errors import DSLShapeError, Span
 
@@ -25,16 +25,36 @@ if TYPE_CHECKING:
     from lossdsl.analysis.results import CompiledExpression
 
 
-def check_last_axis(compiled: "CompiledExpression", width: int | None,
-                    known_from: str = "") -> None:
-    """Refuse inputs whose last axis has ``width`` elements (None: unknown) for this loss.
+def check_last_axis(compiled: "CompiledExpression", shapes: Sequence[tuple],
+                    known_from: str = "") -> int | None:
+    """Refuse inputs of these static shapes for this loss; the last axis's size, or None.
+
+    The size is the largest known last dimension (the inputs broadcast to it); None
+    when none is known, and then :func:`run_time_requirement` says what to assert.
 
     Raises:
-        DSLShapeError: a column index out of range, or a vector parameter of another
-            length, located at its first use in the source.
+        DSLShapeError: inputs without a last axis of classes (rank 1), a column index out
+            of range, or a vector parameter of another length, located at its first use.
     """
-    if width is None:
-        return
+    if not (compiled.lowered.columns or compiled.vectors) or not shapes:
+        return None
+    if min(len(shape) for shape in shapes) < 2:
+        name = next(iter(compiled.vectors), None)
+        what = f"the vector parameter `{name}`" if name else "a column x[..., k]"
+        span = compiled.lowered.first_use.get(name) if name else \
+            next(iter(compiled.lowered.columns.values()))
+        raise DSLShapeError(
+            f"Inputs of rank 1 are one number per sample: {what} needs a last axis "
+            "(of classes, or of a sample's values).", source=compiled.source, span=span,
+            hint="give the inputs the shape (batch, classes)")
+    sizes = [int(shape[-1]) for shape in shapes if shape[-1] is not None]
+    width = max(sizes) if sizes else None
+    if width is not None:
+        _check_width(compiled, width, known_from)
+    return width
+
+
+def _check_width(compiled: "CompiledExpression", width: int, known_from: str) -> None:
     for index, span in compiled.lowered.columns.items():
         if not -width <= index < width:
             raise DSLShapeError(
@@ -52,12 +72,28 @@ def check_last_axis(compiled: "CompiledExpression", width: int | None,
                 hint="give one value per element of the last axis (per class)")
 
 
+def run_time_requirement(compiled: "CompiledExpression") -> tuple[int, int | None, str]:
+    """``(at_least, exactly, message)`` for a last axis whose size is unknown until the
+    loss runs (a ``tf.function`` traced with ``[None, None]``): the backend asserts it."""
+    columns = compiled.lowered.columns
+    at_least = max([k + 1 if k >= 0 else -k for k in columns], default=0)
+    exactly = compiled.vector_length()
+    needs = [f"at least {at_least} elements for its column index "
+             f"{max(columns, key=abs)}"] if at_least else []
+    if exactly is not None:
+        needs.append(f"exactly {exactly} elements, the length of the vector parameter "
+                     f"`{compiled.vectors[0]}`")
+    message = (f"lossdsl: the loss `{compiled.source}` needs a last axis of "
+               f"{' and '.join(needs)}.")
+    return at_least, exactly, message
+
+
 def check_at_compile_time(compiled: "CompiledExpression") -> None:
     """The columns against the vector parameters' length, when the loss has some."""
     length = compiled.vector_length()
     if length is not None:
         name = compiled.vectors[0]
-        check_last_axis(compiled, length, f" (the length of the vector parameter `{name}`)")
+        _check_width(compiled, length, f" (the length of the vector parameter `{name}`)")
 
 
-__all__ = ["check_last_axis", "check_at_compile_time"]
+__all__ = ["check_last_axis", "run_time_requirement", "check_at_compile_time"]

@@ -16,10 +16,12 @@ import math
 import numbers
 from typing import Mapping
 
+import numpy as np
 import sympy
 
 from lossdsl.analysis.results import Analysis
-from lossdsl.errors import DSLNameError, DSLTypeError, Span
+from lossdsl.errors import DSLLimitError, DSLNameError, DSLTypeError, Span
+from lossdsl.limits import MAX_VECTOR_LENGTH
 
 
 def bind_parameters(analysis: Analysis, given: Mapping[str, object], *,
@@ -73,39 +75,40 @@ def check_values_keep_it_real(analysis: Analysis, values: Mapping[str, float]) -
     Raises:
         DSLTypeError: naming the part and the values, at the parameter's first use.
     """
-    # A vector parameter is checked element by element (the k-th values together).
-    length = max((len(v) for v in values.values() if isinstance(v, tuple)), default=None)
-    for k in range(length or 1):
-        scalars = {name: value[k] if isinstance(value, tuple) else value
-                   for name, value in values.items()}
-        _check_scalars(analysis, scalars, values)
-
-
-def _check_scalars(analysis: Analysis, scalars: Mapping[str, float],
-                   values: Mapping[str, object]) -> None:
-    substitution = {analysis.parameters[name]: sympy.Float(value)
-                    for name, value in scalars.items()}
-    symbols = set(substitution)
+    symbols = {analysis.parameters[name] for name in values}
     if not symbols:
         return
     formulas = [analysis.expression, analysis.gradient] + \
         [reduction.arg for reduction in analysis.table.in_order()]
+    # Only parts made of parameters and numbers fold to a constant; found once, they are
+    # checked for each value (a vector parameter's values one by one, the k-th together,
+    # each distinct set of values once). A Piecewise's (value, condition) pair is no part
+    # to name: its value is visited next.
+    parts = list(dict.fromkeys(
+        node for formula in formulas for node in sympy.preorder_traversal(formula)
+        if isinstance(node, sympy.Expr) and node.free_symbols and node.free_symbols <= symbols))
+    length = max((len(v) for v in values.values() if isinstance(v, tuple)), default=1)
+    each = {tuple((name, value[k] if isinstance(value, tuple) else value)
+                  for name, value in values.items()) for k in range(length)}
+    for scalars in sorted(each):
+        _check_parts(analysis, parts, dict(scalars))
+
+
+def _check_parts(analysis: Analysis, parts: list[sympy.Expr], scalars: Mapping[str, float]
+                 ) -> None:
+    substitution = {analysis.parameters[name]: sympy.Float(value)
+                    for name, value in scalars.items()}
     bad = (sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
-    for formula in formulas:
-        for node in sympy.preorder_traversal(formula):
-            free = node.free_symbols
-            # A Piecewise's (value, condition) pair is no part to name; its value is visited next.
-            if not isinstance(node, sympy.Expr) or not free or not free <= symbols:
-                continue  # only parts made of parameters and numbers fold to a constant
-            used = sorted(str(s) for s in free)
-            if not node.xreplace(substitution).has(*bad):
-                continue
-            named = ", ".join(f"{name} = {scalars[name]!r}" for name in used)
-            raise DSLTypeError(
-                f"With {named}, `{node}` has no finite real value.",
-                source=analysis.source,
-                span=analysis.lowered.first_use.get(used[0], Span(0, len(analysis.source))),
-                hint="choose a value in the part's domain (e.g. log(a) needs a > 0)")
+    for node in parts:
+        if not node.xreplace(substitution).has(*bad):
+            continue
+        used = sorted(str(s) for s in node.free_symbols)
+        named = ", ".join(f"{name} = {scalars[name]!r}" for name in used)
+        raise DSLTypeError(
+            f"With {named}, `{node}` has no finite real value.",
+            source=analysis.source,
+            span=analysis.lowered.first_use.get(used[0], Span(0, len(analysis.source))),
+            hint="choose a value in the part's domain (e.g. log(a) needs a > 0)")
 
 
 def _check_known(analysis: Analysis, given: Mapping[str, object]) -> None:
@@ -155,8 +158,14 @@ def _number(analysis: Analysis, name: str, value: object) -> float:
 
 
 def _vector(analysis: Analysis, name: str, value: object) -> tuple[float, ...]:
-    items = list(value.tolist() if hasattr(value, "tolist") else value)  # type: ignore[union-attr]
+    # A NumPy array or a backend tensor (tf.constant([1.0, 2.0])) as a list of numbers.
+    items = list(np.asarray(value).tolist()) if hasattr(value, "shape") else list(value)
     span = analysis.lowered.first_use.get(name, Span(0, len(analysis.source)))
+    if len(items) > MAX_VECTOR_LENGTH:
+        raise DSLLimitError(
+            f"The vector parameter `{name}` has {len(items)} values; lossdsl accepts at most "
+            f"{MAX_VECTOR_LENGTH}.", source=analysis.source, span=span,
+            hint="one value per class: a per-class weight for more classes is not supported")
     if not items or any(is_vector(item) for item in items):
         raise DSLTypeError(
             f"The vector parameter `{name}` must be a non-empty list of numbers, one per "

@@ -12,12 +12,9 @@ No backend is imported here.
 
 from __future__ import annotations
 
-import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from lossdsl.errors import DSLNameError, DSLShapeError
-from lossdsl.language.nodes import Program, names_in
-from lossdsl.ops import CONSTANTS, INPUT_NAMES, REGISTRY
+from lossdsl.errors import DSLShapeError
 
 Tensor = Any
 
@@ -26,60 +23,6 @@ HOW_TO_PASS = (
     "in fit/evaluate, build the model as lossdsl.LossInputsModel(inputs, outputs) and give "
     "fit(x, {'y_true': labels, 'mask': ...}) (a plain keras.Model refuses a dict y for one "
     "output); a pure elementwise weight can go through sample_weight= instead")
-
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_RESERVED = {*INPUT_NAMES, *CONSTANTS, "and", "or", "not"}
-
-
-def declared_inputs(inputs: str | Iterable[str] | None, params: Mapping[str, Any] | None
-                    ) -> tuple[str, ...]:
-    """The extra input names given to ``compile``/``metric``, checked (a string is one name).
-
-    Raises:
-        DSLNameError: a name that is not an identifier of the language, is ``y_true``,
-            ``y_pred``, a function or a constant, is given twice, or is also a parameter.
-    """
-    if inputs is None:
-        return ()
-    names = (inputs,) if isinstance(inputs, str) else tuple(inputs)
-    hint = "extra inputs are names such as 'mask' or 'weights', e.g. inputs=['mask']"
-    for name in names:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise DSLNameError(f"An extra input must be a name of the language: {name!r}.",
-                               hint=hint)
-        if name in _RESERVED or name in REGISTRY or name.startswith("__"):
-            raise DSLNameError(f"`{name}` cannot be an extra input: it is "
-                               f"{'an input already' if name in INPUT_NAMES else 'reserved'}.",
-                               hint=hint)
-        if name in (params or {}):
-            raise DSLNameError(f"`{name}` is declared an input and also given as a parameter.",
-                               hint="an input takes a value per element from y_true's dict; "
-                                    "a parameter one number: drop one of the two")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise DSLNameError(f"Extra inputs declared twice: {', '.join(repeated)}.", hint=hint)
-    return names
-
-
-def check_inputs_used(program: Program, names: Sequence[str], source: str) -> None:
-    """Every declared input is read by the source, and none is bound by it.
-
-    Raises:
-        DSLNameError: an input that the source never reads (a typo, or data fed for
-            nothing), or that a binding ``name = ...`` redefines.
-    """
-    for binding in program.bindings:
-        if binding.name in names:
-            raise DSLNameError(f"`{binding.name}` is an input and cannot be rebound.",
-                               source=source, hint="give the binding another name")
-    read = {name.id for expr in (*(b.value for b in program.bindings), program.body)
-            for name in names_in(expr)}
-    unused = [name for name in names if name not in read]
-    if unused:
-        raise DSLNameError(f"Declared inputs that the loss does not use: {', '.join(unused)}.",
-                           source=source,
-                           hint="use each declared input in the source, or do not declare it")
 
 
 def named_inputs(labels: Tensor | dict, prediction: Tensor) -> dict[str, Tensor]:
@@ -142,5 +85,5 @@ def to_rank_error(name: str, rank: int, pred_rank: int) -> DSLShapeError:
         hint=f"give `{name}` the shape of y_pred, or a shape that broadcasts to it")
 
 
-__all__ = ["HOW_TO_PASS", "declared_inputs", "check_inputs_used", "named_inputs", "label_tensors",
-           "no_gradient", "checked_labels", "to_rank_error"]
+__all__ = ["HOW_TO_PASS", "named_inputs", "label_tensors", "no_gradient", "checked_labels",
+           "to_rank_error"]

@@ -14,17 +14,16 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import keras
 
-from lossdsl.analysis.analyze import compile_expression
+from lossdsl.analysis.analyze import CompiledExpression, compile_expression
 from lossdsl.analysis.backward import separable
 from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.analysis.precision import warn_lost_constants
 from lossdsl.backends.current import backend_functions
-from lossdsl.backends.labels import (check_inputs_used, checked_labels, declared_inputs,
-                                    label_tensors)
+from lossdsl.analysis.inputs import check_inputs_used, declared_inputs
+from lossdsl.backends.labels import checked_labels, label_tensors
 from lossdsl.errors import DSLConfigError, LossDSLError
 from lossdsl.lower.plans import forward_plan
-from lossdsl.analysis.last_axis import check_last_axis
-from lossdsl.lower.shapes import last_axis_width
+from lossdsl.analysis.last_axis import check_last_axis, run_time_requirement
 
 if TYPE_CHECKING:
     from lossdsl.analysis.explain import Explanation
@@ -130,9 +129,7 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         if self.extra_inputs or isinstance(y_true, dict):  # {"y_true": ..., "mask": ...}
             y_true = checked_labels(y_true, self.extra_inputs, self.source)
         y_true, y_pred = self._batch_inputs(y_true, y_pred)
-        if self.compiled.lowered.columns or self.compiled.vectors:  # static shapes: once per trace
-            shapes = [tuple(t.shape) for t in label_tensors(y_true)] + [tuple(y_pred.shape)]
-            check_last_axis(self.compiled, last_axis_width(shapes))
+        y_pred = checked_last_axis(self.compiled, [*label_tensors(y_true), y_pred])
         return self._per_sample(y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:
@@ -146,6 +143,20 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
 
     def __repr__(self) -> str:
         return with_inputs(self._call_text("lossdsl.compile"), self.extra_inputs)
+
+
+def checked_last_axis(compiled: CompiledExpression, tensors: list[Any]) -> Any:
+    """The last of ``tensors`` (the prediction), its last axis checked for the loss's columns
+    and vector parameters: from the static shapes (once per trace), else by an assertion
+    that runs with the loss (:func:`lossdsl.analysis.last_axis.run_time_requirement`)."""
+    prediction = tensors[-1]
+    if not (compiled.lowered.columns or compiled.vectors):
+        return prediction
+    # Labels of a lower rank (class indices) broadcast; they do not set the width.
+    shapes = [tuple(t.shape) for t in tensors if len(t.shape) == len(prediction.shape)]
+    if check_last_axis(compiled, shapes) is not None:
+        return prediction
+    return backend_functions().assert_last_axis(prediction, *run_time_requirement(compiled))
 
 
 def extra_inputs(source: str, inputs: Iterable[str] | None,

@@ -19,11 +19,9 @@ from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.errors import DSLConfigError
 from lossdsl.backends.current import backend_functions
 from lossdsl.backends.labels import checked_labels, label_tensors
-from lossdsl.keras.loss import (config_params, extra_inputs, input_config, validated_config,
-                                with_inputs)
+from lossdsl.keras.loss import (checked_last_axis, config_params, extra_inputs, input_config,
+                                validated_config, with_inputs)
 from lossdsl.lower.plans import forward_plan
-from lossdsl.analysis.last_axis import check_last_axis
-from lossdsl.lower.shapes import last_axis_width
 from lossdsl.analysis.precision import warn_lost_constants
 
 _METRIC_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
@@ -92,11 +90,7 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
         y_pred = keras.ops.cast(y_pred, self.dtype)
         if self.extra_inputs or isinstance(y_true, dict):  # {"y_true": ..., "mask": ...}
             y_true = checked_labels(y_true, self.extra_inputs, self.source)
-        if self.compiled.lowered.columns or self.compiled.vectors:
-            # Labels of a lower rank (class indices) broadcast; they do not set the width.
-            shapes = [tuple(t.shape) for t in (*label_tensors(y_true), y_pred)
-                      if len(t.shape) == len(y_pred.shape)]
-            check_last_axis(self.compiled, last_axis_width(shapes))
+        y_pred = checked_last_axis(self.compiled, [*label_tensors(y_true), y_pred])
         return self._per_sample_values(self._plan, y_true, y_pred)
 
     def get_config(self) -> dict[str, Any]:

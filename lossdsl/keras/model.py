@@ -16,6 +16,8 @@ from typing import Any
 
 import keras
 
+from lossdsl.errors import DSLConfigError
+
 
 @keras.saving.register_keras_serializable(package="lossdsl", name="LossInputsModel")
 class LossInputsModel(keras.Model):
@@ -49,6 +51,8 @@ class LossInputsModel(keras.Model):
             if isinstance(metrics, (list, tuple)) else []
         rest = [m for m in metrics if m not in own] if own else metrics
         super().compile(optimizer, loss, loss_weights, metrics=rest or None, **kwargs)
+        # The dict path below calls the loss itself, so it applies the one output's weight.
+        self._inputs_loss_weight = _one_weight(loss_weights)
         self._compile_config.config["metrics"] = metrics  # saved as given
         # Not tracked as attributes (a second compile would keep the first ones): `metrics` lists them.
         self._inputs_metrics = _Untracked(own)
@@ -68,17 +72,39 @@ class LossInputsModel(keras.Model):
                      sample_weight: Any = None, training: bool = True) -> Any:
         if not _labels_dict(y) or not callable(self.loss):  # plain labels, or one per output
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
-        losses = [self.loss(y, y_pred, sample_weight)]
+        if isinstance(sample_weight, dict):  # Keras gave it y's structure: the labels' entry
+            sample_weight = sample_weight.get("y_true")
+        loss = self.loss(y, y_pred, sample_weight)
+        weight = getattr(self, "_inputs_loss_weight", None)
+        losses = [loss if weight is None else loss * weight]
         losses.extend(self._aggregate_additional_loss(loss) for loss in self.losses)
         return losses[0] if len(losses) == 1 else keras.ops.sum(losses)
 
     def compute_metrics(self, x: Any, y: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         if not _labels_dict(y):
             return super().compute_metrics(x, y, y_pred, sample_weight)
+        if isinstance(sample_weight, dict):
+            sample_weight = sample_weight.get("y_true")
         own = getattr(self, "_inputs_metrics", None)
         for metric in own.items if own is not None else ():
             metric.update_state(y, y_pred, sample_weight=sample_weight)
         return super().compute_metrics(x, y["y_true"], y_pred, sample_weight)
+
+
+def _one_weight(loss_weights: Any) -> float | None:
+    """The weight of the model's one loss: ``loss_weights`` as a number, ``[w]`` or ``{name: w}``.
+
+    Raises:
+        DSLConfigError: several weights (this model has one loss for its one output).
+    """
+    if loss_weights is None:
+        return None
+    values = list(loss_weights.values()) if isinstance(loss_weights, dict) else \
+        list(loss_weights) if isinstance(loss_weights, (list, tuple)) else [loss_weights]
+    if len(values) != 1:
+        raise DSLConfigError(f"LossInputsModel takes one loss weight. Received: {loss_weights!r}.",
+                             hint="pass loss_weights=w, or [w], for the one output's loss")
+    return float(values[0])
 
 
 def _labels_dict(y: Any) -> bool:

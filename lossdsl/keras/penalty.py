@@ -30,7 +30,7 @@ from lossdsl.analysis.analyze import CompiledExpression, analyze, compile_expres
 from lossdsl.analysis.formulas import CompiledFormulas
 from lossdsl.errors import DSLNameError, DSLShapeError
 from lossdsl.backends.current import backend_functions
-from lossdsl.keras.loss import config_params, validated_config
+from lossdsl.keras.loss import checked_last_axis, config_params, validated_config
 from lossdsl.lower.plans import forward_plan, penalty_gradient_plan
 
 WEIGHT_INPUT = "w"
@@ -87,10 +87,11 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
 
     def _run(self, plan: Any, x: Tensor) -> dict[str, Tensor]:
         try:
-            return plan.run({self.input_name: self._batched(_widened(x))})
+            batch = checked_last_axis(self.compiled, [self._batched(_widened(x))])
+            return plan.run({self.input_name: batch})
         except DSLShapeError as error:
             raise DSLShapeError(error.message + self._shape_note(x), source=self.source,
-                                hint=error.hint) from None
+                                span=error.span, hint=error.hint) from None
 
     def __call__(self, x: Tensor) -> Tensor:
         return keras.ops.sum(self._run(self._plan, x)["loss"])

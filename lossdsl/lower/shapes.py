@@ -81,14 +81,6 @@ def resolved_axes(rank: int, axis: Axis | str, reduced: Reduced) -> tuple[int, .
     return tuple(resolve_axes(rank, axis, reduced))
 
 
-def last_axis_width(shapes: Sequence[tuple]) -> int | None:
-    """The size of the inputs' last axis after broadcasting, or None when a shape hides it."""
-    sizes = [shape[-1] for shape in shapes if len(shape) > 0]
-    if not sizes or any(size is None for size in sizes):
-        return None
-    return max(int(size) for size in sizes)
-
-
 def incompatible_shapes(shapes: Sequence[tuple]) -> DSLShapeError:
     """The error for inputs whose shapes do not broadcast (the same on every backend)."""
     shown = " and ".join(str(tuple(shape)) for shape in shapes)
@@ -98,4 +90,4 @@ def incompatible_shapes(shapes: Sequence[tuple]) -> DSLShapeError:
 
 
 __all__ = ["Reduced", "sample_axes", "output_axes", "resolve_axes", "output_reductions",
-           "resolved_axes", "incompatible_shapes", "last_axis_width"]
+           "resolved_axes", "incompatible_shapes"]

@@ -26,7 +26,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdsl.analysis.analyze import CompiledExpression, compile_expression
-from lossdsl.errors import GradientMismatchError
+from lossdsl.analysis.last_axis import check_last_axis
+from lossdsl.errors import DSLShapeError, GradientMismatchError
 from lossdsl.tools.check_points import candidate_ranges, default_shape, takes_labels
 
 MIN_COMPARED_FRACTION = 0.5  # of the gradient entries; below it the check concludes nothing
@@ -129,9 +130,16 @@ def check_gradients(loss: Any, y_true: Any = None, y_pred: Any = None, *,
         y_true = y_true.get("y_true")
     compiled = _compiled(loss, params, tuple(extra))
     names = tuple(name for name in compiled.inputs if name not in ("y_true", "y_pred", compiled.wrt))
+    unknown = sorted(set(extra) - set(names))
+    if unknown:
+        raise DSLShapeError(f"y_true holds inputs the loss does not take: {', '.join(unknown)}.",
+                            source=compiled.source, hint="compile the loss with "
+                            f"inputs={unknown!r}, or leave them out of the dict")
     shape = tuple(shape) if shape is not None else default_shape(compiled)
     given = (None if y_true is None else np.asarray(y_true, dtype=np.float64),
              None if y_pred is None else np.asarray(y_pred, dtype=np.float64))
+    # The points must suit the loss's columns and vector parameters, as its inputs must.
+    check_last_axis(compiled, [shape] if given[1] is None else [given[1].shape])
     if given[0] is not None and given[1] is not None and set(names) <= set(extra):
         best = _evaluate(compiled, _with_extra(given[0], extra, names), given[1])
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from functools import partial
-from typing import Callable
+from typing import Any, Callable
 
 import keras
 
@@ -29,6 +29,12 @@ LossFunction = Callable[[Tensor, Tensor], Tensor]
 def autodiff_loss(plan: Runner, separable: bool) -> LossFunction:
     """``(y_true, y_pred) -> per-sample loss``, differentiated by the backend's own autodiff."""
     return partial(run_loss, plan)
+
+
+def assert_last_axis(y_pred: Any, at_least: int, exactly: int | None, message: str) -> Any:
+    """``y_pred`` as it is: JAX traces and PyTorch runs with every size known, so the
+    last axis was checked before (see :func:`lossdsl.analysis.last_axis.check_last_axis`)."""
+    return y_pred
 
 
 def check_dtype(dtype: str) -> None:
@@ -54,4 +60,4 @@ def per_sample_values(plan: Runner, y_true: Tensor, y_pred: Tensor) -> Tensor:
 
 
 __all__ = ["NAME", "AUTODIFF", "align_ranks", "autodiff_loss", "batch_inputs", "per_sample_values",
-           "symbolic_loss", "runner", "Runner", "check_values", "check_dtype"]
+           "symbolic_loss", "runner", "Runner", "check_values", "check_dtype", "assert_last_axis"]

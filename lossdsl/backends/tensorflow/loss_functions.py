@@ -57,10 +57,22 @@ def check_dtype(dtype: str) -> None:
     """TensorFlow computes in every float dtype it is given: nothing to warn about."""
 
 
+def assert_last_axis(y_pred: tf.Tensor, at_least: int, exactly: int | None,
+                     message: str) -> tf.Tensor:
+    """``y_pred``, once its last axis is checked at run time (its size was unknown when
+    traced): an ``InvalidArgumentError`` carrying ``message`` otherwise, before any use."""
+    width = tf.shape(y_pred)[-1]
+    checks = [tf.debugging.assert_greater_equal(width, at_least, message=message)]
+    if exactly is not None:
+        checks.append(tf.debugging.assert_equal(width, exactly, message=message))
+    with tf.control_dependencies(checks):
+        return tf.identity(y_pred)
+
+
 def per_sample_values(plan: Runner, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     """Run a loss plan on a batch (see :func:`batch_inputs`)."""
     return run_loss(plan, *batch_inputs(y_true, y_pred))
 
 
 __all__ = ["NAME", "AUTODIFF", "align_ranks", "autodiff_loss", "batch_inputs", "per_sample_values",
-           "symbolic_loss", "runner", "Runner", "check_values", "check_dtype"]
+           "symbolic_loss", "runner", "Runner", "check_values", "check_dtype", "assert_last_axis"]
