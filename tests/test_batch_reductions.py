@@ -369,3 +369,15 @@ def test_jax_data_parallel_batch_statistics_are_global() -> None:
     for line in lines:
         assert (line["host_devices"], line["devices"]) == (2, 2), line
         assert line["max_difference"] < 1e-5, line
+
+
+@pytest.mark.backends
+def test_the_sparse_autoencoder_penalty_as_an_activity_penalty() -> None:
+    """Each sample carries the batch's KL penalty: the layer's batch mean is the penalty."""
+    source = "r = mean(a, axis=0); beta*sum(rho*log(rho/r) + (1-rho)*log((1-rho)/(1-r)))"
+    layer = lossdsl.ActivityPenalty(source, {"beta": 0.1, "rho": 0.05})
+    layer(Y_PRED)
+    r = Y_PRED.astype("float64").mean(axis=0)
+    expected = 0.1 * np.sum(0.05*np.log(0.05/r) + 0.95*np.log(0.95/(1 - r)))
+    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(layer.losses[0])), expected,
+                               rtol=1e-5)
