@@ -172,6 +172,7 @@ def test_a_large_batch_in_a_graph_is_not_fused_per_sample(gradient) -> None:
     import tensorflow as tf
     y_true = (RNG.random((512, 256)) > 0.5).astype("float32")
     y_pred = RNG.uniform(0.05, 0.95, (512, 256)).astype("float32")
+    weights = RNG.uniform(0.0, 2.0, 512).astype("float32")  # an upstream gradient that varies
     ours = lossdsl.compile(BATCH_DICE, gradient=gradient)
     theirs = keras.losses.Dice(axis=None)
 
@@ -179,7 +180,7 @@ def test_a_large_batch_in_a_graph_is_not_fused_per_sample(gradient) -> None:
     def step(loss, y_pred):
         with tf.GradientTape() as tape:
             tape.watch(y_pred)
-            value = loss(y_true, y_pred)
+            value = loss(y_true, y_pred, sample_weight=weights)
         return value, tape.gradient(value, y_pred)
 
     (a, da), (b, db) = step(ours, tf.constant(y_pred)), step(theirs, tf.constant(y_pred))
@@ -249,6 +250,28 @@ def test_every_backend_matches_the_reference(gradient, source, params, y_true, y
     value, grad = value_and_gradient(loss, y_true, y_pred)
     expected, expected_grad = tape_value_and_gradient(reference, y_true, y_pred, "float32")
     np.testing.assert_allclose(value, np.broadcast_to(expected, value.shape), rtol=1e-5)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+
+WEIGHTS = RNG.uniform(0.0, 2.0, 6).astype("float32")
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("gradient", ["autodiff", "symbolic"])
+def test_sample_weight_weights_each_copy_on_every_backend(gradient) -> None:
+    """With ``sample_weight`` the upstream gradient differs per sample: the derived backward
+    pass must keep it inside the batch sums (JAX's custom_jvp, torch's autograd.Function)."""
+    loss = lossdsl.compile(BATCH_DICE, gradient=gradient)
+    weights = keras.ops.convert_to_tensor(WEIGHTS)
+    value, grad = value_and_gradient(lambda t, p: loss(t, p, sample_weight=weights),
+                                     Y_TRUE, Y_PRED)
+
+    def reference(y_true, y_pred):
+        import tensorflow as tf
+        return tf.reduce_sum(WEIGHTS * keras_dice_on_tensorflow(y_true, y_pred)) / 6
+
+    expected, expected_grad = tape_value_and_gradient(reference, Y_TRUE, Y_PRED, "float32")
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
 
 
