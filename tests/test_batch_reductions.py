@@ -25,13 +25,12 @@ import keras
 import numpy as np
 import pytest
 from backend_support import BACKEND, run_on_backend, tape_value_and_gradient, value_and_gradient
-from dsl_strategies import SHAPE, programs
+from dsl_strategies import batch_programs
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from test_differential import _compiles, _points, assert_all_computations_agree
 
 import lossdsl
-from lossdsl.language import ir
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(14)
@@ -206,20 +205,6 @@ def test_check_gradients_and_the_exporter_agree_on_a_batch_loss(tmp_path) -> Non
 
 
 # ------------------------------------------------------------------ generated programs
-
-@st.composite
-def batch_programs(draw) -> ir.Program:
-    """A generated program with a batch statistic: around its body, or added to it."""
-    program = draw(programs(depth=2))
-    axis = draw(st.sampled_from([(0,), (0, 1), (0, 2), (0, 1, 2), (0, -1)]))
-    kind = draw(st.sampled_from(["mean", "sum", "max", "logsumexp", "var"]))
-    inner = draw(st.sampled_from([program.body, ir.Name("y_pred"),
-                                  ir.Binary("*", ir.Name("y_true"), ir.Name("y_pred"))]))
-    statistic = ir.Call(kind, (inner,), axis)
-    body = statistic if draw(st.booleans()) else ir.Binary(
-        draw(st.sampled_from("+-*")), program.body, statistic)
-    return ir.Program(program.bindings, body)
-
 
 @settings(max_examples=80)
 @given(batch_programs(), st.integers(0, 2**16))
