@@ -111,7 +111,7 @@ class DSLArityError(LossDSLError):
 
 
 class DSLAxisError(LossDSLError):
-    """An ``axis=`` argument is malformed or names the batch axis."""
+    """An ``axis=`` argument is malformed (not an integer, repeated, out of range)."""
 
 
 class DSLTypeError(LossDSLError):

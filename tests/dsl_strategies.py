@@ -25,6 +25,7 @@ from lossdsl.ops import OPS, REGISTRY
 PARAMETERS = ("alpha", "beta")
 SHAPE = (2, 3, 4)  # batch, then two sample axes of distinct sizes
 AXES = (None, (1,), (2,), (-1,), (-2,), (1, 2))
+BATCH_AXES = ((0,), (0, 1), (0, 2), (0, 1, 2), (0, -1))  # with the batch axis: batch statistics
 COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
 NUMBERS = ("2", "0.5", ".25", "3", "1e-3", "1.5", "0.1")
 COLUMNS = range(-SHAPE[-1], SHAPE[-1])  # x[..., k]: every valid k for SHAPE's last axis
@@ -130,6 +131,20 @@ def programs(draw, depth: int = 4) -> ir.Program:
         bindings.append(ir.Binding("p", draw(expressions((), depth - 1))))
         local = ("p",)
     return ir.Program(tuple(bindings), draw(expressions(local, depth)))
+
+
+@st.composite
+def batch_programs(draw, depth: int = 2) -> ir.Program:
+    """A program with a statistic of the batch (:data:`BATCH_AXES`): around its body, or
+    combined with it (a per-sample part and a batch part in one line)."""
+    program = draw(programs(depth))
+    kind = draw(st.sampled_from(["mean", "sum", "max", "logsumexp", "var"]))
+    inner = draw(st.sampled_from([program.body, ir.Name("y_pred"),
+                                  ir.Binary("*", ir.Name("y_true"), ir.Name("y_pred"))]))
+    statistic = ir.Call(kind, (inner,), draw(st.sampled_from(BATCH_AXES)))
+    body = statistic if draw(st.booleans()) else ir.Binary(
+        draw(st.sampled_from("+-*")), program.body, statistic)
+    return ir.Program(program.bindings, body)
 
 
 # ---------------------------------------------------------------- near misses
@@ -352,6 +367,7 @@ class NumpyInterpreter:
         return REFERENCE_FORMS[op.kind][op.name](self.full(args[0]), self.axes(node.axis))
 
     def axes(self, axis: tuple[int, ...] | None) -> tuple[int, ...]:
+        """None: every axis of a sample; 0 is the batch axis, a negative one counts from the end."""
         if axis is None:
             return tuple(range(1, self.rank))
         return tuple(a % self.rank for a in axis)

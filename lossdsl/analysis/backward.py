@@ -27,6 +27,7 @@ from functools import lru_cache
 import sympy
 
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE, Analysis, analyze
+from lossdsl.symbolic.counts import reduces_batch
 from lossdsl.symbolic.derive import derive
 from lossdsl.ops import INPUT_NAMES
 from lossdsl.symbolic.simplify import simplify
@@ -68,11 +69,16 @@ def is_separable(analysis: Analysis) -> bool:
     sum(``upstream`` * output) is then ``upstream``, broadcast, times the
     gradient of the output's sum, which can be computed before ``upstream`` is
     known (``lossdsl.backends.tensorflow.fused``). False when an output element mixes others'
-    predictions (``y_pred - mean(y_pred)``).
+    predictions (``y_pred - mean(y_pred)``), and whenever a reduction runs over the
+    batch axis (``axis=0``), even of the labels alone.
     """
     output, table = analysis.expression, analysis.table
+    if not output.free_symbols & set(table.reductions):
+        return True
+    if any(reduces_batch(table[symbol].axis) for symbol in _reductions_of(output, table)):
+        return False  # a batch statistic: each output element mixes every sample's inputs
     axes = table.constant_axis(output)
-    if axes is None or not output.free_symbols & set(table.reductions):
+    if axes is None:
         return True
     if axes in ((), "mixed"):
         return False
@@ -105,7 +111,8 @@ def backward(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_p
     """The seeded gradient of ``source`` (cached by its text)."""
     analysis = analyze(source, inputs, wrt, vectors)
     output, table = analysis.expression, analysis.table
-    if table.constant_axis(output) is None or not (output.free_symbols & set(table.reductions)):
+    if (table.constant_axis(output) is None and not analysis.batch_reductions) or \
+            not (output.free_symbols & set(table.reductions)):
         return Backward(UPSTREAM * analysis.gradient, table, rederived=False)
     seeded = table.with_inputs(frozenset({UPSTREAM}))
     raw = derive(replace(analysis.lowered, table=seeded), sympy.Symbol(wrt, real=True),

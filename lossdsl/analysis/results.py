@@ -19,6 +19,7 @@ import sympy
 
 from lossdsl.language import ir
 from lossdsl.ops import INPUT_NAMES
+from lossdsl.symbolic.counts import reduces_batch
 from lossdsl.symbolic.translate import Lowered, ReductionTable
 
 
@@ -62,6 +63,17 @@ class Analysis:
     vectors: tuple[str, ...] = ()
     rewrites: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+
+    @property
+    def batch_reductions(self) -> tuple[str, ...]:
+        """The reductions over the batch axis (``axis=0``), as written: batch statistics.
+
+        >>> from lossdsl.analysis.analyze import analyze
+        >>> analyze("mean(y_pred - mean(y_pred, axis=0))").batch_reductions
+        ('mean(y_pred, axis=0)',)
+        """
+        return tuple(sorted({r.symbol.name for r in self.table.in_order()
+                             if reduces_batch(r.axis)}))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ and its fast paths); every other Keras 3 backend (JAX, PyTorch) gets
 :mod:`lossdsl.backends.keras_ops.loss_functions`, which runs the same plan through
 ``keras.ops``. Both modules offer the same names: ``NAME``, ``AUTODIFF``,
 ``runner``, ``autodiff_loss``, ``symbolic_loss``, ``batch_inputs``,
-``per_sample_values``, ``check_values``, ``check_dtype``.
+``per_sample_values``, ``check_values``, ``check_dtype``, ``check_batch_statistics``.
 
 Importing this module imports Keras (and so its backend).
 """

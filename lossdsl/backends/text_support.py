@@ -50,6 +50,8 @@ def _per_sample(value, shape, rank, reduced):
     axes = output_axes(rank, reduced)
     if not axes:
         return tf.broadcast_to(value, shape)
+    if value.shape.rank == rank:  # constant along `axes` (maybe full size there): one copy
+        value = value[tuple(slice(0, 1) if a in axes else slice(None) for a in range(rank))]
     keep = tf.tensor_scatter_nd_update(shape, [[a] for a in axes],
                                        tf.ones([len(axes)], shape.dtype))
     return tf.squeeze(tf.broadcast_to(value, keep), axis=axes)

@@ -112,6 +112,9 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         warn_lost_constants(self.compiled, self.dtype)
         self.gradient_mode = gradient
         self._batch_inputs = backend.batch_inputs
+        # Reductions over the batch axis: refused where each replica sees only a shard.
+        self._batch_statistics = self.compiled.analysis.batch_reductions
+        self._check_batch = backend.check_batch_statistics
         self._plan = backend.runner(forward_plan(self.compiled))
         self._per_sample = backend.symbolic_loss(self.compiled) if gradient == "symbolic" else \
             backend.autodiff_loss(self._plan, separable(self.source, self.compiled.inputs,
@@ -126,6 +129,8 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         return self.explain()._repr_latex_()
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        if self._batch_statistics:
+            self._check_batch(self._batch_statistics, self.source)
         if self.extra_inputs or isinstance(y_true, dict):  # {"y_true": ..., "mask": ...}
             y_true = checked_labels(y_true, self.extra_inputs, self.source)
         y_true, y_pred = self._batch_inputs(y_true, y_pred)

@@ -28,7 +28,7 @@ import keras
 
 from lossdsl.analysis.analyze import CompiledExpression, analyze, compile_expression
 from lossdsl.analysis.formulas import CompiledFormulas
-from lossdsl.errors import DSLNameError, DSLShapeError
+from lossdsl.errors import DSLAxisError, DSLNameError, DSLShapeError
 from lossdsl.backends.current import backend_functions
 from lossdsl.keras.loss import checked_last_axis, config_params, validated_config
 from lossdsl.lower.plans import forward_plan, penalty_gradient_plan
@@ -61,6 +61,11 @@ def compile_penalty(source: str, params: Mapping[str, float] | None, input_name:
                 f"`{name}` is not an input of {role}.", source=source,
                 span=analysis.lowered.first_use.get(name),
                 hint=f"{role} sees one input, `{input_name}`")
+    if input_name == WEIGHT_INPUT and analysis.batch_reductions:
+        raise DSLAxisError(
+            f"A weight has no batch axis: {', '.join(analysis.batch_reductions)} reduces "
+            f"over axis 0 in {role}.", source=source,
+            hint="the weight `w` is one sample: its axes count from 1")
     return compile_expression(source, params, inputs=(input_name,), wrt=input_name)
 
 
@@ -75,6 +80,8 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
         backend = backend_functions()
         self._plan = backend.runner(forward_plan(self.compiled))
         self._gradient_plan = backend.Runner(penalty_gradient_plan(self.compiled))
+        self._batch_statistics = self.compiled.analysis.batch_reductions  # activities only
+        self._check_batch = backend.check_batch_statistics
 
     def _batched(self, x: Tensor) -> Tensor:
         return keras.ops.convert_to_tensor(x)
@@ -94,6 +101,8 @@ class _PenaltyBase(CompiledFormulas, keras.regularizers.Regularizer):
                                 span=error.span, hint=error.hint) from None
 
     def __call__(self, x: Tensor) -> Tensor:
+        if self._batch_statistics:  # per replica under tf.distribute: refused
+            self._check_batch(self._batch_statistics, self.source)
         return keras.ops.sum(self._run(self._plan, x)["loss"])
 
     def gradient_of(self, x: Tensor) -> Tensor:

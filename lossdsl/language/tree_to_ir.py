@@ -251,11 +251,7 @@ def _axis_value(builder: _Builder, value: Any, span: Span) -> tuple[int, ...]:
         raise builder.error(DSLAxisError, "`axis` must name at least one axis.", span)
     if len(set(axes)) != len(axes):
         raise builder.error(DSLAxisError, f"`axis` repeats an axis: {axes}.", span)
-    if 0 in axes:
-        raise builder.error(
-            DSLAxisError, "`axis=0` is the batch axis, which Keras reduces itself.", span,
-            hint="axes count from 1 (the first axis of a sample), or from -1 (the last)")
-    return axes
+    return axes  # 0 is the batch axis: a batch statistic, broadcast back to every sample
 
 
 def _axis_integer(builder: _Builder, item: Any, span: Span) -> int:

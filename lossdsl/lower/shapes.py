@@ -18,7 +18,6 @@ import sympy
 
 from lossdsl.errors import DSLShapeError
 from lossdsl.limits import RESOLVED_AXES_CACHE_SIZE
-from lossdsl.ops import varies_by_position
 from lossdsl.symbolic.counts import Axis
 from lossdsl.symbolic.translate import ReductionTable
 
@@ -29,12 +28,16 @@ Reduced = Union[tuple, None]
 def sample_axes(rank, axis):
     """Non-negative axes of a batch of ``rank`` for an axis spec (None: all but the batch axis).
 
+    ``0`` is the batch axis (a batch statistic); a negative axis counts within a sample.
     Raises ValueError for an axis a sample of rank ``rank - 1`` does not have.
     """
     if axis is None:
         return list(range(1, rank))
     resolved = []
     for a in axis:
+        if a == 0:
+            resolved.append(0)
+            continue
         index = a + rank if a < 0 else a
         if not 1 <= index < rank:
             raise ValueError(f"axis={a} does not exist for inputs of rank {rank} "
@@ -69,10 +72,10 @@ def output_reductions(output: sympy.Expr, table: ReductionTable) -> Reduced:
     The loss formula with its parameters as symbols decides it, so that a value
     (``alpha = 0`` in ``mean(y_pred) + alpha*y_true``) cannot change the shape.
     """
-    free = output.free_symbols
-    if free & table.inputs or varies_by_position(output):
+    specs = table.constant_specs(output)  # of sample axes: the batch axis is always kept
+    if () in specs:
         return None
-    return tuple(sorted({table[s].axis for s in free if s in table}, key=repr))
+    return tuple(sorted(specs, key=repr))
 
 
 @lru_cache(maxsize=RESOLVED_AXES_CACHE_SIZE)

@@ -57,7 +57,20 @@ class Count(sympy.Symbol):
             return f"{self.name} = number of elements of one sample"
         if self.axis == "output":
             return f"{self.name} = number of elements each output element stands for"
-        return f"{self.name} = number of elements along axis {','.join(map(str, self.axis))}"
+        if self.axis == (0,):
+            return f"{self.name} = number of samples in the batch"
+        batch = " (0: the batch axis)" if 0 in self.axis else ""
+        return f"{self.name} = number of elements along axis {','.join(map(str, self.axis))}{batch}"
+
+
+def reduces_batch(axis: CountAxis) -> bool:
+    """Whether an axis spec names the batch axis (``axis=0``: a statistic of the whole batch)."""
+    return axis is not None and axis != "output" and 0 in axis
+
+
+def sample_part(axis: Axis) -> Axis:
+    """The axes of ``axis`` within a sample (the batch axis left out); ``()`` for ``axis=0``."""
+    return axis if axis is None else tuple(a for a in axis if a != 0)
 
 
 def is_count(expr: sympy.Basic) -> bool:

@@ -134,7 +134,7 @@ def _output_count(table: ReductionTable, output: sympy.Expr) -> sympy.Expr:
     that intersection is known now (``mean(y, axis=1) + f(mean(y, axis=2))``: none, 1
     copy), and the formula stays printable. Otherwise only the plan knows it: ``n_out``.
     """
-    specs = {table[s].axis for s in output.free_symbols if s in table} - {None}
+    specs = table.constant_specs(output) - {None}
     if not all(spec and (all(a > 0 for a in spec) or all(a < 0 for a in spec)) for spec in specs) \
             or len({spec[0] > 0 for spec in specs}) > 1:
         return Count("output")

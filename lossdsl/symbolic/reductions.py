@@ -25,7 +25,7 @@ import sympy
 
 from lossdsl import limits
 from lossdsl.ops import INPUT_NAMES, varies_by_position
-from lossdsl.symbolic.counts import Axis, Count
+from lossdsl.symbolic.counts import Axis, Count, reduces_batch, sample_part
 
 
 ELEMENTWISE_INPUTS: dict[str, sympy.Symbol] = {
@@ -163,6 +163,22 @@ class ReductionTable:
                 return False
         return True
 
+    def constant_specs(self, expr: sympy.Expr) -> set:
+        """The axis specs of the reductions ``expr`` is made of, as sample axes each is
+        constant along: ``{()}`` when ``expr`` varies along every axis (it involves an input
+        directly, or a statistic of the batch alone), empty when it involves no input.
+
+        The batch axis is left out: the per-sample output always keeps it.
+        """
+        free = sympy.sympify(expr).free_symbols
+        if free & self.inputs or varies_by_position(expr):
+            return {()}
+        specs: set = set()
+        for symbol in free:
+            if symbol in self.reductions:
+                specs |= _effective_specs(self, self.reductions[symbol])
+        return specs
+
     def constant_axis(self, expr: sympy.Expr) -> Axis | str:
         """The axes along which ``expr`` is provably constant, as an axis spec.
 
@@ -170,16 +186,36 @@ class ReductionTable:
         when it involves no input, and ``"mixed"`` when it combines reductions over
         different axes (the count is then only known from the shapes, at run time).
         """
-        free = sympy.sympify(expr).free_symbols
-        if free & self.inputs or varies_by_position(expr):
+        specs = self.constant_specs(expr)
+        if () in specs:
             return ()
-        specs = {self.reductions[s].axis for s in free if s in self.reductions}
         specs.discard(None)
         if not specs:
             return None
         return specs.pop() if len(specs) == 1 else "mixed"
 
 
+def _effective_specs(table: ReductionTable, reduction: Reduction) -> set:
+    """The sample axes a reduction's value is constant along (see :meth:`constant_specs`).
+
+    One over the batch axis is constant along its sample axes, or along its argument's
+    when it reduces the batch alone (``mean(sum(y), axis=0)``: every sample axis), and
+    along every sample axis when its argument is.
+    """
+    if not reduces_batch(reduction.axis):
+        return {reduction.axis}
+    part, inner = sample_part(reduction.axis), table.constant_specs(reduction.arg)
+    if inner <= {None}:
+        return {None}
+    return inner if part == () else {part}
+
+
 def _covers(outer: Axis, inner: Axis) -> bool:
-    """Whether reducing over ``outer`` reduces every axis that ``inner`` names."""
-    return outer is None or outer == inner
+    """Whether reducing over ``outer`` reduces every axis that ``inner`` names.
+
+    ``None`` (every axis of a sample) does not cover the batch axis: ``mean(y_pred)``
+    varies from sample to sample, so it is not constant along ``axis=0``.
+    """
+    if outer is None:
+        return not reduces_batch(inner)
+    return outer == inner

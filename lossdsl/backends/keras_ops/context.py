@@ -115,6 +115,10 @@ def finish(context: Context, value: Tensor, how: str) -> Tensor:
         return context.full(value)
     axes = context.axes("output") if how == "per_sample" else list(range(1, context.rank))
     keep = tuple(1 if i in axes else size for i, size in enumerate(context.shape))
+    if len(value.shape) == context.rank and any(value.shape[a] != 1 for a in axes):
+        # Constant along `axes` but full size there (a batch statistic of a per-sample
+        # value, `mean(sum(y), axis=0)`): one copy.
+        value = value[tuple(slice(0, 1) if a in axes else slice(None) for a in range(context.rank))]
     if tuple(value.shape) != keep:
         value = context.ops.broadcast_to(value, keep)
     return context.ops.squeeze(value, axis=tuple(axes)) if axes else value

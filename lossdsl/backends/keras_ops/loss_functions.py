@@ -54,10 +54,17 @@ def check_dtype(dtype: str) -> None:
             "creating arrays."), stacklevel=3)
 
 
+def check_batch_statistics(reductions: tuple[str, ...], source: str) -> None:
+    """Nothing to refuse: on JAX, arrays are global under ``jit`` (``keras.distribution.
+    DataParallel`` included), so a reduction over the batch axis sees the whole batch;
+    Keras's PyTorch backend runs a loss on one device."""
+
+
 def per_sample_values(plan: Runner, y_true: Tensor, y_pred: Tensor) -> Tensor:
     """Run a loss plan on a batch (see :func:`batch_inputs`)."""
     return run_loss(plan, *batch_inputs(y_true, y_pred))
 
 
 __all__ = ["NAME", "AUTODIFF", "align_ranks", "autodiff_loss", "batch_inputs", "per_sample_values",
-           "symbolic_loss", "runner", "Runner", "check_values", "check_dtype", "assert_last_axis"]
+           "symbolic_loss", "runner", "Runner", "check_values", "check_dtype", "assert_last_axis",
+           "check_batch_statistics"]

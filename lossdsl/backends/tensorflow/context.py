@@ -183,6 +183,7 @@ def finish(context: Context, value: Tensor, how: str) -> Tensor:
     axes = context.output_axes() if how == "per_sample" else list(range(1, context.rank))
     if _has_kept_shape(value.shape, context.static, axes):
         return tf.squeeze(value, axis=axes) if axes else value
+    value = constant_part(value, axes, context.rank)
     # Built from slices of the shape, which XLA can fold to a constant (a scatter it cannot).
     keep = [1 if i in axes else context.shape[i] for i in range(context.rank)] \
         if axes else context.shape
@@ -190,6 +191,19 @@ def finish(context: Context, value: Tensor, how: str) -> Tensor:
         keep = tf.stack(keep)
     value = tf.broadcast_to(value, keep)
     return tf.squeeze(value, axis=axes) if axes else value
+
+
+def constant_part(value: Tensor, axes: list[int], rank: int) -> Tensor:
+    """``value`` sliced to size 1 along ``axes``, where it is constant but full size.
+
+    A statistic of the batch of a per-sample value (``mean(sum(y), axis=0)``) reduces
+    its argument broadcast to the full shape, so it is one number per sample spread
+    over every sample axis: the output keeps one copy.
+    """
+    dims = value.shape.as_list() if value.shape.rank == rank else None
+    if not dims or not any(dims[a] != 1 for a in axes):
+        return value
+    return value[tuple(slice(0, 1) if a in axes else slice(None) for a in range(rank))]
 
 
 def _has_kept_shape(shape: Any, static: tuple, axes: list[int]) -> bool:

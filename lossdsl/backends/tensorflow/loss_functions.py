@@ -15,6 +15,7 @@ from lossdsl.backends.labels import label_tensors
 from lossdsl.backends.tensorflow.custom_gradient import symbolic_loss
 from lossdsl.backends.tensorflow.autodiff import check_values
 from lossdsl.backends.tensorflow.ranks import align_ranks, batch_inputs
+from lossdsl.backends.tensorflow.replicas import check_batch_statistics
 from lossdsl.backends.tensorflow.fused import LossFunction, fused_loss, worth_fusing
 from lossdsl.backends.tensorflow.run import Runner, run_loss, runner
 
@@ -75,4 +76,5 @@ def per_sample_values(plan: Runner, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.
 
 
 __all__ = ["NAME", "AUTODIFF", "align_ranks", "autodiff_loss", "batch_inputs", "per_sample_values",
-           "symbolic_loss", "runner", "Runner", "check_values", "check_dtype", "assert_last_axis"]
+           "symbolic_loss", "runner", "Runner", "check_values", "check_dtype", "assert_last_axis",
+           "check_batch_statistics"]
