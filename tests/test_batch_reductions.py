@@ -389,3 +389,34 @@ def test_the_sparse_autoencoder_penalty_as_an_activity_penalty() -> None:
     expected = 0.1 * np.sum(0.05*np.log(0.05/r) + 0.95*np.log(0.95/(1 - r)))
     np.testing.assert_allclose(float(keras.ops.convert_to_numpy(layer.losses[0])), expected,
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("source, found", [
+    ("mean((y_true - y_pred)^2)/sum(1, axis=0)", ("sum(1, axis=0)",)),  # the batch size
+    ("sum(y_true*0 + 1, axis=(0, 1))*mean(y_pred)", ("sum(1, axis=(0, 1))",)),
+    ("mean((y_true - y_pred)^2) + 0*mean(y_pred, axis=0)", ()),  # a dead term is none
+    ("mean((y_pred - mean(y_pred, axis=0))^2)", ("mean(y_pred, axis=0)",)),
+])
+def test_the_batch_statistics_are_those_the_loss_reads(source, found) -> None:
+    """They decide the refusal under tf.distribute: a batch count is one too."""
+    assert lossdsl.analyze(source).batch_reductions == found
+
+
+def test_a_curve_of_a_batch_loss_is_refused() -> None:
+    from lossdsl.tools.plot import loss_curve
+
+    with pytest.raises(lossdsl.DSLConfigError, match="no curve"):
+        loss_curve("mean((y_pred - mean(y_pred, axis=0))^2)", 0.0, np.linspace(-1, 1, 5))
+
+
+def test_an_axis_named_twice_once_resolved_is_a_shape_error() -> None:
+    with pytest.raises(lossdsl.DSLShapeError, match="twice"):
+        lossdsl.compile("sum(y_pred, axis=(0, 1, -1))")(np.ones((2, 3)), np.ones((2, 3)))
+
+
+def test_the_exported_module_refuses_more_than_one_replica() -> None:
+    from lossdsl.tools.export import export_source
+
+    code = export_source("mean((y_pred - mean(y_pred, axis=0))^2)", "Centred")
+    assert "num_replicas_in_sync > 1" in code and "global statistics" in code
+    assert "num_replicas_in_sync" not in export_source("mean(y_pred^2)", "Plain")

@@ -19,8 +19,8 @@ import sympy
 
 from lossdsl.language import ir
 from lossdsl.ops import INPUT_NAMES
-from lossdsl.symbolic.counts import reduces_batch
-from lossdsl.symbolic.translate import Lowered, ReductionTable
+from lossdsl.symbolic.counts import Count, reduces_batch
+from lossdsl.symbolic.translate import Lowered, ReductionTable, axis_text
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,23 @@ class Analysis:
         >>> analyze("mean(y_pred - mean(y_pred, axis=0))").batch_reductions
         ('mean(y_pred, axis=0)',)
         """
-        return tuple(sorted({r.symbol.name for r in self.table.in_order()
-                             if reduces_batch(r.axis)}))
+        # What the loss reads, through the reductions it uses: a dead term
+        # (0*mean(y_pred, axis=0)) is none, a batch count (sum(1, axis=0), n[0]) is one.
+        found, pending, seen = set(), [self.expression], set()
+        while pending:
+            for symbol in pending.pop().free_symbols:
+                if symbol in seen:
+                    continue
+                seen.add(symbol)
+                if isinstance(symbol, Count) and symbol.axis not in (None, "output") and \
+                        reduces_batch(symbol.axis):
+                    found.add(f"sum(1{axis_text(symbol.axis)})")
+                elif symbol in self.table:
+                    reduction = self.table[symbol]
+                    if reduces_batch(reduction.axis):
+                        found.add(symbol.name)
+                    pending.append(reduction.arg)
+        return tuple(sorted(found))
 
 
 @dataclass(frozen=True)

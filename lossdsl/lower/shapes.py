@@ -42,6 +42,9 @@ def sample_axes(rank, axis):
         if not 1 <= index < rank:
             raise ValueError(f"axis={a} does not exist for inputs of rank {rank} "
                              f"(a batch of samples of rank {rank - 1}).")
+        if index in resolved:  # axis=(1, -1) on rank 2: one axis named twice
+            raise ValueError(f"axis={tuple(axis)} names the axis {index} twice for inputs of "
+                             f"rank {rank}.")
         resolved.append(index)
     return resolved
 

@@ -26,7 +26,7 @@ def default_shape(compiled: CompiledExpression) -> tuple[int, ...]:
     """``(8, 5)``, or ``(8, 3, 5)``, ... when the loss reduces over an axis beyond the first;
     the last axis as long as the vector parameters, or long enough for every column (and
     one more, so that a column is never the whole row)."""
-    rank = max([abs(a) for r in compiled.table.in_order() for a in (r.axis or ())], default=1)
+    rank = max([abs(a) for r in compiled.table.in_order() for a in (r.axis or ())] + [1])
     columns = compiled.lowered.columns
     last = compiled.vector_length() or max(
         [_LAST] + [(k + 2 if k >= 0 else 1 - k) for k in columns])

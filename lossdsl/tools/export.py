@@ -160,6 +160,16 @@ class _Module:
         return "\n".join(lines) + "\n"
 
     def call_body(self) -> list[str]:
+        # A batch statistic would silently be each replica's: refused, as lossdsl's loss does.
+        statistics = ", ".join(self.analysis.batch_reductions)
+        refusal = [
+            "context = tf.distribute.get_replica_context()",
+            "if context is not None and context.num_replicas_in_sync > 1:",
+            f"    raise ValueError({_REPLICAS!r}.format(context.num_replicas_in_sync))",
+        ] if statistics else []
+        return refusal + self._computation()
+
+    def _computation(self) -> list[str]:
         lines = [
             "y_pred = tf.convert_to_tensor(y_pred)",
             "y_true = tf.cast(y_true, y_pred.dtype)",
@@ -170,6 +180,11 @@ class _Module:
         ]
         lines += [f"{local} = tf.constant(self.{name}, dtype)" for name, local in self.locals.items()]
         return lines + self.printed.lines + [f"return {self.printed.outputs['loss']}"]
+
+
+_REPLICAS = ("This loss computes batch statistics (axis=0); under tf.distribute with {} replicas "
+             "each would see only its shard of the batch: global statistics across replicas are "
+             "not supported.")
 
 
 def _text(expr: sympy.Basic) -> str:

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lossdsl.errors import DSLConfigError
+
 DPI = 100
 ROW = 4  # elements of the row plotted for a loss that mixes a row's elements
 _EDGE = 1e-3  # how far a bounded default range stays from 0 and 1
@@ -114,6 +116,12 @@ def loss_curve(source: str, y_true: float, y_pred: np.ndarray, *, others: float 
     from lossdsl.lower.plans import check_plan
 
     compiled = compile_expression(source, params)
+    if compiled.batch_reductions:  # the grid is fed as one batch: its curve would mix points
+        raise DSLConfigError(
+            f"A loss with a batch statistic ({', '.join(compiled.batch_reductions)}) has no curve "
+            "along one prediction: every sample's value depends on the whole batch.",
+            source=source, hint="plot the loss without its axis=0 reductions, or check it "
+                                "with `lossdsl check` on a batch")
     x = np.asarray(y_pred, np.float64).reshape(-1)
     width = 1 if others is None else ROW
     rows = np.full((x.size, width), 0.0 if others is None else others)
