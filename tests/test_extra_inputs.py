@@ -335,3 +335,16 @@ def test_check_gradients_refuses_inputs_the_loss_does_not_take():
         lossdsl.check_gradients(lossdsl.compile("mean(y_pred^2)"),
                                 {"y_true": np.ones((2, C)), "mask": np.ones((2, C))},
                                 np.ones((2, C)))
+
+
+def test_the_command_line_takes_extra_inputs():
+    from test_cli import run
+
+    source = "mean(mask*(y_true - y_pred)^2)/mean(mask)"
+    shown = run("show", source, "--input", "mask")
+    assert shown.returncode == 0, shown.stderr
+    assert "parameters  none" in shown.stdout
+    checked = run("check", source, "--input", "mask")
+    assert checked.returncode == 0 and "agree" in checked.stdout, checked.stderr
+    refused = run("check", source, "--input", "y_true")
+    assert refused.returncode == 2 and "cannot be an extra input" in refused.stderr

@@ -5,9 +5,9 @@ expression, the arguments, or a missing optional dependency (the message says
 which; never a traceback); 3 the gradient check is inconclusive (too few
 entries finite to compare); 141 standard output was closed early (``| head``),
 as for a program killed by SIGPIPE, without a traceback. Each compile-time
-warning is printed once, as ``LossDSLWarning: ...`` on standard error. An
-expression may start with ``-`` (``lossdsl show "-mean(y_true*log(y_pred))"``). ``show``, ``ops`` and ``export`` do not import
-TensorFlow, so they answer fast; ``check`` and ``plot`` do.
+warning is printed once, as ``LossDSLWarning: ...`` on standard error. An expression
+may start with ``-`` (``lossdsl show "-mean(y_true*log(y_pred))"``). ``show``, ``ops``
+and ``export`` do not import TensorFlow (they answer fast); ``check`` and ``plot`` do.
 
     >>> main(["ops", "--markdown"])  # doctest: +ELLIPSIS
     | function | meaning |
@@ -45,16 +45,15 @@ _EXAMPLES = {
   lossdsl show "softplus(y_pred) - y_true*y_pred" --hessian""",
     "check": f"""examples:
   lossdsl check "mean((y_pred-mean(y_pred))^2)"
-  lossdsl check "{FOCAL}" --param alpha=0.25 --param gamma=2 --shape 16 3""",
+  lossdsl check "{FOCAL}" --param alpha=0.25 --param gamma=2 --shape 16 3
+  lossdsl check "mean(mask*(y_true-y_pred)^2)/mean(mask)" --input mask""",
     "plot": f"""examples:
   lossdsl plot "mean((y_true-y_pred)^2)" --y-true 0 --y-true 1 --range -1 2 -o mse.png
   lossdsl plot "{FOCAL}" --param alpha=0.25 --param gamma=2 --y-true 1 -o focal.png""",
     "export": f"""examples:
   lossdsl export "{FOCAL}" --param alpha=0.25 --param gamma=2 --class-name FocalLoss -o focal_loss.py
   lossdsl export "mean(abs(y_true-y_pred))" --class-name MAE""",
-    "ops": """examples:
-  lossdsl ops
-  lossdsl ops --markdown""",
+    "ops": "examples:\n  lossdsl ops\n  lossdsl ops --markdown",
 }
 
 
@@ -128,11 +127,9 @@ def _param(text: str) -> tuple[str, float | list[float]]:
     """``alpha=0.25``, or ``w=1,2,5`` (commas: a vector parameter, one value per class)."""
     name, sep, value = text.partition("=")
     try:
-        if not sep or not name.strip():
-            raise ValueError
-        if "," in value:
+        if "," in value and sep and name.strip():
             return name.strip(), [float(item) for item in value.strip("[]").split(",")]
-        return name.strip(), float(value)
+        return name.strip(), float(value if sep and name.strip() else "not a number")
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected NAME=VALUE with a number for VALUE (or numbers separated by commas), "
@@ -145,7 +142,13 @@ def _params(args: argparse.Namespace) -> dict[str, float]:
 
 # ------------------------------------------------------------------ show
 
+def _input_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", action="append", default=[], metavar="NAME", help="an "
+                        "extra input the source reads (a mask), as inputs=[NAME] (repeatable)")
+
+
 def _show_parser(parser: argparse.ArgumentParser) -> None:
+    _input_argument(parser)
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--latex", action="store_true", help="print LaTeX")
     form.add_argument("--json", action="store_true", help="print JSON")
@@ -158,7 +161,7 @@ def _show_parser(parser: argparse.ArgumentParser) -> None:
 def _show(args: argparse.Namespace) -> int:
     from lossdsl.analysis.explain import explain
 
-    report = explain(args.expr, **_params(args))
+    report = explain(args.expr, inputs=args.input, **_params(args))
     if args.hessian:
         hessian = _hessian(args.expr)  # a mistake is reported before anything prints
         if args.json:
@@ -195,6 +198,7 @@ def _hessian(source: str) -> dict[str, str]:
 # ------------------------------------------------------------------ check
 
 def _check_parser(parser: argparse.ArgumentParser) -> None:
+    _input_argument(parser)
     parser.add_argument("--shape", type=int, nargs="+", metavar="DIM",
                         help="shape of the random batch (default: 4 5, or 4 3 5 ... when "
                              "the loss reduces over axis 2 or beyond)")
@@ -204,10 +208,13 @@ def _check_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from lossdsl.tools.check import check_gradients
     from lossdsl.analysis.analyze import compile_expression
+    from lossdsl.analysis.inputs import declared_inputs
+    from lossdsl.tools.check import check_gradients
 
-    compiled = compile_expression(args.expr, _params(args))  # report mistakes before TF loads
+    params = _params(args)  # mistakes are reported before TF loads; extra inputs are drawn
+    compiled = compile_expression(args.expr, params, inputs=(
+        "y_true", "y_pred", *declared_inputs(args.input, params)))
     report = check_gradients(compiled, shape=args.shape and tuple(args.shape), seed=args.seed,
                              rtol=args.rtol, atol=args.atol)
     print(report)
