@@ -322,6 +322,19 @@ _MIRRORED = textwrap.dedent("""
             results[case] = "trained"
         except lossdsl.DSLConfigError as error:
             results[case] = error.message
+    from keras.src.backend import set_keras_mask  # a Keras mask: Keras divides by each
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # replica's unmasked count
+
+    def masked_call(y_true, y_pred):
+        y_pred = tf.identity(y_pred)
+        set_keras_mask(y_pred, y_pred[:, 0] > 0.5)
+        return lossdsl.compile(dice)(y_true, y_pred)
+
+    try:
+        strategy.run(tf.function(masked_call), args=(y, np.full_like(y, 0.7)))
+        results["masked"] = "ran"
+    except Exception as error:  # strategy.run re-raises it from the replica's thread
+        results["masked"] = f"{type(error).__name__}: {error}"
     with tf.distribute.experimental.CentralStorageStrategy(["/cpu:0", "/cpu:1"]).scope():
         try:
             check_batch_statistics(("sum(y_pred, axis=0)",), "sum(y_pred, axis=0)",
@@ -336,8 +349,8 @@ _MIRRORED = textwrap.dedent("""
 
 @pytest.mark.timeout(600)
 def test_mirrored_strategy_batch_statistics_in_a_subprocess() -> None:
-    """A batch loss trains under MirroredStrategy; a batch metric, prod over the batch and
-    another strategy are refused."""
+    """A batch loss trains under MirroredStrategy; a batch metric, prod over the batch, a
+    Keras mask and another strategy are refused."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
            "KERAS_BACKEND": "tensorflow"}
     done = subprocess.run([sys.executable, "-c", _MIRRORED], cwd=ROOT, env=env,
@@ -351,6 +364,7 @@ def test_mirrored_strategy_batch_statistics_in_a_subprocess() -> None:
     message = result["batch metric"]
     assert "sum(y_pred, axis=(0, 1))" in message and "2 replicas" in message, message
     assert "not supported for metrics" in message, message
+    assert "DSLConfigError" in result["masked"] and "Keras mask" in result["masked"], result
     message = result["other strategy"]
     assert "only under tf.distribute.MirroredStrategy" in message, message
     assert "CentralStorageStrategy" in message, message
@@ -361,7 +375,7 @@ def test_mirrored_strategy_batch_statistics_are_global() -> None:
     """tests/batch_distribute_check.py: fit under MirroredStrategy (2 logical CPUs) equals one
     device for batch Dice and batch-centred MSE (and max/min/logsumexp/count, var/std/norm),
     both gradient modes, default reduction and mean_with_sample_weight, an uneven last batch;
-    one step on uneven shards (9 and 7) equals one device in loss and gradient; with the
+    one step on uneven shards (9 and 7) equals one device in loss and gradient ("sum" too); with the
     all-reduce switched off the same fit differs (the control)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
            "KERAS_BACKEND": "tensorflow"}
@@ -370,7 +384,7 @@ def test_mirrored_strategy_batch_statistics_are_global() -> None:
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines and Path(lines[0]["lossdsl"]).resolve().is_relative_to(ROOT), done.stderr[-3000:]
     cases = lines[1:]
-    assert len(cases) == 21 and all(case["ok"] for case in cases), \
+    assert len(cases) == 25 and all(case["ok"] for case in cases), \
         [case for case in cases if not case["ok"]] or done.stderr[-3000:]
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -137,6 +137,13 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
             from lossdsl.backends.tensorflow.replicas import global_replica_context, loss_scale
             replica = global_replica_context()
             if replica is not None:  # Keras's mean is the shard's: make it the global batch's
+                if _keras_mask(y_pred) is not None:
+                    raise DSLConfigError(
+                        f"The loss {self.source!r} computes a statistic of the whole batch, and "
+                        "its predictions carry a Keras mask: under MirroredStrategy Keras divides "
+                        "by each replica's count of unmasked values, which lossdsl does not make "
+                        "global.", hint="train on one replica, or pass the mask as sample_weight "
+                                        "with reduction='mean_with_sample_weight'")
                 loss = loss * loss_scale(replica, keras.ops.convert_to_tensor(y_pred),
                                          sample_weight, self.reduction)
         return loss
@@ -246,3 +253,12 @@ def validated_config(config: Mapping[str, Any],
 __all__ = ["DSLLoss", "forward_plan", "validated_config", "extra_inputs", "input_config",
            "with_inputs", "config_params",
            "LossDSLError"]
+
+
+def _keras_mask(tensor: Any) -> Any:
+    """The Keras mask a tensor carries (``keras.src.backend.get_keras_mask``; private)."""
+    try:
+        from keras.src.backend import get_keras_mask
+    except ImportError:  # pragma: no cover
+        return getattr(tensor, "_keras_mask", None)
+    return get_keras_mask(tensor)
