@@ -7,9 +7,11 @@ here against independent references (NumPy, TF ops, Keras's ``Dice(axis=None)``,
 PyTorch's class-weighted cross-entropy) in value and gradient, in both gradient
 modes; on every backend for the tests marked ``backends``; in ``fit`` with a save
 and a safe reload; generated programs against the NumPy interpreter; and the
-refusals: a weight regularizer has no batch axis, and ``tf.distribute`` with more
-than one replica would compute per-replica statistics (a subprocess with two
-logical CPUs), while JAX's ``DataParallel`` keeps the batch global (two host devices).
+refusals: a weight regularizer has no batch axis. Under ``tf.distribute.MirroredStrategy``
+(a subprocess with two logical CPUs) a loss's batch statistics are all-reduced across
+replicas and ``fit`` equals one device (tests/batch_distribute_check.py); metrics,
+penalties and other strategies still refuse. JAX's ``DataParallel`` keeps the batch
+global (two host devices).
 """
 
 from __future__ import annotations
@@ -302,28 +304,53 @@ _MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
         [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
     import keras, numpy as np, lossdsl
+    from lossdsl.backends.tensorflow.replicas import check_batch_statistics
     x = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
     y = (x[:, :2] > 0).astype("float32")
+    dice = ("1 - 2*sum(y_true*y_pred, axis=(0,1))/(sum(y_true, axis=(0,1)) "
+            "+ sum(y_pred, axis=(0,1)))")
     results = {"lossdsl": lossdsl.__file__}
-    for case, source in [("batch", "1 - 2*sum(y_true*y_pred, axis=(0,1))/(sum(y_true, axis=(0,1)) "
-                                   "+ sum(y_pred, axis=(0,1)))"),
-                         ("per sample", "mean((y_true - y_pred)^2)")]:
+    for case, loss, metric in [("batch loss", dice, None), ("prod", "prod(y_pred, axis=0)", None),
+                               ("batch metric", "mean((y_true - y_pred)^2)", dice)]:
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
             model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, "sigmoid")])
-            model.compile(optimizer="sgd", loss=lossdsl.compile(source))
+            model.compile(optimizer="sgd", loss=lossdsl.compile(loss),
+                          metrics=[lossdsl.DSLMetric(metric)] if metric else [])
         try:
             model.fit(x, y, batch_size=8, epochs=1, verbose=0)
             results[case] = "trained"
         except lossdsl.DSLConfigError as error:
             results[case] = error.message
+    from keras.src.backend import set_keras_mask  # a Keras mask: Keras divides by each
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # replica's unmasked count
+
+    def masked_call(y_true, y_pred):
+        y_pred = tf.identity(y_pred)
+        set_keras_mask(y_pred, y_pred[:, 0] > 0.5)
+        return lossdsl.compile(dice)(y_true, y_pred)
+
+    try:
+        strategy.run(tf.function(masked_call), args=(y, np.full_like(y, 0.7)))
+        results["masked"] = "ran"
+    except Exception as error:  # strategy.run re-raises it from the replica's thread
+        results["masked"] = f"{type(error).__name__}: {error}"
+    with tf.distribute.experimental.CentralStorageStrategy(["/cpu:0", "/cpu:1"]).scope():
+        try:
+            check_batch_statistics(("sum(y_pred, axis=0)",), "sum(y_pred, axis=0)",
+                                   global_statistics=True)
+            results["other strategy"] = "allowed"
+        except lossdsl.DSLConfigError as error:
+            results["other strategy"] = error.message
     results["outside"] = float(lossdsl.compile("mean(y_pred, axis=0)")(y, y))
     print(json.dumps(results))
 """)
 
 
 @pytest.mark.timeout(600)
-def test_mirrored_strategy_refuses_a_batch_statistic() -> None:
+def test_mirrored_strategy_batch_statistics_in_a_subprocess() -> None:
+    """A batch loss trains under MirroredStrategy; a batch metric, prod over the batch, a
+    Keras mask and another strategy are refused."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
            "KERAS_BACKEND": "tensorflow"}
     done = subprocess.run([sys.executable, "-c", _MIRRORED], cwd=ROOT, env=env,
@@ -332,10 +359,34 @@ def test_mirrored_strategy_refuses_a_batch_statistic() -> None:
     assert done.returncode == 0 and lines, done.stderr[-3000:]
     (result,) = lines
     assert Path(result["lossdsl"]).resolve().is_relative_to(ROOT)
-    assert result["per sample"] == "trained"
-    message = result["batch"]
+    assert result["batch loss"] == "trained", result
+    assert "prod(..., axis=0)" in result["prod"] and "global batch" in result["prod"], result
+    message = result["batch metric"]
     assert "sum(y_pred, axis=(0, 1))" in message and "2 replicas" in message, message
-    assert "not supported yet" in message, message
+    assert "not supported for metrics" in message, message
+    assert "DSLConfigError" in result["masked"] and "Keras mask" in result["masked"], result
+    message = result["other strategy"]
+    assert "only under tf.distribute.MirroredStrategy" in message, message
+    assert "CentralStorageStrategy" in message, message
+
+
+@pytest.mark.timeout(900)
+def test_mirrored_strategy_batch_statistics_are_global() -> None:
+    """tests/batch_distribute_check.py: fit under MirroredStrategy (2 logical CPUs) equals one
+    device for batch Dice and batch-centred MSE (and max/min/logsumexp/count, var/std/norm),
+    both gradient modes, default reduction and mean_with_sample_weight, an uneven last batch;
+    one step on uneven shards (9 and 7) equals one device in loss and gradient ("sum" too); with the
+    all-reduce switched off the same fit differs (the control)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
+           "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "batch_distribute_check.py")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines and Path(lines[0]["lossdsl"]).resolve().is_relative_to(ROOT), done.stderr[-3000:]
+    cases = lines[1:]
+    assert len(cases) == 25 and all(case["ok"] for case in cases), \
+        [case for case in cases if not case["ok"]] or done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 _DATA_PARALLEL = textwrap.dedent("""

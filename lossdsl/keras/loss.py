@@ -28,6 +28,8 @@ from lossdsl.analysis.last_axis import check_last_axis, run_time_requirement
 if TYPE_CHECKING:
     from lossdsl.analysis.explain import Explanation
 
+# Keras's reductions that divide by the replica's count or weight sum.
+GLOBAL_MEANS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 GRADIENT_MODES = ("autodiff", "symbolic")
 _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
@@ -112,7 +114,7 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         warn_lost_constants(self.compiled, self.dtype)
         self.gradient_mode = gradient
         self._batch_inputs = backend.batch_inputs
-        # Reductions over the batch axis: refused where each replica sees only a shard.
+        # Reductions over the batch axis: global under MirroredStrategy, refused on other strategies.
         self._batch_statistics = self.compiled.analysis.batch_reductions
         self._check_batch = backend.check_batch_statistics
         self._plan = backend.runner(forward_plan(self.compiled))
@@ -128,9 +130,27 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
     def _repr_latex_(self) -> str:
         return self.explain()._repr_latex_()
 
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        loss = super().__call__(y_true, y_pred, sample_weight)
+        if self._batch_statistics and self.reduction in GLOBAL_MEANS and \
+                keras.backend.backend() == "tensorflow":
+            from lossdsl.backends.tensorflow.replicas import global_replica_context, loss_scale
+            replica = global_replica_context()
+            if replica is not None:  # Keras's mean is the shard's: make it the global batch's
+                if _keras_mask(y_pred) is not None:
+                    raise DSLConfigError(
+                        f"The loss {self.source!r} computes a statistic of the whole batch, and "
+                        "its predictions carry a Keras mask: under MirroredStrategy Keras divides "
+                        "by each replica's count of unmasked values, which lossdsl does not make "
+                        "global.", hint="train on one replica, or pass the mask as sample_weight "
+                                        "with reduction='mean_with_sample_weight'")
+                loss = loss * loss_scale(replica, keras.ops.convert_to_tensor(y_pred),
+                                         sample_weight, self.reduction)
+        return loss
+
     def call(self, y_true: Any, y_pred: Any) -> Any:
         if self._batch_statistics:
-            self._check_batch(self._batch_statistics, self.source)
+            self._check_batch(self._batch_statistics, self.source, global_statistics=True)
         if self.extra_inputs or isinstance(y_true, dict):  # {"y_true": ..., "mask": ...}
             y_true = checked_labels(y_true, self.extra_inputs, self.source)
         y_true, y_pred = self._batch_inputs(y_true, y_pred)
@@ -233,3 +253,12 @@ def validated_config(config: Mapping[str, Any],
 __all__ = ["DSLLoss", "forward_plan", "validated_config", "extra_inputs", "input_config",
            "with_inputs", "config_params",
            "LossDSLError"]
+
+
+def _keras_mask(tensor: Any) -> Any:
+    """The Keras mask a tensor carries (``keras.src.backend.get_keras_mask``; private)."""
+    try:
+        from keras.src.backend import get_keras_mask
+    except ImportError:  # pragma: no cover
+        return getattr(tensor, "_keras_mask", None)
+    return get_keras_mask(tensor)

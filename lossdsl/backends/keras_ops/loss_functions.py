@@ -54,7 +54,8 @@ def check_dtype(dtype: str) -> None:
             "creating arrays."), stacklevel=3)
 
 
-def check_batch_statistics(reductions: tuple[str, ...], source: str) -> None:
+def check_batch_statistics(reductions: tuple[str, ...], source: str,
+                           global_statistics: bool = False) -> None:
     """Nothing to refuse: on JAX, arrays are global under ``jit`` (``keras.distribution.
     DataParallel`` included), so a reduction over the batch axis sees the whole batch;
     Keras's PyTorch backend runs a loss on one device."""

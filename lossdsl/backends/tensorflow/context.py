@@ -57,6 +57,7 @@ class Context:
     dropped: set = field(default_factory=set)  # ids of those that did
     tail: bool = False  # the output is computed on one number per sample (see run.Runner)
     _xla: bool | None = None  # whether ops are traced for XLA, asked when first needed
+    _replica: Any = False  # the replica context of global batch statistics (False: not asked)
 
     # The primitives of the steps every backend shares (lossdsl.backends.interpret).
     def where(self, condition: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -83,6 +84,14 @@ class Context:
             self._xla = False if self.eager else in_xla_context()
         return self._xla
 
+    def replica(self) -> Any:
+        """The replica context whose batch statistics are all-reduced, or None; asked only
+        when a batch statistic is first computed (per-sample losses never ask)."""
+        if self._replica is False:
+            from lossdsl.backends.tensorflow.replicas import global_replica_context
+            self._replica = global_replica_context()
+        return self._replica
+
     def constant(self, value: float) -> Tensor:
         if self.eager:  # an eager tensor is immutable: made once per (value, dtype)
             return _eager_constant(self.tf, value, self.dtype)
@@ -104,6 +113,10 @@ class Context:
         return list(resolved_axes(self.rank, "output", self.reduced))
 
     def count(self, axes: list[int]) -> Tensor:
+        if 0 in axes and self.replica() is not None:  # the global batch's count
+            from lossdsl.backends.tensorflow.replicas import global_count
+            sizes = self.tf.gather(self.shape, axes)
+            return global_count(self._replica, self.tf.cast(self.tf.reduce_prod(sizes), self.dtype))
         known = [self.static[a] for a in axes]
         if all(size is not None for size in known):  # a constant: no shape ops at run time
             return self.constant(float(math.prod(known)))

@@ -1,19 +1,38 @@
-"""Batch statistics under ``tf.distribute``: refused when the batch is split over replicas.
+"""Batch statistics under ``tf.distribute``: global across the replicas of a MirroredStrategy.
 
 A reduction over the batch axis (``mean(y_pred, axis=0)``) sees the batch a loss is
 called with. Under a ``tf.distribute`` strategy with more than one replica, each
-replica calls the loss on its own shard, so the statistic would silently be the
-shard's, not the global batch's (tensorflow #47344). Until lossdsl gathers across
-replicas, such a loss refuses to run there. Importing this module imports TensorFlow.
+replica calls the loss on its own shard (tensorflow #47344). In the replica context
+of a :class:`tf.distribute.MirroredStrategy`, the TF runner makes each batch
+statistic global with ``ReplicaContext.all_reduce`` (:func:`global_reduction`): a sum
+is the all-reduced sum of the shards' sums, a mean the all-reduced sum over the
+all-reduced count (shards may be uneven), max/min an all-reduced max/min, logsumexp
+an all-reduced sum of ``exp(x - global max)``, and the batch size the all-reduced one.
+
+Gradients: ``all_reduce(SUM)``'s gradient is the all-reduced upstream gradient
+(``distribute_lib.ReplicaContext.all_reduce``), so replica r gets
+``sum over replicas r' of dL_r'/dS * dS_r/dtheta``; Keras scales each replica's
+loss by 1/replicas and sums the replicas' gradients, which is the one-device
+gradient of the global statistic. The symbolic mode's backward plan runs through the
+same runner, so its batch sums of upstream gradients are all-reduced too. Max/min
+are written as ``stop_gradient(global) + all-reduced masked (local - stop_gradient(local))``
+so their gradient is a sum as well (an all-reduced MAX would have MAX as gradient).
+
+Refused (:class:`DSLConfigError`): other strategies with more than one replica
+(MultiWorkerMirroredStrategy, TPUStrategy: not tested), ``prod`` over the batch axis,
+and metrics and activity penalties (Keras aggregates them per replica; not verified).
+Importing this module imports TensorFlow.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import tensorflow as tf
 
 from lossdsl.errors import DSLConfigError
+
+GLOBAL_KINDS = ("sum", "mean", "max", "min", "logsumexp", "var", "std", "norm")
 
 
 def replicas_in_sync() -> int:
@@ -25,22 +44,123 @@ def replicas_in_sync() -> int:
     return int(strategy.num_replicas_in_sync)
 
 
-def check_batch_statistics(reductions: Sequence[str], source: str) -> None:
+def global_replica_context() -> Any:
+    """The replica context whose batch statistics are all-reduced, or None (one replica,
+    or a cross-replica call, which sees the tensors it is given)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync <= 1:
+        return None
+    return context
+
+
+def _strategy_name() -> str:
+    return type(tf.distribute.get_strategy()).__name__
+
+
+def check_batch_statistics(reductions: Sequence[str], source: str,
+                           global_statistics: bool = False) -> None:
     """Raise when ``reductions`` (over the batch axis) would run per replica.
 
+    ``global_statistics``: the caller (a Keras loss) computes them across the replicas
+    of a MirroredStrategy; other strategies are still refused.
+
     Raises:
-        DSLConfigError: the call runs under a strategy with more than one replica.
+        DSLConfigError: the call runs under a strategy with more than one replica
+            that lossdsl does not make global.
     """
     replicas = replicas_in_sync()
-    if reductions and replicas > 1:
+    if not reductions or replicas <= 1:
+        return
+    if global_statistics and isinstance(tf.distribute.get_strategy(), tf.distribute.MirroredStrategy):
+        return
+    if global_statistics:
+        unsupported = (f"Global batch statistics across replicas are computed only under "
+                       f"tf.distribute.MirroredStrategy, not {_strategy_name()} (not tested).")
+    else:
+        unsupported = ("Global batch statistics across replicas are not supported for metrics "
+                       "and penalties (Keras aggregates them per replica); a loss computes them "
+                       "globally under MirroredStrategy.")
+    raise DSLConfigError(
+        f"The loss {source!r} computes a statistic of the whole batch "
+        f"({', '.join(reductions)}), but it runs on {replicas} replicas of "
+        f"{_strategy_name()}: each would see only its own shard. {unsupported}",
+        hint="train on one replica, or with tf.distribute.MirroredStrategy (losses only), or on "
+             "JAX with keras.distribution.DataParallel, where the batch is global; or reduce "
+             "per sample only (no axis=0)")
+
+
+def _local_count(value: tf.Tensor, axes: list[int]) -> tf.Tensor:
+    sizes = tf.gather(tf.shape(value), axes)
+    return tf.cast(tf.reduce_prod(sizes), value.dtype)
+
+
+def global_count(replica: Any, count: tf.Tensor) -> tf.Tensor:
+    """The number of elements over the global batch (``count`` is this shard's)."""
+    return replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(count))
+
+
+def _all_max(replica: Any, local: tf.Tensor) -> tf.Tensor:
+    """The largest of the replicas' ``local`` (no gradient): ``tf.distribute.ReduceOp`` has
+    only SUM and MEAN, so the replicas' values are gathered along a new axis."""
+    gathered = replica.all_gather(tf.stop_gradient(local)[tf.newaxis], axis=0)
+    return tf.reduce_max(gathered, axis=0)
+
+
+def loss_scale(replica: Any, y_pred: tf.Tensor, sample_weight: Any, reduction: str) -> tf.Tensor:
+    """The factor that makes Keras's per-replica mean a share of the global batch's mean.
+
+    Keras divides each replica's weighted sum by the replica's divisor ``d_r`` (its number
+    of values, or for ``mean_with_sample_weight`` its sum of weights), scales it by
+    ``1/replicas`` and sums the replicas' gradients. Times ``replicas * d_r / sum_r d_r``
+    each replica's loss is its weighted sum over the global divisor: the sum over replicas
+    is the one-device loss (uneven shards and unequal weight sums included).
+    """
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        local = tf.reduce_sum(tf.cast(sample_weight, y_pred.dtype))
+    else:  # values per sample are the same on every replica: the samples' ratio
+        local = tf.cast(tf.shape(y_pred)[0], y_pred.dtype)
+    total = global_count(replica, local)
+    return tf.math.divide_no_nan(local * replica.num_replicas_in_sync, total)
+
+
+def global_reduction(replica: Any, kind: str, value: tf.Tensor, axes: list[int]) -> tf.Tensor:
+    """``kind`` over ``axes`` (0 among them) of the global batch, keeping the axes."""
+    SUM = tf.distribute.ReduceOp.SUM
+    if kind not in GLOBAL_KINDS:
         raise DSLConfigError(
-            f"The loss {source!r} computes a statistic of the whole batch "
-            f"({', '.join(reductions)}), but it runs on {replicas} replicas of "
-            f"{type(tf.distribute.get_strategy()).__name__}: each would see only its own shard. "
-            "Global batch statistics across replicas are not supported yet.",
-            hint="train on one replica (no tf.distribute strategy), or on JAX with "
-                 "keras.distribution.DataParallel, where the batch is global; or reduce per "
-                 "sample only (no axis=0)")
+            f"{kind}(..., axis=0) cannot be computed over the global batch under "
+            f"{_strategy_name()}: only {', '.join(GLOBAL_KINDS)} are all-reduced across replicas.",
+            hint="train on one replica, or write the statistic with the supported reductions "
+                 "(a product of positive numbers is exp(sum(log(x), axis=0)))")
+
+    def total(x: tf.Tensor) -> tf.Tensor:
+        return replica.all_reduce(SUM, tf.reduce_sum(x, axis=axes, keepdims=True))
+
+    def mean(x: tf.Tensor) -> tf.Tensor:
+        return total(x) / global_count(replica, _local_count(x, axes))
+
+    if kind == "sum":
+        return total(value)
+    if kind == "mean":
+        return mean(value)
+    if kind in ("var", "std"):
+        centred = value - mean(value)
+        variance = mean(centred * centred)
+        return tf.sqrt(variance) if kind == "std" else variance
+    if kind == "norm":
+        return tf.sqrt(total(value * value))
+    if kind in ("max", "min"):
+        local = (tf.reduce_max if kind == "max" else tf.reduce_min)(value, axis=axes, keepdims=True)
+        best = _all_max(replica, local) if kind == "max" else -_all_max(replica, -local)
+        hit = tf.cast(tf.equal(local, best), value.dtype)
+        ties = replica.all_reduce(SUM, tf.stop_gradient(hit))
+        # The value is `best`; the gradient goes to the replicas holding it, split among them.
+        return best + replica.all_reduce(SUM, hit * (local - tf.stop_gradient(local))) / ties
+    # logsumexp, stably: the global max (no gradient needed: the identity holds for any shift).
+    shift = _all_max(replica, tf.reduce_max(value, axis=axes, keepdims=True))
+    shift = tf.where(tf.math.is_finite(shift), shift, tf.zeros_like(shift))
+    return tf.math.log(total(tf.exp(value - shift))) + shift
 
 
-__all__ = ["check_batch_statistics", "replicas_in_sync"]
+__all__ = ["GLOBAL_KINDS", "check_batch_statistics", "global_count", "loss_scale", "global_reduction",
+           "global_replica_context", "replicas_in_sync"]

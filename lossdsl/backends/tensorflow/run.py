@@ -65,6 +65,9 @@ def _reduction(context: Context, node: Node, args: list) -> Tensor:
     value = context.full(args[0]) if node["broadcast"] else args[0]
     axes = context.axes(node["axis"])
     kind = node["kind"]
+    if 0 in axes and context.replica() is not None:  # a batch statistic over every replica
+        from lossdsl.backends.tensorflow.replicas import global_reduction
+        return global_reduction(context.replica(), kind, value, axes)
     if context.capabilities.matvec and (kind in MATVEC_KINDS or kind == "logsumexp") \
             and as_matvec(context, value, axes):
         return matvec_logsumexp(context, value, axes) if kind == "logsumexp" else \
