@@ -76,14 +76,31 @@ def checked_labels(y_true: Any, names: Sequence[str], source: str) -> Any:
     return {name: y_true[name] for name in expected}
 
 
-def to_rank_error(name: str, rank: int, pred_rank: int) -> DSLShapeError:
-    """The error for an extra input of a higher rank than ``y_pred`` (one trailing 1 apart)."""
-    return DSLShapeError(
-        f"The input `{name}` has rank {rank}, more than y_pred's ({pred_rank}): an extra "
-        "input is brought to y_pred's rank (a trailing axis of 1 dropped, or axes of 1 "
-        "added at the end) and broadcast against it.",
-        hint=f"give `{name}` the shape of y_pred, or a shape that broadcasts to it")
+def align_extra_inputs(labels: dict, y_true: Tensor, y_pred: Tensor, ops: Any) -> dict:
+    """``labels`` with ``y_true`` (already aligned) and each extra input brought to ``y_pred``'s
+    rank: a trailing axis of 1 dropped, or axes of 1 added at the end. ``ops`` is the
+    backend's namespace of ``squeeze``/``expand_dims`` (``tf``, ``keras.ops``).
+
+    Raises:
+        DSLShapeError: an extra input of a higher rank than ``y_pred`` (one trailing 1 apart).
+    """
+    aligned, rank = {"y_true": y_true}, len(y_pred.shape)
+    for name, value in labels.items():
+        if name == "y_true":
+            continue
+        if len(value.shape) == rank + 1 and value.shape[-1] == 1:
+            value = ops.squeeze(value, -1)
+        elif len(value.shape) > rank:
+            raise DSLShapeError(
+                f"The input `{name}` has rank {len(value.shape)}, more than y_pred's ({rank}): "
+                "an extra input is brought to y_pred's rank (a trailing axis of 1 dropped, or "
+                "axes of 1 added at the end) and broadcast against it.",
+                hint=f"give `{name}` the shape of y_pred, or a shape that broadcasts to it")
+        while len(value.shape) < rank:
+            value = ops.expand_dims(value, -1)
+        aligned[name] = value
+    return aligned
 
 
 __all__ = ["HOW_TO_PASS", "named_inputs", "label_tensors", "no_gradient", "checked_labels",
-           "to_rank_error"]
+           "align_extra_inputs"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from lossdsl.backends.keras_ops.functions import Tensor
-from lossdsl.backends.labels import to_rank_error
+from lossdsl.backends.labels import align_extra_inputs
 
 
 def align_ranks(y_true: Tensor, y_pred: Tensor) -> tuple[Tensor, Tensor]:
@@ -30,19 +30,9 @@ def align_ranks(y_true: Tensor, y_pred: Tensor) -> tuple[Tensor, Tensor]:
 
 def align_labels(labels: dict, y_pred: Tensor) -> tuple[dict, Tensor]:
     """``y_true`` and ``y_pred`` aligned as by :func:`align_ranks`, then each extra input
-    brought to ``y_pred``'s rank: a trailing axis of 1 dropped, or axes of 1 added at the end."""
+    brought to ``y_pred``'s rank (:func:`lossdsl.backends.labels.align_extra_inputs`)."""
     y_true, y_pred = align_ranks(labels["y_true"], y_pred)
-    aligned, rank = {"y_true": y_true}, len(y_pred.shape)
-    for name, value in labels.items():
-        if name != "y_true":
-            if len(value.shape) == rank + 1 and value.shape[-1] == 1:
-                value = keras.ops.squeeze(value, -1)
-            elif len(value.shape) > rank:
-                raise to_rank_error(name, len(value.shape), rank)
-            while len(value.shape) < rank:
-                value = keras.ops.expand_dims(value, -1)
-            aligned[name] = value
-    return aligned, y_pred
+    return align_extra_inputs(labels, y_true, y_pred, keras.ops), y_pred
 
 
 def batch_inputs(y_true: Tensor | dict, y_pred: Tensor) -> tuple[Tensor | dict, Tensor]:

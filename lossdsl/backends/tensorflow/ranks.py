@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from lossdsl.backends.labels import to_rank_error
+from lossdsl.backends.labels import align_extra_inputs
 
 
 def align_ranks(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -28,19 +28,9 @@ def align_ranks(y_true: tf.Tensor, y_pred: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
 
 def align_labels(labels: dict, y_pred: tf.Tensor) -> tuple[dict, tf.Tensor]:
     """``y_true`` and ``y_pred`` aligned as by :func:`align_ranks`, then each extra input
-    brought to ``y_pred``'s rank: a trailing axis of 1 dropped, or axes of 1 added at the end."""
+    brought to ``y_pred``'s rank (:func:`lossdsl.backends.labels.align_extra_inputs`)."""
     y_true, y_pred = align_ranks(labels["y_true"], y_pred)
-    aligned, rank = {"y_true": y_true}, y_pred.shape.rank
-    for name, value in labels.items():
-        if name != "y_true":
-            if value.shape.rank == rank + 1 and value.shape[-1] == 1:
-                value = tf.squeeze(value, -1)
-            elif value.shape.rank > rank:
-                raise to_rank_error(name, value.shape.rank, rank)
-            while value.shape.rank < rank:
-                value = tf.expand_dims(value, -1)
-            aligned[name] = value
-    return aligned, y_pred
+    return align_extra_inputs(labels, y_true, y_pred, tf), y_pred
 
 
 def batch_inputs(y_true: tf.Tensor | dict, y_pred: tf.Tensor) -> tuple[tf.Tensor | dict, tf.Tensor]:
