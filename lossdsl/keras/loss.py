@@ -114,7 +114,7 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         warn_lost_constants(self.compiled, self.dtype)
         self.gradient_mode = gradient
         self._batch_inputs = backend.batch_inputs
-        # Reductions over the batch axis: global under MirroredStrategy, refused on other strategies.
+        # Reductions over the batch axis: global under (MultiWorker)MirroredStrategy, else refused.
         self._batch_statistics = self.compiled.analysis.batch_reductions
         self._check_batch = backend.check_batch_statistics
         self._plan = backend.runner(forward_plan(self.compiled))
@@ -134,18 +134,18 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         loss = super().__call__(y_true, y_pred, sample_weight)
         if self._batch_statistics and self.reduction in GLOBAL_MEANS and \
                 keras.backend.backend() == "tensorflow":
-            from lossdsl.backends.tensorflow.replicas import global_replica_context, loss_scale
+            from lossdsl.backends.tensorflow.replicas import global_loss, global_replica_context
             replica = global_replica_context()
             if replica is not None:  # Keras's mean is the shard's: make it the global batch's
                 if _keras_mask(y_pred) is not None:
                     raise DSLConfigError(
                         f"The loss {self.source!r} computes a statistic of the whole batch, and "
-                        "its predictions carry a Keras mask: under MirroredStrategy Keras divides "
+                        "its predictions carry a Keras mask: across replicas Keras divides "
                         "by each replica's count of unmasked values, which lossdsl does not make "
                         "global.", hint="train on one replica, or pass the mask as sample_weight "
                                         "with reduction='mean_with_sample_weight'")
-                loss = loss * loss_scale(replica, keras.ops.convert_to_tensor(y_pred),
-                                         sample_weight, self.reduction)
+                loss = global_loss(replica, loss, keras.ops.convert_to_tensor(y_pred),
+                                   sample_weight, self.reduction)
         return loss
 
     def call(self, y_true: Any, y_pred: Any) -> Any:

@@ -1,10 +1,12 @@
-"""Batch statistics under ``tf.distribute``: global across the replicas of a MirroredStrategy.
+"""Batch statistics under ``tf.distribute``: global across (MultiWorker)MirroredStrategy replicas.
 
 A reduction over the batch axis (``mean(y_pred, axis=0)``) sees the batch a loss is
 called with. Under a ``tf.distribute`` strategy with more than one replica, each
 replica calls the loss on its own shard (tensorflow #47344). In the replica context
-of a :class:`tf.distribute.MirroredStrategy`, the TF runner makes each batch
-statistic global with ``ReplicaContext.all_reduce`` (:func:`global_reduction`): a sum
+of a :class:`tf.distribute.MirroredStrategy` or a
+:class:`tf.distribute.MultiWorkerMirroredStrategy` (:data:`GLOBAL_STRATEGIES`: the same
+``ReplicaContext`` collectives, across processes for the latter), the TF runner makes each
+batch statistic global with ``ReplicaContext.all_reduce`` (:func:`global_reduction`): a sum
 is the all-reduced sum of the shards' sums, a mean the all-reduced sum over the
 all-reduced count (shards may be uneven), max/min an all-reduced max/min, logsumexp
 an all-reduced sum of ``exp(x - global max)``, and the batch size the all-reduced one.
@@ -17,11 +19,13 @@ gradient of the global statistic. The symbolic mode's backward plan runs through
 same runner, so its batch sums of upstream gradients are all-reduced too. Max/min
 are written as ``stop_gradient(global) + all-reduced masked (local - stop_gradient(local))``
 so their gradient is a sum as well (an all-reduced MAX would have MAX as gradient).
+A Keras loss's value is the global batch's on every replica (:func:`global_loss`), so
+``fit``'s reported loss is one device's on uneven shards too.
 
 Refused (:class:`DSLConfigError`): other strategies with more than one replica
-(MultiWorkerMirroredStrategy, TPUStrategy: not tested), ``prod`` over the batch axis,
-and metrics and activity penalties (Keras aggregates them per replica; not verified).
-Importing this module imports TensorFlow.
+(TPUStrategy, ParameterServerStrategy, CentralStorageStrategy: not tested), ``prod`` over
+the batch axis, and metrics and activity penalties (Keras aggregates them per replica;
+not verified). Importing this module imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ import tensorflow as tf
 from lossdsl.errors import DSLConfigError
 
 GLOBAL_KINDS = ("sum", "mean", "max", "min", "logsumexp", "var", "std", "norm")
+# MultiWorkerMirroredStrategy's class (CollectiveAllReduceStrategy) is the base of its
+# tf.distribute.experimental alias.
+GLOBAL_STRATEGIES = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
+_GLOBAL_NAMES = "tf.distribute.MirroredStrategy or MultiWorkerMirroredStrategy"
 
 
 def replicas_in_sync() -> int:
@@ -54,7 +62,10 @@ def global_replica_context() -> Any:
 
 
 def _strategy_name() -> str:
-    return type(tf.distribute.get_strategy()).__name__
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
+    return type(strategy).__name__
 
 
 def check_batch_statistics(reductions: Sequence[str], source: str,
@@ -62,7 +73,7 @@ def check_batch_statistics(reductions: Sequence[str], source: str,
     """Raise when ``reductions`` (over the batch axis) would run per replica.
 
     ``global_statistics``: the caller (a Keras loss) computes them across the replicas
-    of a MirroredStrategy; other strategies are still refused.
+    of a MirroredStrategy or MultiWorkerMirroredStrategy; other strategies are still refused.
 
     Raises:
         DSLConfigError: the call runs under a strategy with more than one replica
@@ -71,22 +82,23 @@ def check_batch_statistics(reductions: Sequence[str], source: str,
     replicas = replicas_in_sync()
     if not reductions or replicas <= 1:
         return
-    if global_statistics and isinstance(tf.distribute.get_strategy(), tf.distribute.MirroredStrategy):
+    if global_statistics and isinstance(tf.distribute.get_strategy(), GLOBAL_STRATEGIES):
         return
     if global_statistics:
         unsupported = (f"Global batch statistics across replicas are computed only under "
-                       f"tf.distribute.MirroredStrategy, not {_strategy_name()} (not tested).")
+                       f"{_GLOBAL_NAMES}, not {_strategy_name()} (not tested).")
     else:
         unsupported = ("Global batch statistics across replicas are not supported for metrics "
                        "and penalties (Keras aggregates them per replica); a loss computes them "
-                       "globally under MirroredStrategy.")
+                       "globally under MirroredStrategy or MultiWorkerMirroredStrategy.")
     raise DSLConfigError(
         f"The loss {source!r} computes a statistic of the whole batch "
         f"({', '.join(reductions)}), but it runs on {replicas} replicas of "
         f"{_strategy_name()}: each would see only its own shard. {unsupported}",
-        hint="train on one replica, or with tf.distribute.MirroredStrategy (losses only), or on "
-             "JAX with keras.distribution.DataParallel, where the batch is global; or reduce "
-             "per sample only (no axis=0)")
+        hint="train on one replica, or with tf.distribute.MirroredStrategy or "
+             "MultiWorkerMirroredStrategy (losses only), or on JAX with "
+             "keras.distribution.DataParallel, where the batch is global; or reduce per sample "
+             "only (no axis=0)")
 
 
 def _local_count(value: tf.Tensor, axes: list[int]) -> tf.Tensor:
@@ -121,6 +133,20 @@ def loss_scale(replica: Any, y_pred: tf.Tensor, sample_weight: Any, reduction: s
         local = tf.cast(tf.shape(y_pred)[0], y_pred.dtype)
     total = global_count(replica, local)
     return tf.math.divide_no_nan(local * replica.num_replicas_in_sync, total)
+
+
+def global_loss(replica: Any, loss: tf.Tensor, y_pred: tf.Tensor, sample_weight: Any,
+                reduction: str) -> tf.Tensor:
+    """Keras's per-replica mean ``loss`` made this replica's share of the global batch's loss
+    (:func:`loss_scale`), valued as the global loss over the replicas (Keras's 1/replicas kept).
+
+    The gradient is the share's: the replicas' gradients sum to one device's. The value is the
+    same on every replica: Keras's loss tracker weighs each replica's loss by its shard's size,
+    so with uneven shards (a last batch of 5 split 3 and 2) the shares would misreport it.
+    """
+    share = loss * loss_scale(replica, y_pred, sample_weight, reduction)
+    total = replica.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(share))
+    return share + tf.stop_gradient(total / replica.num_replicas_in_sync - share)
 
 
 def global_reduction(replica: Any, kind: str, value: tf.Tensor, axes: list[int]) -> tf.Tensor:
@@ -162,5 +188,6 @@ def global_reduction(replica: Any, kind: str, value: tf.Tensor, axes: list[int])
     return tf.math.log(total(tf.exp(value - shift))) + shift
 
 
-__all__ = ["GLOBAL_KINDS", "check_batch_statistics", "global_count", "loss_scale", "global_reduction",
-           "global_replica_context", "replicas_in_sync"]
+__all__ = ["GLOBAL_KINDS", "GLOBAL_STRATEGIES", "check_batch_statistics", "global_count",
+           "global_loss", "loss_scale", "global_reduction", "global_replica_context",
+           "replicas_in_sync"]
