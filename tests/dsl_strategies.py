@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 
 import numpy as np
 from hypothesis import strategies as st
@@ -76,8 +77,12 @@ def _condition(draw, names: tuple[str, ...], depth: int) -> ir.Expr:
     return ir.Logic(how, first, second)
 
 
+# Pair functions take an input as given and make (batch, batch) rows: drawn by pair_programs.
+PER_SAMPLE_OPS = tuple(op for op in OPS if op.kind != "pairwise")
+
+
 def _call(draw, names: tuple[str, ...], depth: int) -> ir.Call:
-    op = draw(st.sampled_from(OPS))
+    op = draw(st.sampled_from(PER_SAMPLE_OPS))
     restricted = DOMAINS.get(op.name, ())
     args = [_positive(draw, names, depth) if i in restricted else _expr(draw, names, depth - 1)
             for i in range(op.arity)]
@@ -145,6 +150,28 @@ def batch_programs(draw, depth: int = 2) -> ir.Program:
     body = statistic if draw(st.booleans()) else ir.Binary(
         draw(st.sampled_from("+-*")), program.body, statistic)
     return ir.Program(program.bindings, body)
+
+
+PAIR_LOCALS = (("d", "pair_dist", "y_pred"), ("s", "pair_cos", "y_pred"),
+               ("q", "pair_sqdist", "y_pred"), ("k", "pair_dot", "y_pred"),
+               ("m", "pair_eq", "y_true"), ("e", "pair_self", None))
+"""Every pair function, bound to a name a pair program may use."""
+
+
+@st.composite
+def pair_programs(draw, depth: int = 3) -> ir.Program:
+    """A program over the pair functions' (batch, batch) rows (:data:`PAIR_LOCALS`), inputs and
+    parameters, reduced over the other samples (``axis=-1``) or not. For inputs of shape
+    (batch, 1) labels and (batch, batch) predictions, with batch = SHAPE[-1] (columns in range)."""
+    bindings = [ir.Binding(name, ir.Number(draw(st.sampled_from(("0.5", "2", "1.5")))))
+                for name in PARAMETERS]
+    bindings += [ir.Binding(name, ir.Call(function, (ir.Name(arg),) if arg else ()))
+                 for name, function, arg in PAIR_LOCALS]
+    body = _expr(draw, tuple(name for name, _, _ in PAIR_LOCALS), depth)
+    kind = draw(st.sampled_from(["mean", "sum", "max", "min", "logsumexp", None]))
+    if kind is not None:
+        body = ir.Call(kind, (body,), (-1,))
+    return ir.Program(tuple(bindings), body)
 
 
 # ---------------------------------------------------------------- near misses
@@ -292,10 +319,35 @@ NUMPY: dict[str, object] = {
     "erf": _elementwise(math.erf), "erfc": _elementwise(math.erfc),
     "lgamma": _elementwise(_lgamma), "stop_gradient": lambda x: x,
 }
+def _rows(x: np.ndarray) -> np.ndarray:
+    return np.reshape(x, (len(x), -1))
+
+
+def _pair_sqdist(x: np.ndarray) -> np.ndarray:
+    v = _rows(x)
+    return np.array([[float(np.sum((a - b) ** 2)) for b in v] for a in v])
+
+
+def _pair_cos(x: np.ndarray) -> np.ndarray:
+    # The README: vectors l2-normalised as tf.math.l2_normalize (norms below 1e-6 count as 1e-6).
+    v = _rows(x)
+    unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-6)
+    return np.array([[float(np.dot(a, b)) for b in unit] for a in unit])
+
+
+# Pair functions: (batch, batch), row i against every sample j, written from the README.
+PAIRS: dict[str, object] = {
+    "pair_dot": lambda x: np.array([[float(np.dot(a, b)) for b in _rows(x)] for a in _rows(x)]),
+    "pair_cos": _pair_cos, "pair_sqdist": _pair_sqdist,
+    "pair_dist": lambda x: np.sqrt(_pair_sqdist(x)),
+    "pair_eq": lambda x: np.array([[float(np.array_equal(a, b)) for b in _rows(x)]
+                                   for a in _rows(x)]),
+    "pair_self": lambda batch: np.eye(batch),
+}
 # The reference forms by the kind of row they serve; every row of OPS has one, and no
 # entry names a function OPS lacks (tests/test_side_tables.py checks both).
 REFERENCE_FORMS: dict[str, dict[str, object]] = {
-    "elementwise": NUMPY, "reduction": REDUCE, "normalizer": NORMALIZE}
+    "elementwise": NUMPY, "reduction": REDUCE, "normalizer": NORMALIZE, "pairwise": PAIRS}
 
 
 def rows_without_a_reference_form() -> list[str]:
@@ -315,7 +367,12 @@ class NumpyInterpreter:
 
     def __init__(self, program: ir.Program, y_true: np.ndarray, y_pred: np.ndarray,
                  params: dict[str, float]) -> None:
-        self.shape = np.broadcast_shapes(y_true.shape, y_pred.shape)
+        self.given = {"y_true": y_true, "y_pred": y_pred}
+        pairs = any(isinstance(node, ir.Call) and REGISTRY[node.function].kind == "pairwise"
+                    for node in _walk(program))
+        # With pair functions every value is a row over the batch: (batch, batch).
+        self.shape = (len(y_pred), len(y_pred)) if pairs else \
+            np.broadcast_shapes(y_true.shape, y_pred.shape)
         self.rank = len(self.shape)
         self.names: dict[str, np.ndarray] = {"y_true": y_true, "y_pred": y_pred}
         self.names.update({k: np.float64(v) for k, v in params.items()})
@@ -359,6 +416,10 @@ class NumpyInterpreter:
 
     def _call(self, node: ir.Call):
         op = REGISTRY[node.function]
+        if op.kind == "pairwise":  # of an input as given (a name bound to one included)
+            if not node.args:
+                return PAIRS[op.name](self.shape[0])
+            return PAIRS[op.name](np.asarray(self.eval(node.args[0]), np.float64))
         args = [self.eval(arg) for arg in node.args]
         if op.kind == "elementwise":
             if op.by_position:  # its value depends on where each element sits
@@ -371,3 +432,15 @@ class NumpyInterpreter:
         if axis is None:
             return tuple(range(1, self.rank))
         return tuple(a % self.rank for a in axis)
+
+
+def _walk(program: ir.Program):
+    """Every node of a program's bindings and body."""
+    pending = [binding.value for binding in program.bindings] + [program.body]
+    while pending:
+        node = pending.pop()
+        yield node
+        for value in vars(node).values():
+            for child in value if isinstance(value, tuple) else (value,):
+                if isinstance(child, typing.get_args(ir.Expr)):
+                    pending.append(child)

@@ -26,7 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from backend_support import BACKEND, run_on_backend, tape_value_and_gradient, value_and_gradient
+from backend_support import run_on_backend, tape_value_and_gradient, value_and_gradient
 from dsl_strategies import batch_programs
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -311,7 +311,8 @@ _MIRRORED = textwrap.dedent("""
             "+ sum(y_pred, axis=(0,1)))")
     results = {"lossdsl": lossdsl.__file__}
     for case, loss, metric in [("batch loss", dice, None), ("prod", "prod(y_pred, axis=0)", None),
-                               ("batch metric", "mean((y_true - y_pred)^2)", dice)]:
+                               ("batch metric", "mean((y_true - y_pred)^2)", dice),
+                               ("pairs", "mean(pair_dist(y_pred), axis=-1)", None)]:
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
             model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, "sigmoid")])
@@ -365,6 +366,8 @@ def test_mirrored_strategy_batch_statistics_in_a_subprocess() -> None:
     assert "sum(y_pred, axis=(0, 1))" in message and "2 replicas" in message, message
     assert "not supported for metrics" in message, message
     assert "DSLConfigError" in result["masked"] and "Keras mask" in result["masked"], result
+    message = result["pairs"]  # pairs are not gathered across replicas: refused
+    assert "Pair functions (pair_dist(y_pred))" in message and "2 replicas" in message, message
     message = result["other strategy"]
     assert "only under tf.distribute.MirroredStrategy" in message, message
     assert "CentralStorageStrategy" in message, message
@@ -390,10 +393,9 @@ def test_mirrored_strategy_batch_statistics_are_global() -> None:
 
 
 _DATA_PARALLEL = textwrap.dedent("""
-    import json
+    import json, sys
     import jax, keras, numpy as np, lossdsl
-    SOURCE = ("mean((y_true - y_pred)^2) + 1 - 2*sum(y_true*y_pred, axis=(0,1))/"
-              "(sum(y_true, axis=(0,1)) + sum(y_pred, axis=(0,1)))")
+    SOURCE = sys.argv[1]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 4)).astype("float32")
     y = (rng.random((32, 3)) > 0.5).astype("float32")
@@ -420,9 +422,14 @@ _DATA_PARALLEL = textwrap.dedent("""
 
 
 @pytest.mark.timeout(600)
-def test_jax_data_parallel_batch_statistics_are_global() -> None:
+@pytest.mark.parametrize("source", [
+    "mean((y_true - y_pred)^2) + 1 - 2*sum(y_true*y_pred, axis=(0,1))/(sum(y_true, axis=(0,1)) "
+    "+ sum(y_pred, axis=(0,1)))",
+    lossdsl.losses.REGISTRY["triplet_hard"].source,  # pairs of samples: rows over the batch
+], ids=["batch statistics", "pairs"])
+def test_jax_data_parallel_batch_statistics_are_global(source) -> None:
     pytest.importorskip("jax")
-    lines = run_on_backend(_DATA_PARALLEL, "jax",
+    lines = run_on_backend(_DATA_PARALLEL, "jax", source,
                            XLA_FLAGS="--xla_force_host_platform_device_count=2")
     assert {line["mode"] for line in lines} == {"autodiff", "symbolic"}
     for line in lines:

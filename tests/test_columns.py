@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from backend_support import (BACKEND, float64_enabled, tape_value_and_gradient, to_numpy,
+from backend_support import (float64_enabled, tape_value_and_gradient, to_numpy,
                              value_and_gradient)
 
 import lossdsl

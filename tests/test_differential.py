@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from backend_support import tape_value_and_gradient
 from dsl_strategies import SHAPE, NumpyInterpreter, programs
 from hypothesis import event, given, settings
 from test_trust_rewrites import AsWrittenTF
@@ -182,6 +183,39 @@ def assert_all_computations_agree(program: ir.Program, params: dict[str, float],
     return report
 
 
+def assert_pair_computations_agree(program: ir.Program, params: dict[str, float],
+                                   y_true: np.ndarray, y_pred: np.ndarray,
+                                   directory: Path) -> "lossdsl.GradientReport | None":
+    """The differential property for a program with pair functions, on the whole batch.
+
+    Autodiff, symbolic and exported agree with the NumPy interpreter in value (its mean,
+    Keras's reduction) and with each other in tape gradient, and the derived formula with
+    the tape. A batch is not split into its finite samples (each sample's value depends on
+    the others); None when the reference is not finite everywhere.
+    """
+    source = str(program)
+    autodiff = lossdsl.compile(source, dtype="float64", **params)
+    symbolic = lossdsl.compile(source, dtype="float64", gradient="symbolic", **params)
+    exported = Exported(source, dict(autodiff.params), directory).loss
+    reference = NumpyInterpreter(program, y_true, y_pred, dict(autodiff.params)).run()
+    if not np.isfinite(reference).all():
+        return None
+    results = {name: tape_value_and_gradient(lambda t, p: loss(t, p), y_true, y_pred)
+               for name, loss in (("autodiff", autodiff), ("symbolic", symbolic),
+                                  ("exported", exported))}
+    for name, (value, _) in results.items():
+        np.testing.assert_allclose(value, np.mean(reference), rtol=RTOL, atol=ATOL,
+                                   err_msg=f"{name} value != NumPy reference\n{source}")
+    tape = results["autodiff"][1]
+    for name in ("symbolic", "exported"):
+        both = np.isfinite(tape) & np.isfinite(results[name][1])
+        np.testing.assert_allclose(results[name][1][both], tape[both], rtol=1e-6, atol=1e-9,
+                                   err_msg=f"{name} tape gradient != autodiff's\n{source}")
+    report = lossdsl.check_gradients(autodiff, y_true, y_pred, rtol=1e-6, atol=1e-8)
+    assert not report.mismatched, f"{source}\n{report}"
+    return report
+
+
 def _compiles(source: str) -> bool:
     """Whether a generated program compiles; a documented refusal is not a failure."""
     try:
@@ -235,6 +269,9 @@ def _library_points(source: str, seed: int, edges: bool) -> tuple[np.ndarray, np
     """Inputs of the loss's kind: integer labels for one_hot(y_true), rank 3 for axis=(1, 2)."""
     shape = (3, 4, 5) if "axis=(1, 2)" in source else (4, 5)
     y_true, y_pred = _points(seed, edges, shape)
+    if "pair_" in source:  # class ids, and (batch, batch): embeddings or a similarity matrix
+        y_true = np.random.default_rng(seed).integers(0, 2, (6, 1)).astype(np.float64)
+        y_pred = _points(seed, edges, (6, 6))[1]
     if "one_hot(y_true)" in source:
         y_true = np.random.default_rng(seed).integers(0, shape[-1], shape[:-1] + (1,))
         y_true = y_true.astype(np.float64)
@@ -249,7 +286,7 @@ def test_every_computation_of_a_library_loss_agrees(export_directory, name, opti
     spec = losses.REGISTRY[name]
     source = spec.source_for(**options)
     y_true, y_pred = _library_points(source, seed=len(name), edges=edges)
-    report = assert_all_computations_agree(ir.parse_source(source), {}, y_true, y_pred,
-                                           export_directory)
+    check = assert_pair_computations_agree if "pair_" in source else assert_all_computations_agree
+    report = check(ir.parse_source(source), {}, y_true, y_pred, export_directory)
     if not edges:  # inside the loss's usual range the formula check must conclude
         assert report is not None and report.passed, f"{source}\n{report}"

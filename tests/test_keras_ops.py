@@ -30,7 +30,7 @@ from lossdsl.lower import plans
 from lossdsl.lower.plan import KINDS
 from lossdsl.ops import OPS
 from lossdsl.symbolic.counts import Count
-from test_plan import ALPHA, FORMULAS, POINT, TABLE, Y_PRED, Y_TRUE
+from test_plan import ALPHA, FORMULAS, ONE_SAMPLE, POINT, TABLE, Y_PRED, Y_TRUE
 
 pytestmark = pytest.mark.backends
 
@@ -54,7 +54,7 @@ def test_each_kind_computes_the_formulas_value(kind: str) -> None:
     alpha = keras.ops.convert_to_tensor(POINT[ALPHA], "float32")
     got = run.Runner(plan).run(inputs, {ALPHA: alpha})["out"]
     reduced = formula.xreplace({s: TABLE[s].arg for s in formula.free_symbols if s in TABLE})
-    value = reduced.xreplace({Count(None): 1}).subs(POINT)
+    value = reduced.xreplace(ONE_SAMPLE).xreplace({Count(None): 1}).subs(POINT)
     expected = float(bool(value)) if isinstance(value, sympy.logic.boolalg.BooleanAtom) \
         else float(value)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(got).astype("float64"), [[expected]],

@@ -77,7 +77,8 @@ def test_the_numpy_form_of_one_hot_compares_the_label_with_the_position():
                                   [[0, 1, 0], [0, 0, 1]])
 
 
-@pytest.mark.parametrize("op", [op for op in OPS if op.kind != "elementwise"], ids=_ids)
+@pytest.mark.parametrize("op", [op for op in OPS if op.kind in ("reduction", "normalizer")],
+                         ids=_ids)
 @pytest.mark.parametrize("axis", [None, (1,), (2,), (-1,), (1, 2)])
 def test_the_numpy_form_of_a_reduction_is_the_tests_own(op, axis):
     x = np.random.default_rng(0).normal(size=(2, 3, 4)) * 5
@@ -238,7 +239,7 @@ def test_abs_and_sign_of_a_formula_differentiate_as_real_functions():
 def test_a_latex_template_is_given_exactly_for_the_heads_lossdsl_prints():
     for op in OPS:
         own = isinstance(op.sympy, type) and issubclass(op.sympy, DSLFunction)
-        assert bool(op.latex) == (own or op.kind == "reduction"), op.name
+        assert bool(op.latex) == (own or op.kind in ("reduction", "pairwise")), op.name
         if op.latex:
             op.latex.format(*("x" * op.arity))  # one slot per argument, braces escaped
 
@@ -257,6 +258,18 @@ def test_ops_imports_nothing_above_it():
                 assert not name.startswith("tensorflow"), (path.name, name)
                 assert not name.startswith("lossdsl") or name.startswith("lossdsl.ops"), \
                     (path.name, name)
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if op.kind == "pairwise"], ids=_ids)
+def test_the_numpy_form_of_a_pair_function_is_the_tests_own(op):
+    x = np.random.default_rng(0).normal(size=(6, 4))
+    x[3] = x[1]  # equal rows: pair_eq is 1 off the diagonal, the distance 0
+    if op.arity == 0:
+        np.testing.assert_array_equal(numpy_form(op)(6), REFERENCE_FORMS["pairwise"][op.name](6))
+        return
+    expected = REFERENCE_FORMS["pairwise"][op.name](x)
+    np.testing.assert_allclose(numpy_form(op)(x), expected, rtol=1e-12, atol=1e-12)
+    assert expected.shape == (6, 6)
 
 
 def test_the_tests_interpreter_has_a_reference_form_for_every_row():

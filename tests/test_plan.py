@@ -56,6 +56,12 @@ FORMULAS: dict[str, sympy.Basic] = {
 # A reduction needs a table; a sample of one element reduces to itself.
 TABLE = ReductionTable()
 FORMULAS["reduction"] = TABLE.opaque("max", Y_PRED * Y_TRUE, None) + Y_PRED
+# Pairs too; in a batch of one sample, pair_dot(y_pred) is y_pred^2, and the backward pass
+# of sum(g * pair_dot(y_pred)) is 2*g*y_pred (the sample is the row and the column).
+PAIR_DOT = TABLE.pair("pair_dot", Y_PRED)
+FORMULAS["pair"] = PAIR_DOT * Y_TRUE
+FORMULAS["pair_backward"] = TABLE.pair_backward(TABLE.pairs[PAIR_DOT], Y_TRUE) + Y_PRED
+ONE_SAMPLE = {PAIR_DOT: Y_PRED**2, FORMULAS["pair_backward"] - Y_PRED: 2 * Y_TRUE * Y_PRED}
 
 
 def test_every_backend_handles_exactly_the_kinds_of_the_table():
@@ -81,6 +87,7 @@ def test_the_tf_runner_computes_each_kind_and_the_printer_prints_it(kind):
               "y_pred": tf.constant([[POINT[Y_PRED]]], tf.float64)}
     got = run.Runner(plan).run(inputs, {ALPHA: tf.constant(POINT[ALPHA], tf.float64)})["out"]
     reduced = formula.xreplace({s: TABLE[s].arg for s in formula.free_symbols if s in TABLE})
+    reduced = reduced.xreplace(ONE_SAMPLE)
     value = reduced.xreplace({Count(None): 1}).subs(POINT)
     expected = float(bool(value)) if isinstance(value, sympy.logic.boolalg.BooleanAtom) \
         else float(value)

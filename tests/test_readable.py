@@ -21,7 +21,7 @@ import sympy
 from hypothesis import HealthCheck, assume, given, settings
 
 import lossdsl
-from dsl_strategies import NUMPY, SHAPE, NumpyInterpreter, _reduce, programs
+from dsl_strategies import NUMPY, PAIRS, SHAPE, NumpyInterpreter, _reduce, programs
 from lossdsl.analysis.analyze import analyze
 from lossdsl.analysis.formula import Formula
 from lossdsl.errors import LossDSLError
@@ -57,6 +57,10 @@ class SympyEvaluator:
         if isinstance(expr, Count):
             return np.float64(np.prod([self.shape[a] for a in self.axes(expr.axis)]))
         if isinstance(expr, sympy.Symbol):
+            if expr in self.table.pairs:  # a pair function of an input as given
+                pair = self.table.pairs[expr]
+                return PAIRS[pair.kind](self.env[pair.input.name]) if pair.input is not None \
+                    else PAIRS[pair.kind](self.shape[0])
             if expr in self.table:
                 reduction = self.table[expr]
                 return _reduce(reduction.kind, self.full(self.eval(reduction.arg)),
@@ -104,9 +108,15 @@ def _points(seed: int, shape=SHAPE) -> tuple[np.ndarray, np.ndarray]:
 def _check_parses_back(source: str, params: dict[str, float], shape=SHAPE,
                        seed: int = 0) -> None:
     analysis = analyze(source)
+    if analysis.table.pairs:  # rows over the batch: a (batch, batch) similarity matrix fits too
+        shape = (shape[0], shape[0])
     y_true, y_pred = _points(seed, shape)
     env = {"y_true": y_true, "y_pred": y_pred, **{k: np.float64(v) for k, v in params.items()}}
     formulas = [analysis.expression, analysis.gradient, *analysis.parameter_gradients.values()]
+    # The backward pass of a pair function has no spelling in the language (explain says
+    # what it is): a gradient through one is shown, not parsed back.
+    backward = {s for s, pair in analysis.table.pairs.items() if pair.upstream is not None}
+    formulas = [expr for expr in formulas if not expr.free_symbols & backward]
     for expr in formulas:
         text = str(Formula(expr, analysis))
         assert not _FORBIDDEN.search(text), text

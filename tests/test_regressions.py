@@ -126,3 +126,12 @@ def test_xlogy_of_a_where_with_a_constant_condition_derives() -> None:
     report = lossdsl.check_gradients("mean(xlogy(where(log(2) == one_hot(2), y_true, y_pred), "
                                      "y_pred + 2))")
     assert report.passed, report
+
+
+def test_a_loss_that_is_a_logsumexp_checks_its_gradient() -> None:
+    """Its eager log-softmax program skipped the logsumexp that only `x - logsumexp(x)` read,
+    though the check plan's loss output read it too: check_gradients raised AttributeError
+    (found by the generated pair programs of tests/test_metric_learning.py)."""
+    report = lossdsl.check_gradients("logsumexp(y_pred, axis=-1)", np.full((3, 4), 0.5),
+                                     np.linspace(0.1, 0.9, 12).reshape(3, 4))
+    assert report.passed and report.points == 12, report

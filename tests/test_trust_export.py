@@ -198,6 +198,8 @@ def _inputs(source: str, shape: tuple[int, ...], edges: bool, seed: int
         y_pred, y_true = rng.uniform(0.05, 0.95, shape), rng.uniform(0.0, 1.0, shape)
     if "one_hot(y_true)" in source:  # integer labels, one per position but the class axis
         y_true = rng.integers(0, shape[-1], shape[:-1]).astype("int32")
+    if "pair_eq(y_true)" in source:  # class ids: two classes, so that every sample has a positive
+        y_true = np.array([0, 1, 0, 1, 1] * shape[0])[:shape[0], None]
     return y_true, y_pred
 
 
@@ -216,7 +218,9 @@ def test_every_library_loss_and_variant_is_covered():
 def test_library_loss_exports_to_the_compiled_loss(tmp_path, name, options):
     source = losses.REGISTRY[name].source_for(**options)
     compared = 0
-    for shape, edges in itertools.product(((5, 4), (3, 2, 4)), (False, True)):
+    # Pair functions: rank 2, (batch, batch) predictions (embeddings or a similarity matrix).
+    shapes = ((5, 5),) if "pair_" in source else ((5, 4), (3, 2, 4))
+    for shape, edges in itertools.product(shapes, (False, True)):
         if options.get("axis") == (1, 2) and len(shape) == 2:
             continue  # no axis 2 in a batch of vectors (compile refuses it too)
         y_true, y_pred = _inputs(source, shape, edges, seed=len(shape) + 2 * edges)

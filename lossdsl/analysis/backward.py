@@ -27,7 +27,6 @@ from functools import lru_cache
 import sympy
 
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE, Analysis, analyze
-from lossdsl.symbolic.counts import reduces_batch
 from lossdsl.symbolic.derive import derive
 from lossdsl.ops import INPUT_NAMES
 from lossdsl.symbolic.simplify import simplify
@@ -73,10 +72,10 @@ def is_separable(analysis: Analysis) -> bool:
     batch axis (``axis=0``), even of the labels alone.
     """
     output, table = analysis.expression, analysis.table
+    if analysis.batch_reductions:
+        return False  # a batch statistic or pair: each output element mixes every sample's inputs
     if not output.free_symbols & set(table.reductions):
         return True
-    if any(reduces_batch(table[symbol].axis) for symbol in _reductions_of(output, table)):
-        return False  # a batch statistic: each output element mixes every sample's inputs
     axes = table.constant_axis(output)
     if axes is None:
         return True
@@ -111,8 +110,8 @@ def backward(source: str, inputs: tuple[str, ...] = INPUT_NAMES, wrt: str = "y_p
     """The seeded gradient of ``source`` (cached by its text)."""
     analysis = analyze(source, inputs, wrt, vectors)
     output, table = analysis.expression, analysis.table
-    if (table.constant_axis(output) is None and not analysis.batch_reductions) or \
-            not (output.free_symbols & set(table.reductions)):
+    if not analysis.batch_reductions and (table.constant_axis(output) is None or
+                                          not (output.free_symbols & set(table.reductions))):
         return Backward(UPSTREAM * analysis.gradient, table, rederived=False)
     seeded = table.with_inputs(frozenset({UPSTREAM}))
     raw = derive(replace(analysis.lowered, table=seeded), sympy.Symbol(wrt, real=True),

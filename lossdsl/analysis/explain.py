@@ -28,7 +28,7 @@ import sympy
 
 from lossdsl.analysis.analyze import Analysis, analyze, bind_parameters, vector_names
 from lossdsl.analysis.domains import Condition, find_conditions
-from lossdsl.analysis.dsl_text import NotPrintable, condition_text
+from lossdsl.analysis.dsl_text import NotPrintable, condition_text, formula_text
 from lossdsl.analysis.formula import Formula
 from lossdsl.analysis.inputs import declared_inputs
 from lossdsl.analysis.latex import INPUT_LATEX, formula_latex, named_latex
@@ -104,10 +104,22 @@ class Explanation:
         return formula_latex(sympy.sympify(expr), self.table)
 
     def counts(self) -> list[str]:
-        """What the count symbols in the formulas mean."""
+        """What the count symbols in the formulas mean, and the backward passes of pair functions."""
         symbols = set().union(*(f.sympy.free_symbols for _, _, f in self.formulas()))
         return [count.describe() for count in sorted(
-            (s for s in symbols if isinstance(s, Count)), key=lambda s: s.name)]
+            (s for s in symbols if isinstance(s, Count)), key=lambda s: s.name)] + [
+            self._backward_text(symbol) for symbol in sorted(symbols, key=str)
+            if symbol in self.table.pairs and self.table.pairs[symbol].upstream is not None]
+
+    def _backward_text(self, symbol: sympy.Symbol) -> str:
+        """``backward0(pair_dist(y_pred)) = d/dy_pred of sum(g * pair_dist(y_pred)), g = ...``."""
+        pair = self.table.pairs[symbol]
+        try:
+            upstream = formula_text(pair.upstream, self.table)
+        except NotPrintable:
+            upstream = str(pair.upstream)
+        return (f"{symbol.name} = d/d{pair.input} of sum(g * {pair.text}) over the batch's "
+                f"pairs, the pair function's backward pass, with g = {upstream}")
 
     def requirement(self, condition: Condition) -> str:
         """A condition's requirement in DSL spelling, with the user's names (``p > 0``)."""

@@ -102,6 +102,8 @@ class LossLatexPrinter(LatexPrinter):
                 return self.column_latex(*column)
             argument = self._print(reduction.arg) + axis_latex(reduction.axis)
             return REGISTRY[reduction.kind].latex.format(argument)
+        if expr in self.table.pairs:
+            return self.pair_latex(expr)
         if expr.name in INPUT_LATEX:
             return INPUT_LATEX[expr.name]
         if isinstance(expr, Count) and expr.axis not in (None, "output"):
@@ -109,6 +111,18 @@ class LossLatexPrinter(LatexPrinter):
         if expr.name.count("_") > 1:  # a made-up name (sigmoid_minus_y_pred): spelled out
             return r"\mathit{" + expr.name.replace("_", r"\_") + "}"
         return super()._print_Symbol(expr, style)
+
+
+    def pair_latex(self, symbol: sympy.Symbol) -> str:
+        """A pair function by its row's template; its backward pass as what it computes,
+        the gradient of ``sum(upstream * pair)`` w.r.t. the input."""
+        pair = self.table.pairs[symbol]
+        inputs = () if pair.input is None else (self._print(pair.input),)
+        kernel = REGISTRY[pair.kind].latex.format(*inputs)
+        if pair.upstream is None:
+            return kernel
+        upstream = self.parenthesize(pair.upstream, PRECEDENCE["Mul"])
+        return rf"\nabla_{{{inputs[0]}}} \sum\left({upstream} \, {kernel}\right)"
 
 
 def formula_latex(expr: sympy.Basic, table: ReductionTable) -> str:

@@ -66,7 +66,8 @@ class Analysis:
 
     @property
     def batch_reductions(self) -> tuple[str, ...]:
-        """The reductions over the batch axis (``axis=0``), as written: batch statistics.
+        """The reductions over the batch axis (``axis=0``) and the pair functions
+        (``pair_dist(y_pred)``), as written: what reads the whole batch.
 
         >>> from lossdsl.analysis.analyze import analyze
         >>> analyze("mean(y_pred - mean(y_pred, axis=0))").batch_reductions
@@ -83,6 +84,8 @@ class Analysis:
                 if isinstance(symbol, Count) and symbol.axis not in (None, "output") and \
                         reduces_batch(symbol.axis):
                     found.add(f"sum(1{axis_text(symbol.axis)})")
+                elif symbol in self.table.pairs:  # pair_dist(y_pred) reads every sample
+                    found.add(self.table.pairs[symbol].text)
                 elif symbol in self.table:
                     reduction = self.table[symbol]
                     if reduces_batch(reduction.axis):

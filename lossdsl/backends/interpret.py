@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from lossdsl.errors import LossDSLError
+from lossdsl.errors import DSLShapeError, LossDSLError
 from lossdsl.lower.guards import taken_masks
 from lossdsl.lower.plan import Node, Plan, log_softmax_nodes
 
@@ -152,6 +152,44 @@ def with_log_softmax(plan: Plan, program: Program,
     return tuple(steps), [plan.nodes[lse]["axis"] for _, lse, _ in found.values()]
 
 
+def pair_layout(plan: Plan) -> tuple[frozenset[str], str]:
+    """For a plan with pair functions: the inputs its other nodes read (brought to the
+    (batch, batch) full shape; the pair functions read every input as given), and the input
+    whose shape an elementwise output (a gradient) takes: the one a backward pass
+    differentiates, else ``y_pred``."""
+    direct = frozenset(node["name"] for node in plan.nodes if node.kind == "input")
+    backward = [node["input"] for node in plan.nodes if node.kind == "pair_backward"]
+    return direct, backward[0] if backward else "y_pred"
+
+
+def check_pair_shapes(shapes: Mapping[str, Sequence], direct: frozenset[str]) -> None:
+    """Refuse an input that cannot sit next to (batch, batch) rows: pair functions read
+    inputs of rank 2 at most, and an input read directly needs a last axis of 1 or the
+    batch size. Static shapes (None: unknown, then not checked)."""
+    for name, shape in shapes.items():
+        batch, last = (shape[0], shape[-1]) if shape else (None, None)
+        if len(shape) > 2 or (name in direct and None not in (batch, last)
+                              and last not in (1, batch)):
+            raise DSLShapeError(
+                f"`{name}` has shape {tuple(shape)}: next to pair functions, whose rows have "
+                f"one element per sample of the batch, an input is (batch,) or (batch, n), "
+                f"and one read outside pair functions has a last axis of 1 or the batch size.",
+                hint="compare embeddings only through pair functions (pair_dist(y_pred)); read "
+                     "labels (batch, 1) or a (batch, batch) matrix directly")
+
+
+def unbroadcast(ops: Any, value: Tensor, value_shape: Sequence, like_shape: Sequence,
+                like_dynamic: Any) -> Tensor:
+    """``value`` (an elementwise gradient) summed over the axes where the input it is the
+    gradient of has size 1 and it has not, then brought to that input's shape: the chain
+    rule through a broadcast. Shapes are static (None: unknown) but ``like_dynamic``."""
+    axes = [i for i, (a, b) in enumerate(zip(like_shape, value_shape))
+            if i > 0 and a == 1 and b != 1] if len(value_shape) == len(like_shape) else []
+    if axes:
+        value = ops.sum(value, axis=axes, keepdims=True)
+    return ops.broadcast_to(value, like_dynamic)
+
+
 SHARED_STEPS: dict[str, Step] = {
     "input": given_value, "parameter": given_value, "where": where_chain,
     "guarded_where": guarded_where, "logic": logic,
@@ -162,5 +200,5 @@ SHARED_STEPS: dict[str, Step] = {
 """The steps whose meaning is the same on every backend, by kind."""
 
 
-__all__ = ["Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
+__all__ = ["pair_layout", "check_pair_shapes", "unbroadcast", "Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
            "guarded_where", "logic", "with_log_softmax", "add_terms", "product"]

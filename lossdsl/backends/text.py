@@ -210,6 +210,24 @@ def _logic(printer: _Printer, node: Node, args: list[str], plan: Plan) -> str:
     return result
 
 
+PAIRS_MODULE = "lossdsl.backends.tensorflow.pairs"
+
+
+def _pair(printer: _Printer, node: Node, args: list[str], plan: Plan) -> str:
+    """A pair function (or its backward pass) of an input as given: ``<name>_given``."""
+    _copy_pair_functions(printer)
+    given = f"{node['input'] or 'y_pred'}_given"  # pair_self() takes the batch's size from it
+    if node.kind == "pair":
+        return f"{node['kind']}({given})"
+    return f"pair_vjp({node['kind']!r}, tf.broadcast_to({args[0]}, shape), {given})"
+
+
+def _copy_pair_functions(printer: _Printer) -> None:
+    from lossdsl.backends.text_support import pair_support_names
+    for name in pair_support_names(PAIRS_MODULE):
+        printer.out.functions[name] = f"{PAIRS_MODULE}.{name}"
+
+
 Print = Callable[[_Printer, Node, list, Plan], str]
 
 PRINT: dict[str, Print] = {
@@ -222,6 +240,7 @@ PRINT: dict[str, Print] = {
     "not": lambda printer, node, args, plan: f"tf.math.logical_not({args[0]})",
     "ite": lambda printer, node, args, plan: f"tf.where({', '.join(args)})",
     "sinh": lambda printer, node, args, plan: f"tf.math.sinh({args[0]})",
+    "pair": _pair, "pair_backward": _pair,
 }
 # "given" and "guarded_where" are printed by the walk itself (they see other nodes).
 HANDLED_KINDS = frozenset(PRINT) | {"given", "guarded_where"}

@@ -92,6 +92,25 @@ class Printed:
         return text + "".join(function_source(path) for path in self.functions.values())
 
 
+def pair_support_names(module: str) -> tuple[str, ...]:
+    """Everything a module of pair functions defines at its top level, in order (constants and
+    functions: they call each other), but ``pair_rows``, which only the runner uses."""
+    text = _module_text(module)
+    names = []
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.FunctionDef) and node.name != "pair_rows":
+            names.append(node.name)
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and \
+                node.targets[0].id.isupper() and node.targets[0].id != "__all__":
+            names.append(node.targets[0].id)
+    return tuple(names)
+
+
+def _module_text(module: str) -> str:
+    package_root = Path(__file__).resolve().parents[2]  # the directory holding lossdsl/
+    return (package_root / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
+
+
 def function_source(dotted: str) -> str:
     """A function of a lossdsl module (``"lossdsl.backends.tensorflow.ranks.align_ranks"``), copied from its file.
 
@@ -99,9 +118,11 @@ def function_source(dotted: str) -> str:
     dropped: they may name types the generated module does not define.
     """
     module, _, name = dotted.rpartition(".")
-    package_root = Path(__file__).resolve().parents[2]  # the directory holding lossdsl/
-    text = (package_root / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
+    text = _module_text(module)
     for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets
+                                             if isinstance(t, ast.Name)] == [name]:
+            return "\n" + ast.unparse(node) + "\n"  # a constant the copied functions read
         if isinstance(node, ast.FunctionDef) and node.name == name:
             node.returns = None
             for argument in ast.walk(node.args):
@@ -111,4 +132,4 @@ def function_source(dotted: str) -> str:
     raise LossDSLError(f"Internal error: {name} not found in {module}.")
 
 
-__all__ = ["SHAPE_FUNCTIONS", "HELPERS", "NAMES", "Printed", "function_source"]
+__all__ = ["SHAPE_FUNCTIONS", "HELPERS", "NAMES", "Printed", "function_source", "pair_support_names"]

@@ -55,7 +55,14 @@ _Node = tuple[sympy.Basic, tuple[sympy.Basic, ...], "Step | None", bool]
 
 
 def check_sample_axes(table: ReductionTable, source: str | None = None) -> None:
-    """Refuse a reduction over anything but a sample's one axis (it has no other)."""
+    """Refuse a reduction over anything but a sample's one axis (it has no other), and pair
+    functions: a boosting objective is one gradient and Hessian per sample, each of its own."""
+    pairs = sorted(pair.text for pair in table.pairs.values() if pair.upstream is None)
+    if pairs:
+        raise DSLShapeError(
+            f"{', '.join(pairs)} compares the samples with each other, but a boosting objective "
+            "gives each sample a gradient and Hessian of its own margins.", source=source,
+            hint="write the loss of one sample, without pair_* functions")
     for reduction in table.in_order():
         if reduction.axis not in SAMPLE_AXES:
             raise DSLShapeError(

@@ -11,7 +11,6 @@ evaluated in NumPy float64 (:mod:`lossdsl.boosting.numpy_eval`).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np

@@ -61,6 +61,12 @@ def compile_penalty(source: str, params: Mapping[str, float] | None, input_name:
                 f"`{name}` is not an input of {role}.", source=source,
                 span=analysis.lowered.first_use.get(name),
                 hint=f"{role} sees one input, `{input_name}`")
+    pairs = [name for name in analysis.batch_reductions if name.startswith("pair_")]
+    if input_name == WEIGHT_INPUT and pairs:
+        raise DSLAxisError(
+            f"A weight has no batch of samples to compare: {', '.join(pairs)} in {role}.",
+            source=source, hint="pair functions compare the samples of a batch (a loss or an "
+                                "activity penalty); the weight `w` is one sample")
     if input_name == WEIGHT_INPUT and analysis.batch_reductions:
         raise DSLAxisError(
             f"A weight has no batch axis: {', '.join(analysis.batch_reductions)} reduces "

@@ -24,7 +24,8 @@ becomes a Keras loss), :mod:`~lossdsl.losses.keras_sources` and
 :mod:`~lossdsl.losses.keras_builtins` (the Keras built-ins' rows and
 callables), :mod:`~lossdsl.losses.literature_sources` and
 :mod:`~lossdsl.losses.literature` (losses from papers, with citations: rows and
-callables), :mod:`~lossdsl.losses.library` (the whole table, ``make``).
+callables), :mod:`~lossdsl.losses.metric_learning_sources` and
+:mod:`~lossdsl.losses.metric_learning` (pairs of samples: triplet, N-pair, NT-Xent, CLIP), :mod:`~lossdsl.losses.library` (the whole table, ``make``).
 Building a loss imports Keras (and TensorFlow); importing or listing the library does not.
 """
 
@@ -41,6 +42,8 @@ from lossdsl.losses.literature import (
     asymmetric, cauchy, charbonnier, diou, focal, focal_tversky, gaussian_nll, giou,
     generalized_cross_entropy, iou, label_smoothed_cross_entropy, pearson, pinball, poly1,
     symmetric_cross_entropy, welsch)
+from lossdsl.losses.metric_learning import (
+    batch_contrastive, clip, contrastive, npairs, ntxent, triplet_hard)
 from lossdsl.losses.spec import EPSILON, LossSettings, LossSpec
 
 __all__ = ["LIBRARY", "LossSpec", "available", "make", *REGISTRY]

@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Any, Mapping
 from lossdsl.errors import DSLNameError
 from lossdsl.losses.keras_sources import KERAS_BUILTINS
 from lossdsl.losses.literature_sources import LITERATURE
+from lossdsl.losses.metric_learning_sources import METRIC_LEARNING
 from lossdsl.losses.spec import LossSpec
 
 if TYPE_CHECKING:
     from lossdsl.keras.loss import DSLLoss
 
-LIBRARY: tuple[LossSpec, ...] = KERAS_BUILTINS + LITERATURE
-"""Every loss: the Keras built-ins first, then the losses from the literature."""
+LIBRARY: tuple[LossSpec, ...] = KERAS_BUILTINS + LITERATURE + METRIC_LEARNING
+"""Every loss: the Keras built-ins first, then the losses from the literature, then the
+metric-learning losses (pairs of samples)."""
 
 REGISTRY: Mapping[str, LossSpec] = MappingProxyType({spec.name: spec for spec in LIBRARY})
 """The rows of :data:`LIBRARY` by name."""

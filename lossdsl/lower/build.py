@@ -82,6 +82,8 @@ class _Walk:
             return "given", (), None, frozen(index=self.leaves[expr])
         if expr in self.table:
             return _reduction(expr, self.table)
+        if expr in self.table.pairs:
+            return _pair(expr, self.table)
         if self.differentiable and isinstance(expr, sympy.Piecewise) and needs_guard(expr):
             children, attrs = guarded_where(expr, self.branch)
             return "guarded_where", children, None, attrs
@@ -126,6 +128,15 @@ def _reduction(symbol: sympy.Symbol, table: ReductionTable) -> Description:
     broadcast = not (reduction.arg.free_symbols & table.inputs)
     return "reduction", (reduction.arg,), REGISTRY[reduction.kind], frozen(
         kind=reduction.kind, axis=reduction.axis, broadcast=broadcast)
+
+
+def _pair(symbol: sympy.Symbol, table: ReductionTable) -> Description:
+    """A pair function of an input as given (read by name, not broadcast), or its backward pass."""
+    pair = table.pairs[symbol]
+    attrs = frozen(kind=pair.kind, input=None if pair.input is None else pair.input.name)
+    if pair.upstream is None:
+        return "pair", (), REGISTRY[pair.kind], attrs
+    return "pair_backward", (pair.upstream,), REGISTRY[pair.kind], attrs
 
 
 def split_sum(expr: sympy.Add) -> tuple[list[int], list[sympy.Expr]]:

@@ -50,6 +50,9 @@ KINDS: dict[str, str] = {
     "not": "logical not",
     "ite": "if-then-else of (condition, then, else)",
     "sinh": "hyperbolic sine (derivatives make it: d/dx cosh(x))",
+    "pair": "kind (a pairwise row), input: that input as given against itself, (batch, batch); "
+            "input None: pair_self()",
+    "pair_backward": "kind, input: d (sum of the child * kind(input)) / d input, at its shape",
 }
 
 FINISHES = ("per_sample", "total", "elementwise")
@@ -116,6 +119,17 @@ class Plan:
     outputs: tuple[Output, ...]
     reduced: Reduced
     differentiable: bool = True
+
+    @property
+    def pair_inputs(self) -> frozenset[str]:
+        """The inputs its pair functions read (as given: not broadcast to the full shape)."""
+        return frozenset(node["input"] for node in self.nodes
+                         if node.kind in ("pair", "pair_backward") and node["input"])
+
+    @property
+    def has_pairs(self) -> bool:
+        """Whether it computes (batch, batch) rows: its full shape is then (batch, batch)."""
+        return any(node.kind == "pair" for node in self.nodes)
 
     def squeezed_axes(self, rank: int) -> list[int]:
         """The axes of rank-``rank`` inputs that the per-sample loss output drops."""
@@ -199,6 +213,8 @@ def log_softmax_nodes(plan: Plan) -> dict[int, tuple[int, int, bool]]:
     for node in plan.nodes:
         for child in node.children:
             readers[child] = readers.get(child, 0) + 1
+    for output in plan.outputs:  # an output is read too (the loss logsumexp(x) and its gradient)
+        readers[output.index] = readers.get(output.index, 0) + 1
     found = {}
     for index, node in enumerate(plan.nodes):
         if node.kind != "add" or len(node.children) != 2 or sorted(node["signs"]) != [-1, 1]:

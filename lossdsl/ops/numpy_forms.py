@@ -169,3 +169,40 @@ def softmax(x: Array, axis=-1) -> Array:
 
 def log_softmax(x: Array, axis=-1) -> Array:
     return x - logsumexp(x, axis)
+
+
+# Pairs of samples (kind "pairwise"): x is one input, (batch, ...); each sample's vector is
+# its elements flattened. The result is (batch, batch): row i against every sample j.
+
+def _vectors(x: Array) -> Array:
+    return np.reshape(x, (np.shape(x)[0], -1))
+
+
+def pair_dot(x: Array) -> Array:
+    v = _vectors(x)
+    return v @ v.T
+
+
+def pair_cos(x: Array) -> Array:
+    v = _vectors(x)
+    v = v / np.maximum(np.sqrt(np.sum(v * v, axis=1, keepdims=True)), 1e-6)
+    return v @ v.T
+
+
+def pair_sqdist(x: Array) -> Array:
+    v = _vectors(x)
+    return np.sum((v[:, None, :] - v[None, :, :]) ** 2, axis=-1)
+
+
+def pair_dist(x: Array) -> Array:
+    return np.sqrt(pair_sqdist(x))
+
+
+def pair_eq(x: Array) -> Array:
+    v = _vectors(x)
+    return np.all(v[:, None, :] == v[None, :, :], axis=-1).astype(float)
+
+
+def pair_self(batch: int) -> Array:
+    """The one pair function without an argument: it takes the batch size."""
+    return np.eye(batch)

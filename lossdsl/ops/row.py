@@ -12,7 +12,7 @@ from typing import Callable, Literal
 
 import sympy
 
-Kind = Literal["elementwise", "reduction", "normalizer"]
+Kind = Literal["elementwise", "reduction", "normalizer", "pairwise"]
 
 # A derivative rule takes the SymPy arguments of a call and returns d f / d arg_i.
 DerivativeRule = Callable[..., sympy.Expr]
@@ -59,7 +59,9 @@ class Op:
         name: the DSL spelling.
         arity: the number of positional arguments.
         kind: ``elementwise``; ``reduction`` (reduces axes, takes ``axis=``);
-            ``normalizer`` (``softmax``-like: same shape, takes ``axis=``).
+            ``normalizer`` (``softmax``-like: same shape, takes ``axis=``);
+            ``pairwise`` (an input's samples against each other: one row over the batch
+            per sample, see :mod:`lossdsl.symbolic.pairs`).
         sympy: builds the SymPy form from SymPy arguments; for reductions this is
             None, because reductions are lifted to symbols (see ``symbolic``).
         tf: dotted path of the TensorFlow function, under ``tensorflow``; None

@@ -117,3 +117,14 @@ TIE = (Kink(lambda a, b: (a, b),
             "{call} has a kink where its arguments tie; TF sends the gradient to the first"),)
 CLIP_KINKS = (Kink(lambda x, lo, hi: (x, lo), "{call} has a kink at {1}; TF's gradient there is 1"),
               Kink(lambda x, lo, hi: (x, hi), "{call} has a kink at {2}; TF's gradient there is 1"))
+
+
+def PAIR_BACKWARD(*args: sympy.Expr) -> sympy.Expr:  # noqa: N802 - a rule, named like the others
+    """The derivative rule of the differentiable pair functions: there is no elementwise one.
+
+    Sample k is a row and a column of ``pair_dot(x)``, so d/dx_k mixes every sample:
+    :mod:`lossdsl.symbolic.derive` makes it a backward-pass symbol, which each backend
+    computes with its ``pair_vjp``. A row with this rule is differentiated; one without any
+    (``pair_eq``, ``pair_self``) is not.
+    """
+    raise TypeError("pair functions are differentiated by their backward pass, not elementwise")

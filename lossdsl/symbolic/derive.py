@@ -29,6 +29,8 @@ import sympy
 from lossdsl import limits
 from lossdsl.ops import OPS, REGISTRY, DSLFunction, real_stand_in
 from lossdsl.symbolic.counts import Count
+from lossdsl.symbolic.reductions import Pair
+from lossdsl.symbolic.simplify import simplify
 from lossdsl.symbolic.translate import Axis, Lowered, Reduction, ReductionTable, count_symbol
 
 
@@ -42,7 +44,23 @@ def derive(lowered: Lowered, wrt: sympy.Symbol, seed: sympy.Expr = sympy.Integer
     gradient of each output element (a symbol the table counts as an input, so
     that it is never pulled out of a reduction); 1 by default, as for the tape.
     """
-    return _Backward(lowered.table, wrt).run(lowered.output, seed)
+    direct = _Backward(lowered.table, wrt).run(lowered.output, seed)
+    return direct + sum((_through_pair(lowered, pair, seed) for pair in list(lowered.table.pairs.values())
+                         if pair.input == wrt and pair.upstream is None
+                         and REGISTRY[pair.kind].derivatives), sympy.Integer(0))
+
+
+def _through_pair(lowered: Lowered, pair: Pair, seed: sympy.Expr) -> sympy.Expr:
+    """The part of the gradient that flows through ``pair``: its backward pass (a symbol,
+    computed by the backend's ``pair_vjp``) of the gradient w.r.t. the pair rows.
+
+    Sample k is both a row (i = k) and a column (j = k) of ``pair_dot(x)``, so its
+    gradient mixes every sample's: it cannot be one elementwise formula, and is one node.
+    """
+    upstream = _Backward(lowered.table, pair.symbol).run(lowered.output, seed)
+    if upstream == 0:
+        return sympy.Integer(0)
+    return lowered.table.pair_backward(pair, simplify(upstream))
 
 
 class _Backward:

@@ -56,13 +56,37 @@ class Reduction:
     symbol: sympy.Symbol
 
 
+@dataclass(frozen=True)
+class Pair:
+    """What a pair symbol stands for: ``kind(input)``, one row over the batch per sample.
+
+    ``upstream`` is set for the symbol of its backward pass: d (sum of ``upstream`` *
+    ``kind(input)``) / d ``input``, at the input's shape (:mod:`lossdsl.symbolic.derive`).
+    """
+
+    kind: str
+    input: sympy.Symbol | None  # None: pair_self()
+    symbol: sympy.Symbol
+    upstream: sympy.Expr | None = None
+
+    @property
+    def text(self) -> str:
+        """The call as written: ``pair_dist(y_pred)``."""
+        return f"{self.kind}({self.input.name if self.input is not None else ''})"
+
+
 @dataclass
 class ReductionTable:
-    """Every reduction of a loss (and of its gradient), in dependency order."""
+    """Every reduction of a loss (and of its gradient), in dependency order; and its pairs.
+
+    A pair symbol (``pair_dist(y_pred)``) counts as an input: it varies along every axis
+    of the (batch, batch) rows it stands for. ``pairs`` says what each one is.
+    """
 
     inputs: frozenset[sympy.Symbol] = frozenset(ELEMENTWISE_INPUTS.values())
     reductions: dict[sympy.Symbol, Reduction] = field(default_factory=dict)
     _by_key: dict[tuple, sympy.Symbol] = field(default_factory=dict, repr=False)
+    pairs: dict[sympy.Symbol, Pair] = field(default_factory=dict)
 
     def __contains__(self, symbol: object) -> bool:
         return symbol in self.reductions
@@ -75,7 +99,7 @@ class ReductionTable:
 
     def with_inputs(self, extra: frozenset[sympy.Symbol]) -> "ReductionTable":
         """A copy that also counts ``extra`` as inputs (varying along every axis)."""
-        table = ReductionTable(inputs=self.inputs | extra)
+        table = ReductionTable(inputs=self.inputs | extra, pairs=dict(self.pairs))
         table.reductions, table._by_key = dict(self.reductions), dict(self._by_key)
         return table
 
@@ -83,13 +107,37 @@ class ReductionTable:
                     keep: Callable[[sympy.Expr], bool] | None = None) -> "ReductionTable":
         """The same reductions with ``values`` put into their arguments (symbols kept);
         factors of an argument for which ``keep`` is true are left as they are."""
-        table = ReductionTable(inputs=self.inputs)
+        table = ReductionTable(inputs=self.inputs, pairs={
+            symbol: pair if pair.upstream is None else
+            Pair(pair.kind, pair.input, symbol, pair.upstream.xreplace(values))
+            for symbol, pair in self.pairs.items()})
         for symbol, reduction in self.reductions.items():
             arg = reduction.arg.xreplace(values) if keep is None else sympy.Mul(*(
                 f if keep(f) else f.xreplace(values) for f in sympy.Mul.make_args(reduction.arg)))
             table.reductions[symbol] = Reduction(reduction.kind, arg, reduction.axis, symbol)
             table._by_key[(reduction.kind, arg, reduction.axis)] = symbol
         return table
+
+    def pair(self, kind: str, input: sympy.Symbol | None) -> sympy.Symbol:
+        """The symbol of ``kind(input)`` (a row of kind ``pairwise``), an input from now on."""
+        text = Pair(kind, input, sympy.Symbol("_")).text
+        symbol = sympy.Symbol(text, real=True)
+        if symbol not in self.pairs:
+            self.pairs[symbol] = Pair(kind, input, symbol)
+            self.inputs = self.inputs | {symbol}
+        return symbol
+
+    def pair_backward(self, pair: Pair, upstream: sympy.Expr) -> sympy.Symbol:
+        """The symbol of d (sum of ``upstream`` * ``pair``) / d its input, at the input's shape."""
+        for symbol, known in self.pairs.items():
+            if known.upstream is not None and (known.kind, known.input, known.upstream) == (
+                    pair.kind, pair.input, upstream):
+                return symbol
+        number = sum(known.upstream is not None for known in self.pairs.values())
+        symbol = sympy.Symbol(f"backward{number}({pair.text})", real=True)
+        self.pairs[symbol] = Pair(pair.kind, pair.input, symbol, upstream)
+        self.inputs = self.inputs | {symbol}
+        return symbol
 
     def reduce(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Expr:
         """The SymPy expression for ``kind(arg, axis)``, made linear for mean and sum."""

@@ -33,7 +33,7 @@ finds the cases that are visible in the formula, and the compiler turns them int
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import sympy
@@ -75,6 +75,9 @@ def stabilize(table: ReductionTable, exprs: Sequence[sympy.Expr]) -> Stabilized:
         value = stable_table.reduce(reduction.kind, arg, reduction.axis)
         if value != reduction.symbol:
             renamed[reduction.symbol] = value
+    for symbol, pair in table.pairs.items():  # a backward pass's upstream is a formula too
+        stable_table.pairs[symbol] = pair if pair.upstream is None else replace(
+            pair, upstream=rewriter.rewrite(pair.upstream.xreplace(renamed)))
     rewritten = tuple(rewriter.rewrite(sympy.sympify(e).xreplace(renamed)) for e in exprs)
     return Stabilized(stable_table, rewritten, tuple(rewriter.fired), renamed)
 

@@ -181,6 +181,8 @@ class _Lowerer:
             return self.table.reduce(op.name, args[0], node.axis)
         if op.kind == "normalizer":
             return self._normalizer(op, args[0], node.axis)
+        if op.kind == "pairwise":
+            return self._pair(op, node, args)
         if op.sympy is power:
             return self._power(*args, node.span)
         if op.sympy is where:  # its Piecewise may fold a comparison with a where into an ITE
@@ -195,6 +197,20 @@ class _Lowerer:
             count_symbol((-1,)) + node.index  # -1: the last column, n[-1] - 1
         self.columns.setdefault(node.index, node.span)
         return self.table.reduce("sum", REGISTRY["one_hot"].sympy(position) * x, (-1,))
+
+    def _pair(self, op: Op, node: ir.Call, args: list[sympy.Expr]) -> sympy.Expr:
+        """``pair_dist(y_pred)``: a symbol standing for the (batch, batch) rows of an input."""
+        if not args:
+            return self.table.pair(op.name, None)
+        (arg,) = args
+        if arg not in self.inputs.values():
+            raise DSLTypeError(
+                f"`{op.name}` compares the samples of an input with each other: its argument "
+                f"must be an input as given ({', '.join(self.inputs)}), not an expression.",
+                source=self.source, span=node.args[0].span,
+                hint=f"e.g. {op.name}(y_pred); pair_cos normalises the vectors itself, and "
+                     "a scale goes outside: pair_dot(y_pred) / 0.5")
+        return self.table.pair(op.name, arg)
 
     def _normalizer(self, op: Op, x: sympy.Expr, axis: Axis) -> sympy.Expr:
         # softmax and log_softmax go through logsumexp, whose gradient is the stable softmax.

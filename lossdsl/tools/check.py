@@ -88,7 +88,8 @@ class GradientReport:
             lines = [f"symbolic gradient and {self.autodiff} agree: {stats}"]
         if self.worst_index and self.points:
             i = self.worst_index
-            lines.append(f"  worst at index {i}: y_true={self.y_true[i]:.6g}, "
+            label = "" if np.isnan(self.y_true[i]) else f"y_true={self.y_true[i]:.6g}, "
+            lines.append(f"  worst at index {i}: {label}"
                          f"y_pred={self.y_pred[i]:.6g}, symbolic={self.symbolic[i]:.10g}, "
                          f"tape={self.tape[i]:.10g}")
         for name, (symbolic, tape) in self.parameters.items():
@@ -135,9 +136,11 @@ def check_gradients(loss: Any, y_true: Any = None, y_pred: Any = None, *,
         raise DSLShapeError(f"y_true holds inputs the loss does not take: {', '.join(unknown)}.",
                             source=compiled.source, hint="compile the loss with "
                             f"inputs={unknown!r}, or leave them out of the dict")
-    shape = tuple(shape) if shape is not None else default_shape(compiled)
     given = (None if y_true is None else np.asarray(y_true, dtype=np.float64),
              None if y_pred is None else np.asarray(y_pred, dtype=np.float64))
+    # Drawn labels take the predictions' shape when those are given.
+    shape = tuple(shape) if shape is not None else \
+        given[1].shape if given[1] is not None else default_shape(compiled)
     # The points must suit the loss's columns and vector parameters, as its inputs must.
     check_last_axis(compiled, [shape] if given[1] is None else [given[1].shape])
     if given[0] is not None and given[1] is not None and set(names) <= set(extra):
@@ -211,7 +214,12 @@ def _evaluate(compiled: CompiledExpression, y_true: np.ndarray | dict, y_pred: n
                   for name, symbol in compiled.parameters.items() if name not in compiled.vectors}
     symbolic = values["gradient"]
     # The per-sample loss lacks the axes it reduced; put them back to mask whole samples.
-    loss = np.expand_dims(values["loss"], plan.squeezed_axes(len(symbolic.shape)))
+    loss = np.asarray(values["loss"])
+    if plan.has_pairs:  # rows over the batch, not the input's elements: one verdict per sample
+        loss = np.isfinite(loss.reshape(len(loss), -1)).all(axis=1) / 1.0
+        loss = np.where(loss > 0, 0.0, np.nan).reshape((-1,) + (1,) * (symbolic.ndim - 1))
+    else:
+        loss = np.expand_dims(loss, plan.squeezed_axes(len(symbolic.shape)))
     usable = np.isfinite(symbolic) & np.isfinite(by_autodiff) & np.isfinite(loss)
     return _Evaluation(yt, yp, symbolic, by_autodiff, parameters,
                        float(usable.mean()) if usable.size else 0.0,
@@ -244,10 +252,19 @@ def _compare(evaluation: _Evaluation, wrt: str, rtol: float, atol: float, autodi
         max_abs_error=float(error.max(initial=0.0)),
         max_rel_error=float(np.where(finite, relative, 0.0).max(initial=0.0)),
         points=points, skipped=int((~finite).sum()),
-        y_true=np.broadcast_to(evaluation.y_true, symbolic.shape), y_pred=evaluation.y_pred,
+        y_true=_labels_at(evaluation.y_true, symbolic.shape), y_pred=evaluation.y_pred,
         symbolic=symbolic, tape=tape, worst_index=tuple(int(i) for i in worst),
         parameters=evaluation.parameters, mismatched=tuple(mismatched), reason=reason, wrt=wrt,
         autodiff=autodiff)
+
+
+def _labels_at(y_true: np.ndarray, shape: tuple) -> np.ndarray:
+    """The labels at each gradient entry; NaN where they have another layout (a
+    (batch, batch) matrix read next to pair functions: no one label per entry)."""
+    try:
+        return np.broadcast_to(y_true, shape)
+    except ValueError:
+        return np.full(shape, np.nan)
 
 
 def _reason(points: int, size: int, unknown: list[str], loss_defined_somewhere: bool) -> str:

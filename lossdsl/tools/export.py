@@ -38,6 +38,7 @@ from lossdsl.ops import OPS
 
 # Names the generated `call` uses; a parameter's local variable is renamed off them.
 _RESERVED = {"self", "keras", "y_true", "y_pred", "config", "name", "reduction", "align_ranks",
+             "y_true_given", "y_pred_given", "pair_vjp",
              *NAMES, *(op.tf.rpartition(".")[2] for op in OPS
                        if op.tf is not None and op.tf.startswith("lossdsl."))}
 
@@ -107,7 +108,9 @@ class _Module:
                 local += "_"
             self.locals[name] = local
         fresh = (f"t{i}" for i in count() if f"t{i}" not in taken)
-        self.printed: Printed = print_plan(export_plan(analysis), self.locals, fresh)
+        self.plan = export_plan(analysis)
+        self.printed: Printed = print_plan(self.plan, self.locals, fresh)
+        self.direct = {node["name"] for node in self.plan.nodes if node.kind == "input"}
 
     def text(self) -> str:
         return "".join([self.docstring(), "\nimport keras\nimport tensorflow as tf\n",
@@ -174,10 +177,27 @@ class _Module:
             "y_pred = tf.convert_to_tensor(y_pred)",
             "y_true = tf.cast(y_true, y_pred.dtype)",
             "y_true, y_pred = align_ranks(y_true, y_pred)",
+        ]
+        if self.plan.has_pairs:  # rows over the batch: pair functions read the inputs as given
+            lines += [
+                "y_true_given, y_pred_given = y_true, y_pred",
+                "dtype, rank = y_pred.dtype, 2",
+                "shape = tf.stack([tf.shape(y_pred)[0], tf.shape(y_pred)[0]])",
+                "y_true, y_pred = tf.broadcast_to(y_true, shape), tf.broadcast_to(y_pred, shape)"
+                if {"y_true", "y_pred"} <= self.direct else
+                "y_true = tf.broadcast_to(y_true, shape)" if "y_true" in self.direct else
+                "y_pred = tf.broadcast_to(y_pred, shape)" if "y_pred" in self.direct else "",
+            ]
+            return [line for line in lines if line] + self._lines()
+        lines += [
             "dtype, rank = y_pred.dtype, y_pred.shape.rank",
             "shape = tf.broadcast_dynamic_shape(tf.shape(y_true), tf.shape(y_pred))",
             "y_true, y_pred = tf.broadcast_to(y_true, shape), tf.broadcast_to(y_pred, shape)",
         ]
+        return lines + self._lines()
+
+    def _lines(self) -> list[str]:
+        lines = []
         lines += [f"{local} = tf.constant(self.{name}, dtype)" for name, local in self.locals.items()]
         return lines + self.printed.lines + [f"return {self.printed.outputs['loss']}"]
 

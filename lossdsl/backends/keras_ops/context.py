@@ -24,6 +24,7 @@ class Context:
     given: dict = field(default_factory=dict)  # input and parameter values, by name
     programs: dict = field(default_factory=dict)  # prepared guarded branches (see Runner)
     flat: frozenset = frozenset()  # ids of reductions giving one number per sample (see Runner)
+    raw: Any = None  # the inputs as given, by name: what pair functions read
 
     @property
     def rank(self) -> int:

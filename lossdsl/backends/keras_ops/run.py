@@ -18,8 +18,10 @@ from typing import Any, Mapping
 
 import sympy
 
-from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute, prepare,
-                                        product, with_log_softmax)
+from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute,
+                                        check_pair_shapes, pair_layout, prepare, product,
+                                        unbroadcast, with_log_softmax)
+
 from lossdsl.backends.keras_ops.context import Context, broadcast_shape, finish
 from lossdsl.backends.keras_ops.functions import Tensor, keras_function, sinh
 from lossdsl.backends.labels import named_inputs
@@ -97,9 +99,18 @@ DISPATCH: dict[str, Step] = {
     "count": lambda context, node, args: context.count(context.axes(node["axis"])),
     "relation": lambda context, node, args: getattr(context.ops, node["name"])(*args),
     "sinh": lambda context, node, args: sinh(args[0]),
+    "pair": lambda context, node, args: _pairs().__dict__[node["kind"]](
+        context.raw[node["input"]] if node["input"] else next(iter(context.raw.values()))),
+    "pair_backward": lambda context, node, args: _pairs().pair_vjp(
+        node["kind"], context.full(args[0]), context.raw[node["input"]]),
 }
 # "given" (a guarded branch's leaf) is read by `execute` itself.
 HANDLED_KINDS = frozenset(DISPATCH) | {"given"}
+
+
+def _pairs() -> Any:
+    from lossdsl.backends.keras_ops import pairs
+    return pairs
 
 
 def _log_softmax(context: Context, x: Tensor) -> Tensor:
@@ -122,6 +133,8 @@ class Runner:
         # of the symbolic backward pass) broadcast there: not brought to the full shape first.
         self.left_small = late_broadcast_inputs(plan)
         self.by_rank: dict[int, tuple[frozenset, Program]] = {}  # see run()
+        self.pairs = plan.has_pairs  # (batch, batch) rows: see lossdsl.backends.interpret.pair_layout
+        self.direct, self.shaped_like = pair_layout(plan) if self.pairs else (None, "")
 
     def _flat_reductions(self, context: Context) -> frozenset:
         """The tail's reductions, when each reduces exactly the axes the output drops."""
@@ -146,9 +159,15 @@ class Runner:
         import keras
 
         first = next(iter(inputs.values()))
-        shape = broadcast_shape(tuple(tuple(tensor.shape) for tensor in inputs.values()))
+        shapes = tuple(tuple(tensor.shape) for name, tensor in inputs.items()
+                       if self.direct is None or name in self.direct)
+        if self.pairs:  # rows over the batch: the full shape is (batch, batch)
+            check_pair_shapes({name: tuple(t.shape) for name, t in inputs.items()}, self.direct)
+            shapes += ((first.shape[0], first.shape[0]),)
+        shape = broadcast_shape(shapes)
         context = Context(keras.ops, _dtype_name(first.dtype), shape, self.plan.reduced,
                           _torch_device(first), programs=self.programs)
+        context.raw = inputs
         # What depends only on the rank is decided once per rank (PyTorch runs this per call).
         decided = self.by_rank.get(context.rank)
         if decided is None:
@@ -156,14 +175,22 @@ class Runner:
                                                     self._program(context))
         context.flat, program = decided
         for name, tensor in inputs.items():
-            context.given[name] = tensor if name in self.left_small else context.full(tensor)
+            if self.direct is None or name in self.direct:
+                context.given[name] = tensor if name in self.left_small else context.full(tensor)
         if symbols:
             context.given.update((symbol.name, value) for symbol, value in symbols.items())
         values = execute(context, program)
         flat_output = self.tail[0] if context.flat else None
         return {output.name: values[output.index] if output.index == flat_output
-                else finish(context, values[output.index], output.finish)
+                else self._finish(context, values[output.index], output.finish)
                 for output in self.plan.outputs}
+
+    def _finish(self, context: Context, value: Tensor, how: str) -> Tensor:
+        if how != "elementwise" or not self.pairs:
+            return finish(context, value, how)
+        like = context.raw[self.shaped_like]  # a gradient: the shape of its input
+        return unbroadcast(context.ops, value, tuple(value.shape), tuple(like.shape),
+                           tuple(like.shape))
 
 
 def _torch_device(tensor: Any) -> str | None:

@@ -58,6 +58,7 @@ class Context:
     tail: bool = False  # the output is computed on one number per sample (see run.Runner)
     _xla: bool | None = None  # whether ops are traced for XLA, asked when first needed
     _replica: Any = False  # the replica context of global batch statistics (False: not asked)
+    raw: Any = None  # the inputs as given, by name: what pair functions read
 
     # The primitives of the steps every backend shares (lossdsl.backends.interpret).
     def where(self, condition: Tensor, a: Tensor, b: Tensor) -> Tensor:

@@ -82,9 +82,15 @@ def check_batch_statistics(reductions: Sequence[str], source: str,
     replicas = replicas_in_sync()
     if not reductions or replicas <= 1:
         return
-    if global_statistics and isinstance(tf.distribute.get_strategy(), GLOBAL_STRATEGIES):
+    pairs = [name for name in reductions if name.startswith("pair_")]
+    if global_statistics and isinstance(tf.distribute.get_strategy(), GLOBAL_STRATEGIES) \
+            and not pairs:
         return
-    if global_statistics:
+    if pairs:
+        unsupported = (f"Pair functions ({', '.join(pairs)}) compare each sample with the "
+                       "others of its replica only: lossdsl does not gather the batch across "
+                       "replicas for them.")
+    elif global_statistics:
         unsupported = (f"Global batch statistics across replicas are computed only under "
                        f"{_GLOBAL_NAMES}, not {_strategy_name()} (not tested).")
     else:

@@ -18,8 +18,10 @@ from typing import Any, Mapping, Sequence
 import sympy
 
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE
-from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute, prepare,
-                                        product)
+from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute,
+                                        check_pair_shapes, pair_layout, prepare, product,
+                                        unbroadcast)
+from lossdsl.backends.tensorflow.pairs import pair_rows
 from lossdsl.backends.tensorflow.context import (Capabilities, Context, batch_shape, finish,
                                                  same_static_shape, smaller)
 from lossdsl.backends.tensorflow.functions import Tensor, tf_function
@@ -124,6 +126,25 @@ def _relation(context: Context, node: Node, args: list) -> Tensor:
     return tf_function(RELATIONS[node["name"]])(*args)
 
 
+def _pair(context: Context, node: Node, args: list) -> Tensor:
+    function = tf_function(node.op.tf)
+    if node["input"] is None:  # pair_self(): the batch's diagonal
+        return function(next(iter(context.raw.values())))
+    return function(context.raw[node["input"]])
+
+
+def _pair_backward(context: Context, node: Node, args: list) -> Tensor:
+    from lossdsl.backends.tensorflow.pairs import pair_vjp
+    return pair_vjp(node["kind"], context.full(args[0]), context.raw[node["input"]])
+
+
+class _SumOps:
+    """``sum`` and ``broadcast_to`` by their ``keras.ops`` names (for the shared helpers)."""
+
+    def __init__(self, tf: Any) -> None:
+        self.sum, self.broadcast_to = tf.reduce_sum, tf.broadcast_to
+
+
 RELATIONS = {name: f"math.{name}" for name in
              ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal")}
 
@@ -131,6 +152,7 @@ DISPATCH: dict[str, Step] = {
     **SHARED_STEPS, "boolean": _boolean, "count": _count, "call": _call, "reduction": _reduction,
     "add": _add, "mul": _mul, "power": _power, "step": _step, "relation": _relation,
     "sinh": lambda context, node, args: context.tf.math.sinh(args[0]),
+    "pair": _pair, "pair_backward": _pair_backward,
 }
 # "given" (a guarded branch's leaf) is read by `execute` itself.
 HANDLED_KINDS = frozenset(DISPATCH) | {"given"}
@@ -147,6 +169,15 @@ class Runner:
         self.tail = per_sample_tail(plan)  # reductions that may drop their axes: no squeeze
         self.left_small = late_broadcast_inputs(plan)  # eagerly not broadcast first (upstream)
         self.softmax = softmax_program(plan, self.program) if capabilities.log_softmax else None
+        self.pairs = plan.has_pairs  # (batch, batch) rows: see lossdsl.backends.interpret.pair_layout
+        self.direct, self.shaped_like = pair_layout(plan) if self.pairs else (None, "")
+
+    def _finish(self, context: Context, value: Tensor, how: str) -> Tensor:
+        if how != "elementwise" or not self.pairs:
+            return finish(context, value, how)
+        like = context.raw[self.shaped_like]  # a gradient: the shape of its input
+        return unbroadcast(_SumOps(context.tf), value, value.shape.as_list(), like.shape.as_list(),
+                           context.tf.shape(like))
 
     def _take_tail(self, context: Context) -> None:
         """Let the per-sample tail's reductions drop their axes (all of them, eager only)."""
@@ -169,15 +200,20 @@ class Runner:
         import tensorflow as tf
 
         first = next(iter(inputs.values()))
-        shape, dynamic = batch_shape(tf, inputs.values())
+        sized = [t for name, t in inputs.items() if self.direct is None or name in self.direct]
+        if self.pairs:  # rows over the batch: the full shape is (batch, batch)
+            check_pair_shapes({name: t.shape.as_list() for name, t in inputs.items()}, self.direct)
+            sized.append(pair_rows(tf, inputs))
+        shape, dynamic = batch_shape(tf, sized)
         context = Context(tf, first.dtype, shape.rank, dynamic, self.plan.reduced,
                           tuple(shape.as_list()), capabilities=self.capabilities,
-                          programs=self.programs, eager=tf.executing_eagerly())
+                          programs=self.programs, eager=tf.executing_eagerly(), raw=inputs)
         self._take_tail(context)
         given = context.given
         for name, tensor in inputs.items():
-            given[name] = context.full(tensor) if smaller(tensor.shape, shape) and not (
-                context.eager and name in self.left_small) else tensor
+            if self.direct is None or name in self.direct:
+                given[name] = context.full(tensor) if smaller(tensor.shape, shape) and not (
+                    context.eager and name in self.left_small) else tensor
         if symbols:
             given.update((symbol.name, value) for symbol, value in symbols.items())
         program = self.program
@@ -188,7 +224,7 @@ class Runner:
         nodes, dropped = self.plan.nodes, context.dropped
         return {output.name: values[output.index] if id(nodes[output.index]) in dropped
                 or (context.tail and output.index == self.tail[0])
-                else finish(context, values[output.index], output.finish)
+                else self._finish(context, values[output.index], output.finish)
                 for output in self.plan.outputs}
 
 

@@ -1,0 +1,251 @@
+"""Pairs of samples: the pair functions and the metric-learning losses of the library.
+
+Each library loss is compared, in value and gradient, with a transcription of the code
+its docs name (tests/metric_learning_references.py: TF Addons, optax, the CLIP paper),
+on batches with several classes, a class of one sample, duplicated rows (distances of
+exactly 0) and labels of shape (batch,) and (batch, 1); in both gradient modes; on every
+backend for the tests marked ``backends`` (the backend's own autodiff); in ``fit`` with a
+save and a safe reload. The pair functions themselves are checked against NumPy and
+their derived backward pass against autodiff; the refusals say what to write instead.
+"""
+
+from __future__ import annotations
+
+import keras
+import metric_learning_references as refs
+import numpy as np
+import pytest
+from backend_support import float64_enabled, tape_value_and_gradient, to_numpy, value_and_gradient
+from dsl_strategies import SHAPE, NumpyInterpreter, pair_programs
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from test_differential import _compiles, assert_pair_computations_agree
+
+import lossdsl
+from lossdsl import losses
+from lossdsl.ops import REGISTRY
+from lossdsl.ops.numpy_forms import numpy_form
+
+RNG = np.random.default_rng(2014)
+
+
+def _batch(labels: list[int], dims: int = 4, duplicate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    embeddings = RNG.normal(size=(len(labels), dims))
+    if duplicate:  # two identical rows: a distance of exactly 0 off the diagonal
+        embeddings[1] = embeddings[0]
+    return np.asarray(labels, "int64"), embeddings
+
+
+BATCHES = {
+    "three classes": _batch([0, 1, 0, 2, 1, 2, 0, 1, 2, 0]),
+    "a class of one": _batch([0, 1, 0, 1, 3, 0, 1, 0]),
+    "duplicate rows": _batch([0, 0, 1, 1, 2, 2, 1, 0], duplicate=True),
+}
+
+
+def _column(labels: np.ndarray, as_column: bool) -> np.ndarray:
+    return labels[:, None] if as_column else labels
+
+
+def _library_and_reference(name: str, labels: np.ndarray, embeddings: np.ndarray,
+                           **params: object) -> tuple[object, object, np.ndarray]:
+    """(the library loss, its reference as a function of (labels, y_pred), the y_pred to use)."""
+    options = {k: v for k, v in params.items() if k == "squared"}
+    numbers = {k: v for k, v in params.items() if k != "squared"}
+    loss = getattr(losses, name)(dtype="float64", **params)
+    if name == "triplet_hard":
+        return loss, lambda t, p: refs.triplet_batch_hard(t, p, **params), embeddings
+    if name == "ntxent":
+        return loss, lambda t, p: refs.ntxent(t, p, **numbers), embeddings
+    if name == "batch_contrastive":
+        def reference(t, p):
+            import tensorflow as tf
+            distances = refs.pairwise_distance(p, squared=options.get("squared", False))
+            same = tf.cast(tf.equal(tf.reshape(t, (-1, 1)), tf.reshape(t, (1, -1))), tf.float64)
+            others = 1.0 - tf.eye(tf.shape(p)[0], dtype=tf.float64)
+            per_pair = refs.contrastive(tf.reshape(same, (-1,)), tf.reshape(distances, (-1,)),
+                                        **numbers)
+            return tf.reduce_sum(tf.reshape(per_pair, tf.shape(same)) * others) / tf.reduce_sum(others)
+        return loss, reference, embeddings
+    similarity = embeddings @ embeddings.T / 0.5  # a (batch, batch) logit matrix
+    if name == "npairs":
+        return loss, refs.npairs, similarity
+    assert name == "clip"
+    return loss, lambda t, p: refs.clip_loss(p), similarity
+
+
+CASES = [("triplet_hard", {}), ("triplet_hard", {"margin": 0.3, "squared": True}),
+         ("ntxent", {}), ("ntxent", {"temperature": 0.5}),
+         ("batch_contrastive", {}), ("batch_contrastive", {"margin": 2.0, "squared": True}),
+         ("npairs", {}), ("clip", {})]
+
+
+@pytest.mark.parametrize("gradient", ["autodiff", "symbolic"])
+@pytest.mark.parametrize("as_column", [False, True])
+@pytest.mark.parametrize("batch", list(BATCHES))
+@pytest.mark.parametrize("name, params", CASES)
+def test_each_metric_learning_loss_equals_its_reference(name, params, batch, as_column,
+                                                        gradient) -> None:
+    labels, embeddings = BATCHES[batch]
+    loss, reference, y_pred = _library_and_reference(name, labels, embeddings, **params)
+    loss = lossdsl.compile(loss.source, dtype="float64", gradient=gradient, **loss.params)
+    y_true = _column(labels, as_column)
+    expected, expected_gradient = tape_value_and_gradient(reference, y_true, y_pred)
+    value, grad = tape_value_and_gradient(lambda t, p: loss(t, p), y_true, y_pred)
+    np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grad, expected_gradient, rtol=1e-8, atol=1e-10)
+    assert np.abs(expected_gradient).max() > 1e-3  # the comparison is not of zeros
+
+
+def test_per_pair_contrastive_is_tf_addons_contrastive_loss() -> None:
+    distances = RNG.uniform(0.0, 2.0, (12, 1))
+    pair_labels = (RNG.random((12, 1)) > 0.5).astype("float64")
+    for margin in (1.0, 0.5):
+        loss = losses.contrastive(margin=margin, dtype="float64")
+        expected, expected_gradient = tape_value_and_gradient(
+            lambda t, p: keras.ops.mean(refs.contrastive(t, p, margin=margin)), pair_labels,
+            distances)
+        value, grad = tape_value_and_gradient(lambda t, p: loss(t, p), pair_labels, distances)
+        np.testing.assert_allclose(value, expected, rtol=1e-12)
+        np.testing.assert_allclose(grad, expected_gradient, rtol=1e-10, atol=1e-14)
+
+
+# ---------------------------------------------------------------- the pair functions
+
+PAIR_FUNCTIONS = ["pair_dot", "pair_cos", "pair_sqdist", "pair_dist"]
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("function", PAIR_FUNCTIONS + ["pair_eq"])
+def test_each_pair_function_is_its_numpy_form_on_every_backend(function) -> None:
+    _, embeddings = BATCHES["duplicate rows"]
+    weights = RNG.uniform(0.5, 1.5, (len(embeddings), len(embeddings)))
+    loss = lossdsl.compile(f"{function}(y_pred)", dtype="float64", reduction="none")
+    with float64_enabled():
+        rows = to_numpy(loss(np.zeros((len(embeddings), 1)), embeddings))
+    np.testing.assert_allclose(rows, numpy_form(REGISTRY[function])(embeddings),
+                               rtol=1e-9, atol=1e-9)
+    # Weights that differ between (i, j) and (j, i): the backward pass must transpose right.
+    weighted = lossdsl.compile(f"sum(y_true*{function}(y_pred), axis=-1)", dtype="float64")
+    check = lossdsl.check_gradients(weighted, weights, embeddings)
+    assert check.passed and check.points == embeddings.size, str(check)
+    if function != "pair_eq":
+        assert np.abs(check.symbolic).max() > 1e-3
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("gradient", ["autodiff", "symbolic"])
+@pytest.mark.parametrize("name, params", CASES[::2])
+def test_every_backend_agrees_with_the_reference(name, params, gradient) -> None:
+    labels, embeddings = BATCHES["a class of one"]
+    loss, reference, y_pred = _library_and_reference(name, labels, embeddings, **params)
+    loss = lossdsl.compile(loss.source, dtype="float64", gradient=gradient, **loss.params)
+    expected, expected_gradient = tape_value_and_gradient(reference, labels[:, None], y_pred)
+    value, grad = value_and_gradient(lambda t, p: loss(t, p), labels[:, None], y_pred, "float64")
+    # Keras 3.15 reduces a float64 loss in float32 on PyTorch: float32 tolerances here, and
+    # the float64 comparison is check_gradients' (below).
+    np.testing.assert_allclose(value, expected, rtol=1e-6)
+    np.testing.assert_allclose(grad, expected_gradient, rtol=1e-5, atol=1e-7)
+    report = lossdsl.check_gradients(loss, labels[:, None], y_pred)
+    assert report.passed, str(report)
+
+
+def test_the_derived_gradient_is_shown_through_the_pair_function() -> None:
+    loss = losses.triplet_hard()
+    assert "pair_dist(y_pred)" in str(loss.expression)
+    assert "backward" in str(loss.gradient) and "pair_dist(y_pred)" in str(loss.gradient)
+    assert loss.compiled.analysis.batch_reductions == (
+        "pair_dist(y_pred)", "pair_eq(y_true)", "pair_self()")
+    explained = lossdsl.explain(loss.source)
+    assert r"\nabla_{y_{\mathrm{pred}}} \sum" in explained.latex(explained.gradient.sympy)
+    assert r"\left\lVert y_{\mathrm{pred}}^{(i)} - y_{\mathrm{pred}}^{(j)} \right\rVert" in \
+        explained.latex(explained.loss.sympy)
+    assert any(line.startswith("backward0(pair_dist(y_pred)) = d/dy_pred of sum(g * "
+                               "pair_dist(y_pred))") for line in explained.counts())
+
+
+# ---------------------------------------------------------------- generated programs
+
+def _pair_points(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    batch = SHAPE[-1]
+    labels = rng.integers(0, 2, (batch, 1)).astype("float64")
+    return labels, rng.uniform(0.1, 0.9, (batch, batch))
+
+
+@settings(max_examples=60, deadline=None)
+@given(pair_programs(), st.integers(0, 2**16))
+def test_generated_pair_programs_agree_with_numpy_and_the_tape(tmp_path_factory, program,
+                                                               seed) -> None:
+    """Autodiff, symbolic and exported agree with the NumPy interpreter in value; their tape
+    gradients agree; the derived formula agrees with the tape (nothing mismatched)."""
+    source = str(program)
+    if not _compiles(source):
+        return
+    y_true, y_pred = _pair_points(seed)
+    try:  # the generator's axes are for rank-3 inputs; these are rank 2
+        lossdsl.compile(source)(y_true, y_pred)
+    except lossdsl.DSLShapeError:
+        event("pair program: an axis the rank-2 inputs lack")
+        return
+    report = assert_pair_computations_agree(program, {}, y_true, y_pred,
+                                            tmp_path_factory.mktemp("pairs"))
+    if report is None:
+        event("pair program: non-finite reference")
+        return
+    event("formula vs tape: inconclusive" if report.inconclusive else "formula vs tape: agree")
+
+
+# ---------------------------------------------------------------- training
+
+@pytest.mark.parametrize("gradient", ["autodiff", "symbolic"])
+def test_fit_saves_and_reloads_a_metric_learning_loss(tmp_path, gradient) -> None:
+    labels = np.repeat(np.arange(4), 8)
+    x = RNG.normal(size=(32, 6)).astype("float32") + labels[:, None].astype("float32")
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    model.compile(optimizer=keras.optimizers.SGD(0.05),
+                  loss=losses.triplet_hard(margin=0.5, gradient=gradient))
+    history = model.fit(x, labels, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    path = tmp_path / "triplet.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    assert reloaded.loss.source == model.loss.source and reloaded.loss.params == {"margin": 0.5}
+    np.testing.assert_allclose(reloaded.evaluate(x, labels, batch_size=16, verbose=0),
+                               model.evaluate(x, labels, batch_size=16, verbose=0), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- refusals
+
+def test_a_pair_function_takes_an_input_as_given() -> None:
+    with pytest.raises(lossdsl.DSLTypeError, match="input as given") as raised:
+        lossdsl.compile("mean(pair_dist(y_pred/2), axis=-1)")
+    assert raised.value.column == len("mean(pair_dist(") + 1
+
+
+def test_an_input_read_directly_must_fit_the_batch_by_batch_rows() -> None:
+    loss = lossdsl.compile("mean(pair_dist(y_pred) * y_pred, axis=-1)")
+    with pytest.raises(lossdsl.LossDSLError, match="shape"):
+        loss(np.zeros((5, 1)), np.ones((5, 3), "float32"))
+
+
+
+
+def test_a_boosting_objective_and_a_weight_regularizer_refuse_pairs() -> None:
+    from lossdsl import boosting
+
+    with pytest.raises(lossdsl.DSLShapeError, match="compares the samples with each other"):
+        boosting.objective("mean(pair_dist(y_pred), axis=-1)")
+    with pytest.raises(lossdsl.DSLAxisError, match="no batch of samples to compare"):
+        lossdsl.regularizer("sum((pair_dot(w) - pair_self())^2)")
+
+
+def test_an_activity_penalty_and_a_metric_compare_the_samples_of_their_batch() -> None:
+    activations = RNG.normal(size=(5, 3))
+    penalty = lossdsl.activity_penalty("beta*mean(pair_cos(a), axis=-1)", beta=0.1)
+    expected = 0.1 * numpy_form(REGISTRY["pair_cos"])(activations).mean(axis=1).sum()
+    np.testing.assert_allclose(float(penalty(activations.astype("float32"))), expected, rtol=1e-5)
+    metric = lossdsl.metric("mean(pair_dist(y_pred), axis=-1)", dtype="float64")
+    metric.update_state(np.zeros((5, 1)), activations)
+    np.testing.assert_allclose(float(metric.result()),
+                               numpy_form(REGISTRY["pair_dist"])(activations).mean(), rtol=1e-10)
