@@ -374,6 +374,8 @@ class NumpyInterpreter:
         self.shape = (len(y_pred), len(y_pred)) if pairs else \
             np.broadcast_shapes(y_true.shape, y_pred.shape)
         self.rank = len(self.shape)
+        if pairs:  # one number per sample is a column next to (batch, batch) rows
+            y_true, y_pred = (y if y.ndim > 1 else y[:, None] for y in (y_true, y_pred))
         self.names: dict[str, np.ndarray] = {"y_true": y_true, "y_pred": y_pred}
         self.names.update({k: np.float64(v) for k, v in params.items()})
         self.program = program
@@ -435,11 +437,16 @@ class NumpyInterpreter:
 
 
 def _walk(program: ir.Program):
-    """Every node of a program's bindings and body."""
-    pending = [binding.value for binding in program.bindings] + [program.body]
+    """Every node the body reads, through the bindings it names (a binding nothing reads is
+    dead code: its pair functions do not make the rows)."""
+    bound = {binding.name: binding.value for binding in program.bindings}
+    pending, seen = [program.body], set()
     while pending:
         node = pending.pop()
         yield node
+        if isinstance(node, ir.Name) and node.id in bound and node.id not in seen:
+            seen.add(node.id)
+            pending.append(bound[node.id])
         for value in vars(node).values():
             for child in value if isinstance(value, tuple) else (value,):
                 if isinstance(child, typing.get_args(ir.Expr)):

@@ -145,3 +145,14 @@ def test_boosting_focal_matches_the_builtin_and_beats_logistic_loss():
 def test_every_example_opens_with_a_titled_docstring(path):
     text = path.read_text()
     assert text.startswith('"""') and "Run: python examples/" + path.name in text
+
+
+def test_metric_learning_digits_trains_an_embedding_whose_neighbours_share_labels():
+    out = run_example("metric_learning_digits.py")
+    assert "d/dy_pred  : backward0(pair_dist(y_pred))" in out
+    assert "where      : backward0(pair_dist(y_pred)) = d/dy_pred of sum(g * pair_dist(y_pred))" in out
+    assert "check      : symbolic gradient and tf.GradientTape agree" in out
+    first, last = map(float, re.search(r"loss ([0-9.]+) -> ([0-9.]+)", out).groups())
+    before = number_after("1-NN accuracy before training:", out)
+    after = number_after("1-NN accuracy after training:", out)
+    assert last < first and after > before + 0.1 and after > 0.9, out

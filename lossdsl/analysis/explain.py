@@ -114,12 +114,13 @@ class Explanation:
     def _backward_text(self, symbol: sympy.Symbol) -> str:
         """``backward0(pair_dist(y_pred)) = d/dy_pred of sum(g * pair_dist(y_pred)), g = ...``."""
         pair = self.table.pairs[symbol]
-        try:
-            upstream = formula_text(pair.upstream, self.table)
+        try:  # named as the loss's own formulas are (its bindings), when it has an analysis
+            upstream = str(Formula(pair.upstream, self.analysis)) if self.analysis is not None \
+                else formula_text(pair.upstream, self.table)
         except NotPrintable:
             upstream = str(pair.upstream)
         return (f"{symbol.name} = d/d{pair.input} of sum(g * {pair.text}) over the batch's "
-                f"pairs, the pair function's backward pass, with g = {upstream}")
+                f"pairs, the pair function's backward pass, with g given by: {upstream}")
 
     def requirement(self, condition: Condition) -> str:
         """A condition's requirement in DSL spelling, with the user's names (``p > 0``)."""

@@ -163,31 +163,46 @@ def pair_layout(plan: Plan) -> tuple[frozenset[str], str]:
 
 
 def check_pair_shapes(shapes: Mapping[str, Sequence], direct: frozenset[str]) -> None:
-    """Refuse an input that cannot sit next to (batch, batch) rows: pair functions read
-    inputs of rank 2 at most, and an input read directly needs a last axis of 1 or the
-    batch size. Static shapes (None: unknown, then not checked)."""
-    for name, shape in shapes.items():
+    """Refuse an input read directly next to (batch, batch) rows that cannot sit there: it
+    needs rank 2 at most and a last axis of 1 or the batch size (pair functions read any
+    input, each sample's elements flattened). Static shapes (None: unknown, then the TF
+    runner checks when it runs: ``assert_fits_pair_rows``)."""
+    for name in sorted(direct):
+        shape = shapes[name]
         batch, last = (shape[0], shape[-1]) if shape else (None, None)
-        if len(shape) > 2 or (name in direct and None not in (batch, last)
-                              and last not in (1, batch)):
+        if len(shape) > 2 or (None not in (batch, last) and last not in (1, batch)):
             raise DSLShapeError(
-                f"`{name}` has shape {tuple(shape)}: next to pair functions, whose rows have "
-                f"one element per sample of the batch, an input is (batch,) or (batch, n), "
-                f"and one read outside pair functions has a last axis of 1 or the batch size.",
+                f"`{name}` has shape {tuple(shape)} (ranks aligned with the other input's), "
+                "and is read outside pair functions: next to their rows, one element per "
+                "sample of the batch, it must be (batch,), (batch, 1) or (batch, batch).",
                 hint="compare embeddings only through pair functions (pair_dist(y_pred)); read "
                      "labels (batch, 1) or a (batch, batch) matrix directly")
 
 
-def unbroadcast(ops: Any, value: Tensor, value_shape: Sequence, like_shape: Sequence,
-                like_dynamic: Any) -> Tensor:
-    """``value`` (an elementwise gradient) summed over the axes where the input it is the
-    gradient of has size 1 and it has not, then brought to that input's shape: the chain
-    rule through a broadcast. Shapes are static (None: unknown) but ``like_dynamic``."""
-    axes = [i for i, (a, b) in enumerate(zip(like_shape, value_shape))
-            if i > 0 and a == 1 and b != 1] if len(value_shape) == len(like_shape) else []
-    if axes:
-        value = ops.sum(value, axis=axes, keepdims=True)
-    return ops.broadcast_to(value, like_dynamic)
+def pair_gradient(ops: Any, plan: Plan, output: Any, values: list, full: Tensor | None,
+                  like: Tensor, like_shape: Sequence, like_dynamic: Any) -> Tensor:
+    """A gradient in a plan with pair functions, at the shape of its input ``like``.
+
+    ``full`` is the part at the (batch, batch) full shape (the output's node, brought to that
+    shape; None where it is the constant 0: the input is read only by pair functions). It is
+    summed over the axis the input lacks (size 1, or none: rank 1), the chain rule through the
+    broadcast; the backward passes of the pair functions (``output.added``), at the input's
+    shape already, are added after.
+    """
+    total = None
+    if full is not None:
+        total = ops.sum(full, axis=[1], keepdims=True) if len(like_shape) < 2 or \
+            like_shape[-1] == 1 else full
+        total = ops.reshape(total, like_dynamic)
+    for index in output.added:
+        total = values[index] if total is None else total + values[index]
+    return ops.zeros_like(like) if total is None else total  # nothing differentiable: 0
+
+
+def is_zero(plan: Plan, index: int) -> bool:
+    """Whether node ``index`` is the constant 0 (a gradient with no part at the full shape)."""
+    node = plan.nodes[index]
+    return node.kind == "constant" and node["value"] == 0.0
 
 
 SHARED_STEPS: dict[str, Step] = {
@@ -200,5 +215,5 @@ SHARED_STEPS: dict[str, Step] = {
 """The steps whose meaning is the same on every backend, by kind."""
 
 
-__all__ = ["pair_layout", "check_pair_shapes", "unbroadcast", "Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
+__all__ = ["pair_layout", "check_pair_shapes", "pair_gradient", "is_zero", "Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
            "guarded_where", "logic", "with_log_softmax", "add_terms", "product"]

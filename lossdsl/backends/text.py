@@ -50,9 +50,10 @@ def print_plan(plan: Plan, parameters: Mapping[str, str],
     """
     printer = _Printer(parameters, fresh or (f"t{i}" for i in count()))
     names = printer.nodes(plan.nodes, plan, [])
-    for output in plan.outputs:
+    for output in plan.outputs:  # backward passes of pair functions: at the input's shape
         printer.out.outputs[output.name] = printer.finish(names[output.index], output.finish,
-                                                          plan)
+                                                          plan) + "".join(
+            f" + {names[index]}" for index in output.added)
     return printer.out
 
 

@@ -92,13 +92,16 @@ class Printed:
         return text + "".join(function_source(path) for path in self.functions.values())
 
 
+_RUNNER_ONLY = frozenset({"pair_rows", "assert_fits_pair_rows"})
+
+
 def pair_support_names(module: str) -> tuple[str, ...]:
     """Everything a module of pair functions defines at its top level, in order (constants and
-    functions: they call each other), but ``pair_rows``, which only the runner uses."""
+    functions: they call each other), but those only the runner uses (:data:`_RUNNER_ONLY`)."""
     text = _module_text(module)
     names = []
     for node in ast.parse(text).body:
-        if isinstance(node, ast.FunctionDef) and node.name != "pair_rows":
+        if isinstance(node, ast.FunctionDef) and node.name not in _RUNNER_ONLY:
             names.append(node.name)
         elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and \
                 node.targets[0].id.isupper() and node.targets[0].id != "__all__":

@@ -74,7 +74,7 @@ def npairs(**settings: Unpack[LossSettings]) -> DSLLoss:
 
 
 def ntxent(*, temperature: float = 0.07, **settings: Unpack[LossSettings]) -> DSLLoss:
-    """NT-Xent (InfoNCE): per positive pair, softmax cross-entropy of its cosine similarity against the anchor's negatives, over the temperature; mean over positive pairs (optax.losses.ntxent).
+    """NT-Xent (InfoNCE): per positive pair, softmax cross-entropy of its cosine similarity against the anchor's negatives, over the temperature; mean over positive pairs (optax.losses.ntxent; NaN for a batch without one).
 
     From: Chen, Kornblith, Norouzi, Hinton. A Simple Framework for Contrastive Learning of
     Visual Representations. ICML 2020. Embeddings ``y_pred``; samples with equal ``y_true``

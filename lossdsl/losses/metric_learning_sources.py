@@ -60,14 +60,15 @@ METRIC_LEARNING: tuple[LossSpec, ...] = (
         citation="Sohn. Improved Deep Metric Learning with Multi-class N-pair Loss Objective. "
                  "NeurIPS 2016"),
     LossSpec("ntxent", fixed(
-        "temperature = 0.07; s = pair_cos(y_pred)/temperature; top = 1/temperature; "
-        "positive = pair_eq(y_true) - pair_self(); negative = 1 - pair_eq(y_true); "
-        "others = sum(negative*exp(s - top), axis=-1); "
-        "sum(positive*(log(exp(s - top) + others) + top - s), axis=-1)"
+        "temperature = 0.07; s = pair_cos(y_pred)/temperature; "
+        "top = stop_gradient(max(where(pair_self() > 0, -1/temperature, s), axis=-1)); "
+        "positive = pair_eq(y_true) - pair_self(); "
+        "others = sum(where(pair_eq(y_true) > 0, 0, exp(s - top)), axis=-1); "
+        "sum(where(positive > 0, log(exp(s - top) + others) + top - s, 0), axis=-1)"
         "*sum(1, axis=0)/sum(positive, axis=(0, -1))"),
         "NT-Xent (InfoNCE): per positive pair, softmax cross-entropy of its cosine similarity "
         "against the anchor's negatives, over the temperature; mean over positive pairs "
-        "(optax.losses.ntxent)",
+        "(optax.losses.ntxent; NaN for a batch without one)",
         citation="Chen, Kornblith, Norouzi, Hinton. A Simple Framework for Contrastive Learning "
                  "of Visual Representations. ICML 2020"),
     LossSpec("clip", fixed(

@@ -94,11 +94,16 @@ class Branch:
 
 @dataclass(frozen=True)
 class Output:
-    """An output of a plan: the node it reads and how it is shaped (one of :data:`FINISHES`)."""
+    """An output of a plan: the node it reads and how it is shaped (one of :data:`FINISHES`).
+
+    ``added``: nodes added after the finish, already at the input's shape: the backward
+    passes of pair functions in a gradient (the rest of it is at the (batch, batch) shape).
+    """
 
     name: str
     index: int
     finish: str
+    added: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,19 +126,15 @@ class Plan:
     differentiable: bool = True
 
     @property
-    def pair_inputs(self) -> frozenset[str]:
-        """The inputs its pair functions read (as given: not broadcast to the full shape)."""
-        return frozenset(node["input"] for node in self.nodes
-                         if node.kind in ("pair", "pair_backward") and node["input"])
-
-    @property
     def has_pairs(self) -> bool:
-        """Whether it computes (batch, batch) rows: its full shape is then (batch, batch)."""
-        return any(node.kind == "pair" for node in self.nodes)
+        """Whether it computes pair functions or their backward passes: its full shape is then
+        (batch, batch), the rows over the batch."""
+        return any(node.kind in ("pair", "pair_backward") for node in self.nodes)
 
     def squeezed_axes(self, rank: int) -> list[int]:
-        """The axes of rank-``rank`` inputs that the per-sample loss output drops."""
-        return resolve_axes(rank, "output", self.reduced)
+        """The axes of rank-``rank`` inputs that the per-sample loss output drops (with pair
+        functions, of the (batch, batch) rows, whatever the inputs' rank)."""
+        return resolve_axes(2 if self.has_pairs else rank, "output", self.reduced)
 
     def kinds(self) -> set[str]:
         """Every kind of node in the plan, branches included."""

@@ -28,6 +28,7 @@ import sympy
 from lossdsl.analysis.analyze import (COMPILE_CACHE_SIZE, Analysis, CompiledExpression, analyze,
                                       vector_names)
 from lossdsl.analysis.backward import UPSTREAM, backward, separable
+from lossdsl.errors import LossDSLError
 from lossdsl.lower.build import build
 from lossdsl.lower.plan import Output, Plan
 from lossdsl.lower.shapes import output_reductions
@@ -50,11 +51,39 @@ def plan_of(outputs: Mapping[str, tuple[sympy.Expr, str]], table: ReductionTable
             ``where`` branches are guarded).
         inputs: the symbols given by name when the plan runs (default: the table's).
     """
-    nodes, indices = build([formula for formula, _ in outputs.values()], table,
-                           inputs=inputs, differentiable=differentiable)
-    return Plan(nodes, tuple(Output(name, index, finish) for (name, (_, finish)), index
-                             in zip(outputs.items(), indices)),
-                output_reductions(loss, loss_table), differentiable)
+    split = {name: _split_backward(formula, table) if finish == "elementwise" else (formula, [])
+             for name, (formula, finish) in outputs.items()}
+    roots = [direct for direct, _ in split.values()] + [
+        term for _, terms in split.values() for term in terms]
+    nodes, indices = build(roots, table, inputs=inputs, differentiable=differentiable)
+    results, added = [], iter(indices[len(outputs):])
+    for (name, (_, finish)), index in zip(outputs.items(), indices):
+        results.append(Output(name, index, finish,
+                              tuple(next(added) for _ in split[name][1])))
+    return Plan(nodes, tuple(results), output_reductions(loss, loss_table), differentiable)
+
+
+def _split_backward(formula: sympy.Expr, table: ReductionTable
+                    ) -> tuple[sympy.Expr, list[sympy.Expr]]:
+    """A gradient as (its part at the full shape, the backward passes of pair functions).
+
+    The derivative adds each backward pass once (:mod:`lossdsl.symbolic.derive`), at the
+    input's shape, which is not the (batch, batch) shape of the rest: they are added after
+    the rest is brought to the input's shape. A gradient is linear in them.
+    """
+    backward = sorted((s for s in sympy.sympify(formula).free_symbols
+                       if s in table.pairs and table.pairs[s].upstream is not None), key=str)
+    if not backward:
+        return formula, []
+    direct = formula.xreplace({symbol: sympy.Integer(0) for symbol in backward})
+    terms = []
+    for symbol in backward:
+        scale = sympy.simplify(sympy.diff(formula, symbol))
+        if not scale.is_number:
+            raise LossDSLError(f"Internal error: the backward pass {symbol} is scaled by "
+                               f"{scale}, which is not a number. Please report this.")
+        terms.append(scale * symbol)
+    return direct, terms
 
 
 def _compiled(source: str, inputs: tuple[str, ...], wrt: str,

@@ -61,7 +61,7 @@ class Op:
         kind: ``elementwise``; ``reduction`` (reduces axes, takes ``axis=``);
             ``normalizer`` (``softmax``-like: same shape, takes ``axis=``);
             ``pairwise`` (an input's samples against each other: one row over the batch
-            per sample, see :mod:`lossdsl.symbolic.pairs`).
+            per sample, see :class:`lossdsl.symbolic.reductions.Pair`).
         sympy: builds the SymPy form from SymPy arguments; for reductions this is
             None, because reductions are lifted to symbols (see ``symbolic``).
         tf: dotted path of the TensorFlow function, under ``tensorflow``; None

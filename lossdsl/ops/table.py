@@ -154,7 +154,7 @@ OPS: tuple[Op, ...] = (
     # Pairs of samples: each sample gets a row over the batch (its last axis: the other sample j).
     # Their argument is an input as given (y_pred, y_true, an extra input), one vector per sample;
     # `tf`/`keras` name the forward function, and the backward (vector-Jacobian) one is `pair_vjp`
-    # of the same module. Lifted to symbols like reductions (lossdsl/symbolic/pairs.py).
+    # of the same module. Lifted to symbols like reductions (`Pair` in lossdsl/symbolic/reductions.py).
     Op("pair_dot", 1, _P, None, _PAIRS_TF + "pair_dot", r"\left\langle {0}^{{(i)}}, {0}^{{(j)}} \right\rangle",
        "x_i . x_j: dot product of sample i's vector (last axis) with every sample j's",
        (r.PAIR_BACKWARD,), numpy=_NP + "pair_dot", keras=_PAIRS_KERAS + "pair_dot"),

@@ -86,6 +86,13 @@ class _Lowerer:
             else:
                 self.locals[binding.name] = self.expr(binding.value)
         output = self.expr(self.program.body)
+        vectors = [name for name in self.vectors if name in self.parameters]
+        if vectors and self.table.pairs:  # the last axis of a pair row is the batch, no class
+            raise DSLTypeError(
+                f"`{vectors[0]}` has one value per element of the last axis, but next to pair "
+                "functions the last axis is the batch (the other sample), not a class.",
+                source=self.source, span=self.first_use[vectors[0]],
+                hint="give it one number, or weight through an extra input (inputs=[...])")
         return Lowered(output, self.table, self.parameters, self.defaults, self.first_use,
                        self.columns)
 
@@ -206,7 +213,8 @@ class _Lowerer:
         if arg not in self.inputs.values():
             raise DSLTypeError(
                 f"`{op.name}` compares the samples of an input with each other: its argument "
-                f"must be an input as given ({', '.join(self.inputs)}), not an expression.",
+                f"must be an input as given ({', '.join(self.inputs)}), not a parameter or "
+                "an expression.",
                 source=self.source, span=node.args[0].span,
                 hint=f"e.g. {op.name}(y_pred); pair_cos normalises the vectors itself, and "
                      "a scale goes outside: pair_dot(y_pred) / 0.5")

@@ -26,6 +26,8 @@ def default_shape(compiled: CompiledExpression) -> tuple[int, ...]:
     """``(8, 5)``, or ``(8, 3, 5)``, ... when the loss reduces over an axis beyond the first;
     the last axis as long as the vector parameters, or long enough for every column (and
     one more, so that a column is never the whole row)."""
+    if compiled.table.pairs:  # embeddings or a (batch, batch) matrix: square fits both
+        return (_BATCH, _BATCH)
     rank = max([abs(a) for r in compiled.table.in_order() for a in (r.axis or ())] + [1])
     columns = compiled.lowered.columns
     last = compiled.vector_length() or max(
@@ -55,7 +57,16 @@ def candidate_ranges(compiled: CompiledExpression) -> list[tuple[Draw, Draw]]:
                        _inside(*bounds.get("y_pred", (None, None)))))
     if takes_labels(compiled):
         ranges = [(_labels, draw_pred) for _, draw_pred in ranges]
+    if any(pair.kind == "pair_eq" and pair.input is not None and pair.input.name == "y_true"
+           for pair in compiled.table.pairs.values()):  # class ids: positive pairs exist
+        ranges = [(_class_ids, draw_pred) for _, draw_pred in ranges]
     return ranges
+
+
+def _class_ids(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Three classes among the batch's samples (one id per sample), so that pairs of the same
+    class and of different classes both occur."""
+    return np.arange(shape[0])[:, None] % 3 * 1.0
 
 
 def _normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

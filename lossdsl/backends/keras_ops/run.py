@@ -19,14 +19,14 @@ from typing import Any, Mapping
 import sympy
 
 from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute,
-                                        check_pair_shapes, pair_layout, prepare, product,
-                                        unbroadcast, with_log_softmax)
+                                        check_pair_shapes, is_zero, pair_gradient, pair_layout,
+                                        prepare, product, with_log_softmax)
 
 from lossdsl.backends.keras_ops.context import Context, broadcast_shape, finish
 from lossdsl.backends.keras_ops.functions import Tensor, keras_function, sinh
 from lossdsl.backends.labels import named_inputs
 from lossdsl.limits import COMPILE_CACHE_SIZE
-from lossdsl.lower.plan import Node, Plan, late_broadcast_inputs, per_sample_tail
+from lossdsl.lower.plan import Node, Output, Plan, late_broadcast_inputs, per_sample_tail
 
 
 def _call(context: Context, node: Node, args: list) -> Tensor:
@@ -159,7 +159,8 @@ class Runner:
         import keras
 
         first = next(iter(inputs.values()))
-        shapes = tuple(tuple(tensor.shape) for name, tensor in inputs.items()
+        shapes = tuple((tensor.shape[0], 1) if self.pairs and len(tensor.shape) == 1
+                       else tuple(tensor.shape) for name, tensor in inputs.items()
                        if self.direct is None or name in self.direct)
         if self.pairs:  # rows over the batch: the full shape is (batch, batch)
             check_pair_shapes({name: tuple(t.shape) for name, t in inputs.items()}, self.direct)
@@ -176,21 +177,25 @@ class Runner:
         context.flat, program = decided
         for name, tensor in inputs.items():
             if self.direct is None or name in self.direct:
+                if self.pairs and len(tensor.shape) == 1:  # one number per sample: a column
+                    tensor = keras.ops.expand_dims(tensor, -1)
                 context.given[name] = tensor if name in self.left_small else context.full(tensor)
         if symbols:
             context.given.update((symbol.name, value) for symbol, value in symbols.items())
         values = execute(context, program)
         flat_output = self.tail[0] if context.flat else None
         return {output.name: values[output.index] if output.index == flat_output
-                else self._finish(context, values[output.index], output.finish)
+                else self._finish(context, values, output)
                 for output in self.plan.outputs}
 
-    def _finish(self, context: Context, value: Tensor, how: str) -> Tensor:
-        if how != "elementwise" or not self.pairs:
-            return finish(context, value, how)
+    def _finish(self, context: Context, values: list, output: Output) -> Tensor:
+        value = values[output.index]
+        if output.finish != "elementwise" or not self.pairs:
+            return finish(context, value, output.finish)
         like = context.raw[self.shaped_like]  # a gradient: the shape of its input
-        return unbroadcast(context.ops, value, tuple(value.shape), tuple(like.shape),
-                           tuple(like.shape))
+        full = None if is_zero(self.plan, output.index) else context.full(value)
+        return pair_gradient(context.ops, self.plan, output, values, full, like,
+                             tuple(like.shape), tuple(like.shape))
 
 
 def _torch_device(tensor: Any) -> str | None:

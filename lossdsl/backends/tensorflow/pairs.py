@@ -3,7 +3,7 @@
 Each takes one input as given, ``(batch, ...)``, each sample's elements flattened to
 one vector, and returns ``(batch, batch)``: row i holds sample i against every sample j.
 :func:`pair_vjp` is the derived backward pass the symbolic stage names
-(:mod:`lossdsl.symbolic.pairs`): the gradient w.r.t. the input, given the gradient
+(:class:`lossdsl.symbolic.reductions.Pair`): the gradient w.r.t. the input, given the gradient
 ``g`` w.r.t. the pair matrix. Written with TF ops only, so that the exporter can copy
 them into a module (``lossdsl.backends.text``). TensorFlow is imported when one runs.
 """
@@ -104,6 +104,21 @@ def pair_vjp(kind: str, g: Tensor, x: Tensor) -> Tensor:
     return tf.reshape(grad, tf.shape(x))
 
 
+def assert_fits_pair_rows(tf: Any, name: str, tensor: Tensor) -> Tensor:
+    """``tensor`` (an input read next to pair rows), once a last axis that is not 1 is checked
+    to be the batch size, when that size is unknown before running (graphs)."""
+    batch, last = tensor.shape[0], tensor.shape[-1]
+    if last == 1 or (batch is not None and last is not None):
+        return tensor  # known: lossdsl.backends.interpret.check_pair_shapes checked it
+    shape = tf.shape(tensor)
+    check = tf.debugging.Assert(
+        tf.logical_or(tf.equal(shape[-1], 1), tf.equal(shape[-1], shape[0])),
+        [f"`{name}`, read next to pair functions, needs a last axis of 1 or the batch size; "
+         "its shape is", shape])
+    with tf.control_dependencies([check]):
+        return tf.identity(tensor)
+
+
 def pair_rows(tf: Any, inputs: Any) -> Tensor:
     """A (batch, batch) stand-in that gives a plan with pair functions its full shape."""
     first = next(iter(inputs.values()))
@@ -112,4 +127,4 @@ def pair_rows(tf: Any, inputs: Any) -> Tensor:
 
 
 __all__ = ["pair_dot", "pair_cos", "pair_sqdist", "pair_dist", "pair_eq", "pair_self", "pair_vjp",
-           "pair_rows"]
+           "pair_rows", "assert_fits_pair_rows"]

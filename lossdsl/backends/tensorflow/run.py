@@ -19,9 +19,9 @@ import sympy
 
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE
 from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute,
-                                        check_pair_shapes, pair_layout, prepare, product,
-                                        unbroadcast)
-from lossdsl.backends.tensorflow.pairs import pair_rows
+                                        check_pair_shapes, is_zero, pair_gradient, pair_layout,
+                                        prepare, product)
+from lossdsl.backends.tensorflow.pairs import assert_fits_pair_rows, pair_rows
 from lossdsl.backends.tensorflow.context import (Capabilities, Context, batch_shape, finish,
                                                  same_static_shape, smaller)
 from lossdsl.backends.tensorflow.functions import Tensor, tf_function
@@ -29,7 +29,7 @@ from lossdsl.backends.labels import named_inputs
 from lossdsl.backends.tensorflow.kernels import softmax_program
 from lossdsl.backends.tensorflow.xla import (MATVEC_KINDS, SHARED_EXP, as_matvec,
                                              matvec_logsumexp, matvec_reduce, shared_exp)
-from lossdsl.lower.plan import Node, Plan, late_broadcast_inputs, per_sample_tail
+from lossdsl.lower.plan import Node, Output, Plan, late_broadcast_inputs, per_sample_tail
 
 
 
@@ -139,10 +139,10 @@ def _pair_backward(context: Context, node: Node, args: list) -> Tensor:
 
 
 class _SumOps:
-    """``sum`` and ``broadcast_to`` by their ``keras.ops`` names (for the shared helpers)."""
+    """``sum``, ``reshape``, ``zeros_like`` by their ``keras.ops`` names (the shared helpers')."""
 
     def __init__(self, tf: Any) -> None:
-        self.sum, self.broadcast_to = tf.reduce_sum, tf.broadcast_to
+        self.sum, self.reshape, self.zeros_like = tf.reduce_sum, tf.reshape, tf.zeros_like
 
 
 RELATIONS = {name: f"math.{name}" for name in
@@ -172,12 +172,14 @@ class Runner:
         self.pairs = plan.has_pairs  # (batch, batch) rows: see lossdsl.backends.interpret.pair_layout
         self.direct, self.shaped_like = pair_layout(plan) if self.pairs else (None, "")
 
-    def _finish(self, context: Context, value: Tensor, how: str) -> Tensor:
-        if how != "elementwise" or not self.pairs:
-            return finish(context, value, how)
+    def _finish(self, context: Context, values: list, output: Output) -> Tensor:
+        value = values[output.index]
+        if output.finish != "elementwise" or not self.pairs:
+            return finish(context, value, output.finish)
         like = context.raw[self.shaped_like]  # a gradient: the shape of its input
-        return unbroadcast(_SumOps(context.tf), value, value.shape.as_list(), like.shape.as_list(),
-                           context.tf.shape(like))
+        full = None if is_zero(self.plan, output.index) else context.full(value)
+        return pair_gradient(_SumOps(context.tf), self.plan, output, values, full, like,
+                             like.shape.as_list(), context.tf.shape(like))
 
     def _take_tail(self, context: Context) -> None:
         """Let the per-sample tail's reductions drop their axes (all of them, eager only)."""
@@ -200,7 +202,8 @@ class Runner:
         import tensorflow as tf
 
         first = next(iter(inputs.values()))
-        sized = [t for name, t in inputs.items() if self.direct is None or name in self.direct]
+        sized = [t[:, tf.newaxis] if self.pairs and t.shape.rank == 1 else t
+                 for name, t in inputs.items() if self.direct is None or name in self.direct]
         if self.pairs:  # rows over the batch: the full shape is (batch, batch)
             check_pair_shapes({name: t.shape.as_list() for name, t in inputs.items()}, self.direct)
             sized.append(pair_rows(tf, inputs))
@@ -212,6 +215,10 @@ class Runner:
         given = context.given
         for name, tensor in inputs.items():
             if self.direct is None or name in self.direct:
+                if self.pairs and tensor.shape.rank == 1:  # one number per sample: a column
+                    tensor = tensor[:, tf.newaxis]
+                if self.pairs:  # a batch size known only when it runs: checked then
+                    tensor = assert_fits_pair_rows(tf, name, tensor)
                 given[name] = context.full(tensor) if smaller(tensor.shape, shape) and not (
                     context.eager and name in self.left_small) else tensor
         if symbols:
@@ -224,7 +231,7 @@ class Runner:
         nodes, dropped = self.plan.nodes, context.dropped
         return {output.name: values[output.index] if id(nodes[output.index]) in dropped
                 or (context.tail and output.index == self.tail[0])
-                else self._finish(context, values[output.index], output.finish)
+                else self._finish(context, values, output)
                 for output in self.plan.outputs}
 
 
