@@ -16,7 +16,7 @@ import metric_learning_references as refs
 import numpy as np
 import pytest
 from backend_support import float64_enabled, tape_value_and_gradient, to_numpy, value_and_gradient
-from dsl_strategies import SHAPE, NumpyInterpreter, pair_programs
+from dsl_strategies import SHAPE, pair_programs
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from test_differential import _compiles, assert_pair_computations_agree

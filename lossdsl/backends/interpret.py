@@ -179,17 +179,18 @@ def check_pair_shapes(shapes: Mapping[str, Sequence], direct: frozenset[str]) ->
                      "labels (batch, 1) or a (batch, batch) matrix directly")
 
 
-def pair_gradient(ops: Any, plan: Plan, output: Any, values: list, full: Tensor | None,
-                  like: Tensor, like_shape: Sequence, like_dynamic: Any) -> Tensor:
+def pair_gradient(ops: Any, context: Any, plan: Plan, output: Any, values: list, like: Tensor,
+                  like_shape: Sequence, like_dynamic: Any) -> Tensor:
     """A gradient in a plan with pair functions, at the shape of its input ``like``.
 
-    ``full`` is the part at the (batch, batch) full shape (the output's node, brought to that
-    shape; None where it is the constant 0: the input is read only by pair functions). It is
-    summed over the axis the input lacks (size 1, or none: rank 1), the chain rule through the
-    broadcast; the backward passes of the pair functions (``output.added``), at the input's
-    shape already, are added after.
+    The output's node is the part at the (batch, batch) full shape (the constant 0 where the
+    input is read only by pair functions). It is summed over the axis the input lacks (size 1,
+    or none: rank 1), the chain rule through the broadcast; the backward passes of the pair
+    functions (``output.added``), at the input's shape already, are added after.
     """
-    total = None
+    total, node = None, plan.nodes[output.index]
+    full = None if node.kind == "constant" and node["value"] == 0.0 else \
+        context.full(values[output.index])
     if full is not None:
         total = ops.sum(full, axis=[1], keepdims=True) if len(like_shape) < 2 or \
             like_shape[-1] == 1 else full
@@ -198,11 +199,6 @@ def pair_gradient(ops: Any, plan: Plan, output: Any, values: list, full: Tensor 
         total = values[index] if total is None else total + values[index]
     return ops.zeros_like(like) if total is None else total  # nothing differentiable: 0
 
-
-def is_zero(plan: Plan, index: int) -> bool:
-    """Whether node ``index`` is the constant 0 (a gradient with no part at the full shape)."""
-    node = plan.nodes[index]
-    return node.kind == "constant" and node["value"] == 0.0
 
 
 SHARED_STEPS: dict[str, Step] = {
@@ -215,5 +211,5 @@ SHARED_STEPS: dict[str, Step] = {
 """The steps whose meaning is the same on every backend, by kind."""
 
 
-__all__ = ["pair_layout", "check_pair_shapes", "pair_gradient", "is_zero", "Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
+__all__ = ["pair_layout", "check_pair_shapes", "pair_gradient", "Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
            "guarded_where", "logic", "with_log_softmax", "add_terms", "product"]

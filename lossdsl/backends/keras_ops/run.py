@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import sympy
 
 from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute,
-                                        check_pair_shapes, is_zero, pair_gradient, pair_layout,
+                                        check_pair_shapes, pair_gradient, pair_layout,
                                         prepare, product, with_log_softmax)
 
 from lossdsl.backends.keras_ops.context import Context, broadcast_shape, finish
@@ -189,12 +189,10 @@ class Runner:
                 for output in self.plan.outputs}
 
     def _finish(self, context: Context, values: list, output: Output) -> Tensor:
-        value = values[output.index]
         if output.finish != "elementwise" or not self.pairs:
-            return finish(context, value, output.finish)
+            return finish(context, values[output.index], output.finish)
         like = context.raw[self.shaped_like]  # a gradient: the shape of its input
-        full = None if is_zero(self.plan, output.index) else context.full(value)
-        return pair_gradient(context.ops, self.plan, output, values, full, like,
+        return pair_gradient(context.ops, context, self.plan, output, values, like,
                              tuple(like.shape), tuple(like.shape))
 
 

@@ -19,7 +19,7 @@ import sympy
 
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE
 from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute,
-                                        check_pair_shapes, is_zero, pair_gradient, pair_layout,
+                                        check_pair_shapes, pair_gradient, pair_layout,
                                         prepare, product)
 from lossdsl.backends.tensorflow.pairs import assert_fits_pair_rows, pair_rows
 from lossdsl.backends.tensorflow.context import (Capabilities, Context, batch_shape, finish,
@@ -173,12 +173,10 @@ class Runner:
         self.direct, self.shaped_like = pair_layout(plan) if self.pairs else (None, "")
 
     def _finish(self, context: Context, values: list, output: Output) -> Tensor:
-        value = values[output.index]
         if output.finish != "elementwise" or not self.pairs:
-            return finish(context, value, output.finish)
+            return finish(context, values[output.index], output.finish)
         like = context.raw[self.shaped_like]  # a gradient: the shape of its input
-        full = None if is_zero(self.plan, output.index) else context.full(value)
-        return pair_gradient(_SumOps(context.tf), self.plan, output, values, full, like,
+        return pair_gradient(_SumOps(context.tf), context, self.plan, output, values, like,
                              like.shape.as_list(), context.tf.shape(like))
 
     def _take_tail(self, context: Context) -> None:
