@@ -19,7 +19,7 @@ from backend_support import float64_enabled, tape_value_and_gradient, to_numpy, 
 from dsl_strategies import SHAPE, pair_programs
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from test_differential import _compiles, assert_pair_computations_agree
+from test_differential import Exported, _compiles, assert_pair_computations_agree
 
 import lossdsl
 from lossdsl import losses
@@ -335,3 +335,52 @@ def test_embeddings_of_rank_3_are_flattened_per_sample() -> None:
 def test_check_gradients_draws_points_a_pair_loss_takes(name) -> None:
     report = lossdsl.check_gradients(losses.make(name))
     assert report.passed and report.points == 64, str(report)
+
+
+def test_the_exported_module_reads_one_number_per_sample_as_a_column(tmp_path) -> None:
+    source = "mean(pair_eq(y_true)*pair_sqdist(y_pred)) + sum(pair_self()*y_pred, axis=-1)"
+    exported = Exported(source, {}, tmp_path).loss
+    compiled = lossdsl.compile(source, dtype="float64")
+    labels, x = np.array([0.0, 1.0, 0.0, 1.0, 1.0]), RNG.normal(size=5)
+    for shape in [(5,), (5, 1)]:
+        expected = tape_value_and_gradient(lambda t, p: compiled(t, p), labels, x.reshape(shape))
+        got = tape_value_and_gradient(lambda t, p: exported(t, p), labels, x.reshape(shape))
+        for a, b in zip(got, expected):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("gradient", ["autodiff", "symbolic"])
+def test_a_graph_with_an_unknown_last_axis_reads_a_column_as_one(gradient) -> None:
+    import tensorflow as tf
+
+    loss = lossdsl.compile("sum(pair_self()*y_pred, axis=-1) + logsumexp(y_pred, axis=-1)",
+                           dtype="float64", reduction="sum", gradient=gradient)
+    x = np.array([[1.0], [2.0], [3.0], [4.0]])
+    eager = tape_value_and_gradient(lambda t, p: loss(t, p), np.zeros((4, 1)), x)
+    spec = tf.TensorSpec([None, None], tf.float64)
+    call = tf.function(lambda t, p: loss(t, p), input_signature=[spec, spec], autograph=False)
+    traced = tape_value_and_gradient(call, np.zeros((4, 1)), x)
+    np.testing.assert_allclose(traced[0], eager[0], rtol=1e-12)
+    np.testing.assert_allclose(traced[1], eager[1], rtol=1e-12)
+    # Row i is y_i copied over the batch: y_i + (y_i + log 4), summed over the samples.
+    np.testing.assert_allclose(eager[0], 2 * x.sum() + 4 * np.log(4.0), rtol=1e-12)
+
+
+def test_a_gradient_with_no_pair_node_left_keeps_the_rows_and_its_input() -> None:
+    """`pair_self()*a` differentiates to a formula without pair functions: its plan still has
+    the (batch, batch) shape, and its gradient the penalty input's (not y_pred's)."""
+    x = RNG.normal(size=(4, 4))
+    penalty = lossdsl.activity_penalty("mean(pair_self()*a^2)")
+    np.testing.assert_allclose(np.asarray(penalty.gradient_of(x)), 2 * np.diag(np.diag(x)) / 4,
+                               rtol=1e-5)
+    loss = lossdsl.compile("mean(pair_self()*m)", inputs=["m"], dtype="float64",
+                           gradient="symbolic")
+    import tensorflow as tf
+
+    labels = {"y_true": RNG.normal(size=(5, 2)), "m": RNG.normal(size=(5, 5))}
+    x = tf.constant(RNG.normal(size=(5, 2)))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = loss(labels, x)
+    np.testing.assert_allclose(float(value), np.trace(labels["m"]) / 25, rtol=1e-12)
+    assert not np.asarray(tape.gradient(value, x)).any()

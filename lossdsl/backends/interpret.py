@@ -155,11 +155,9 @@ def with_log_softmax(plan: Plan, program: Program,
 def pair_layout(plan: Plan) -> tuple[frozenset[str], str]:
     """For a plan with pair functions: the inputs its other nodes read (brought to the
     (batch, batch) full shape; the pair functions read every input as given), and the input
-    whose shape an elementwise output (a gradient) takes: the one a backward pass
-    differentiates, else ``y_pred``."""
+    whose shape an elementwise output (a gradient) takes (``Plan.wrt``)."""
     direct = frozenset(node["name"] for node in plan.nodes if node.kind == "input")
-    backward = [node["input"] for node in plan.nodes if node.kind == "pair_backward"]
-    return direct, backward[0] if backward else "y_pred"
+    return direct, plan.wrt
 
 
 def check_pair_shapes(shapes: Mapping[str, Sequence], direct: frozenset[str]) -> None:
@@ -180,20 +178,19 @@ def check_pair_shapes(shapes: Mapping[str, Sequence], direct: frozenset[str]) ->
 
 
 def pair_gradient(ops: Any, context: Any, plan: Plan, output: Any, values: list, like: Tensor,
-                  like_shape: Sequence, like_dynamic: Any) -> Tensor:
+                  rows: Any, like_dynamic: Any) -> Tensor:
     """A gradient in a plan with pair functions, at the shape of its input ``like``.
 
     The output's node is the part at the (batch, batch) full shape (the constant 0 where the
-    input is read only by pair functions). It is summed over the axis the input lacks (size 1,
-    or none: rank 1), the chain rule through the broadcast; the backward passes of the pair
+    input is read only by pair functions). Seen as ``rows`` = (batch, the input's last axis,
+    the rest) it is summed over the rest: over the whole row for an input of one number per
+    sample, nothing for a (batch, batch) one (the chain rule through the broadcast, decided
+    at run time, so an axis unknown when traced is fine). The backward passes of the pair
     functions (``output.added``), at the input's shape already, are added after.
     """
     total, node = None, plan.nodes[output.index]
-    full = None if node.kind == "constant" and node["value"] == 0.0 else \
-        context.full(values[output.index])
-    if full is not None:
-        total = ops.sum(full, axis=[1], keepdims=True) if len(like_shape) < 2 or \
-            like_shape[-1] == 1 else full
+    if not (node.kind == "constant" and node["value"] == 0.0):
+        total = ops.sum(ops.reshape(context.full(values[output.index]), rows), axis=-1)
         total = ops.reshape(total, like_dynamic)
     for index in output.added:
         total = values[index] if total is None else total + values[index]

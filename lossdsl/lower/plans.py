@@ -40,7 +40,7 @@ from lossdsl.symbolic.translate import ReductionTable
 
 def plan_of(outputs: Mapping[str, tuple[sympy.Expr, str]], table: ReductionTable,
             loss: sympy.Expr, loss_table: ReductionTable, *, differentiable: bool = True,
-            inputs: frozenset | None = None) -> Plan:
+            inputs: frozenset | None = None, wrt: str = "y_pred") -> Plan:
     """The plan computing ``outputs`` (name -> (formula, finish)).
 
     Args:
@@ -50,6 +50,7 @@ def plan_of(outputs: Mapping[str, tuple[sympy.Expr, str]], table: ReductionTable
         differentiable: whether a tape will differentiate the plan (then risky
             ``where`` branches are guarded).
         inputs: the symbols given by name when the plan runs (default: the table's).
+        wrt: the input the elementwise outputs (gradients) are taken with respect to.
     """
     split = {name: _split_backward(formula, table) if finish == "elementwise" else (formula, [])
              for name, (formula, finish) in outputs.items()}
@@ -60,7 +61,21 @@ def plan_of(outputs: Mapping[str, tuple[sympy.Expr, str]], table: ReductionTable
     for (name, (_, finish)), index in zip(outputs.items(), indices):
         results.append(Output(name, index, finish,
                               tuple(next(added) for _ in split[name][1])))
-    return Plan(nodes, tuple(results), output_reductions(loss, loss_table), differentiable)
+    return Plan(nodes, tuple(results), output_reductions(loss, loss_table), differentiable,
+                _reads_pairs(loss, loss_table), wrt)
+
+
+def _reads_pairs(loss: sympy.Expr, table: ReductionTable) -> bool:
+    """Whether the loss reads a pair function, directly or inside its reductions."""
+    pending, seen = list(sympy.sympify(loss).free_symbols), set()
+    while pending:
+        symbol = pending.pop()
+        if symbol in table.pairs:
+            return True
+        if symbol in table and symbol not in seen:
+            seen.add(symbol)
+            pending.extend(table[symbol].arg.free_symbols)
+    return False
 
 
 def _split_backward(formula: sympy.Expr, table: ReductionTable
@@ -133,7 +148,8 @@ def seeded_gradient_plan(compiled: CompiledExpression) -> Plan:
                                      seeded.table.substituted(values))
     # Evaluated, never differentiated: no double-where guard needed.
     return plan_of({"gradient": (formula, "elementwise")}, table, compiled.expression,
-                   compiled.table, differentiable=False, inputs=table.inputs | {UPSTREAM})
+                   compiled.table, differentiable=False, inputs=table.inputs | {UPSTREAM},
+                   wrt=compiled.wrt)
 
 
 def symbolic_plans(compiled: CompiledExpression) -> tuple[Plan, Plan, bool]:
@@ -189,14 +205,15 @@ def _value_and_unit_gradient_plan(source: str, inputs: tuple[str, ...], wrt: str
     both = sympy.Tuple(compiled.expression, seeded.formula.xreplace(unit).xreplace(counted))
     (loss, gradient), table = fuse_reductions(both.xreplace(unit), table)
     return plan_of({"loss": (loss, "per_sample"), "gradient": (gradient, "elementwise")}, table,
-                   compiled.expression, compiled.table, differentiable=False)
+                   compiled.expression, compiled.table, differentiable=False, wrt=compiled.wrt)
 
 
 def penalty_gradient_plan(compiled: CompiledExpression) -> Plan:
     """A penalty's derived gradient, parameter values built in, at the input's shape."""
     values = _values(compiled)
     return plan_of({"gradient": (compiled.gradient.xreplace(values), "elementwise")},
-                   compiled.table.substituted(values), compiled.expression, compiled.table)
+                   compiled.table.substituted(values), compiled.expression, compiled.table,
+                   wrt=compiled.wrt)
 
 
 def check_plan(compiled: CompiledExpression) -> Plan:
@@ -213,7 +230,7 @@ def check_plan(compiled: CompiledExpression) -> Plan:
                "gradient": (compiled.gradient.xreplace(vectors), "elementwise")}
     outputs.update({f"d/{name}": (formula.xreplace(vectors), "total")
                     for name, formula in compiled.parameter_gradients.items()})
-    return plan_of(outputs, table, compiled.expression, compiled.table)
+    return plan_of(outputs, table, compiled.expression, compiled.table, wrt=compiled.wrt)
 
 
 def export_plan(analysis: Analysis) -> Plan:

@@ -183,6 +183,8 @@ class _Module:
                 "y_true_given, y_pred_given = y_true, y_pred",
                 "dtype, rank = y_pred.dtype, 2",
                 "shape = tf.stack([tf.shape(y_pred)[0], tf.shape(y_pred)[0]])",
+                *(f"{name} = {name}[:, tf.newaxis] if {name}.shape.rank == 1 else {name}"
+                  "  # one number per sample: a column" for name in sorted(self.direct)),
                 "y_true, y_pred = tf.broadcast_to(y_true, shape), tf.broadcast_to(y_pred, shape)"
                 if {"y_true", "y_pred"} <= self.direct else
                 "y_true = tf.broadcast_to(y_true, shape)" if "y_true" in self.direct else

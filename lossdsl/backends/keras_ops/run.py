@@ -179,7 +179,8 @@ class Runner:
             if self.direct is None or name in self.direct:
                 if self.pairs and len(tensor.shape) == 1:  # one number per sample: a column
                     tensor = keras.ops.expand_dims(tensor, -1)
-                context.given[name] = tensor if name in self.left_small else context.full(tensor)
+                context.given[name] = context.full(tensor) if self.pairs or \
+                    name not in self.left_small else tensor
         if symbols:
             context.given.update((symbol.name, value) for symbol, value in symbols.items())
         values = execute(context, program)
@@ -192,8 +193,9 @@ class Runner:
         if output.finish != "elementwise" or not self.pairs:
             return finish(context, values[output.index], output.finish)
         like = context.raw[self.shaped_like]  # a gradient: the shape of its input
+        width = like.shape[-1] if len(like.shape) == 2 else 1  # rank 1: one number per sample
         return pair_gradient(context.ops, context, self.plan, output, values, like,
-                             tuple(like.shape), tuple(like.shape))
+                             (like.shape[0], width, -1), tuple(like.shape))
 
 
 def _torch_device(tensor: Any) -> str | None:

@@ -176,8 +176,10 @@ class Runner:
         if output.finish != "elementwise" or not self.pairs:
             return finish(context, values[output.index], output.finish)
         like = context.raw[self.shaped_like]  # a gradient: the shape of its input
-        return pair_gradient(_SumOps(context.tf), context, self.plan, output, values, like,
-                             like.shape.as_list(), context.tf.shape(like))
+        tf, shape = context.tf, context.tf.shape(like)
+        width = shape[-1] if like.shape.rank == 2 else 1  # rank 1: one number per sample
+        return pair_gradient(_SumOps(tf), context, self.plan, output, values, like,
+                             tf.stack([shape[0], width, -1]), shape)
 
     def _take_tail(self, context: Context) -> None:
         """Let the per-sample tail's reductions drop their axes (all of them, eager only)."""
@@ -215,8 +217,9 @@ class Runner:
             if self.direct is None or name in self.direct:
                 if self.pairs and tensor.shape.rank == 1:  # one number per sample: a column
                     tensor = tensor[:, tf.newaxis]
-                if self.pairs:  # a batch size known only when it runs: checked then
-                    tensor = assert_fits_pair_rows(tf, name, tensor)
+                if self.pairs:  # a batch size known only when it runs: checked then; and
+                    given[name] = context.full(assert_fits_pair_rows(tf, name, tensor))
+                    continue  # always (batch, batch), even where the last axis is unknown
                 given[name] = context.full(tensor) if smaller(tensor.shape, shape) and not (
                     context.eager and name in self.left_small) else tensor
         if symbols:
