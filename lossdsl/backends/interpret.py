@@ -197,7 +197,6 @@ def pair_gradient(ops: Any, context: Any, plan: Plan, output: Any, values: list,
     return ops.zeros_like(like) if total is None else total  # nothing differentiable: 0
 
 
-
 SHARED_STEPS: dict[str, Step] = {
     "input": given_value, "parameter": given_value, "where": where_chain,
     "guarded_where": guarded_where, "logic": logic,
@@ -208,5 +207,6 @@ SHARED_STEPS: dict[str, Step] = {
 """The steps whose meaning is the same on every backend, by kind."""
 
 
-__all__ = ["pair_layout", "check_pair_shapes", "pair_gradient", "Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
-           "guarded_where", "logic", "with_log_softmax", "add_terms", "product"]
+__all__ = ["Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
+           "guarded_where", "logic", "with_log_softmax", "add_terms", "product", "pair_layout",
+           "check_pair_shapes", "pair_gradient"]

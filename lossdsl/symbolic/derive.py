@@ -13,7 +13,9 @@ expression at the sample's full shape (reductions broadcast back), each step is:
 
 Reductions are visited last-made first, which is a reverse topological order
 because a reduction's argument can only mention reductions made before it.
-The result is elementwise, in the inputs, parameters, reductions and counts:
+The result is elementwise, in the inputs, parameters, reductions and counts; a pair
+function of ``wrt`` (``pair_dist(y_pred)``) adds one backward-pass symbol, the gradient of
+``sum(g * pair)`` for the derived gradient ``g`` w.r.t. its rows (:func:`_through_pair`):
 
     >>> from lossdsl.language.ir import parse_source
     >>> from lossdsl.symbolic.translate import lower, ELEMENTWISE_INPUTS
@@ -45,9 +47,9 @@ def derive(lowered: Lowered, wrt: sympy.Symbol, seed: sympy.Expr = sympy.Integer
     that it is never pulled out of a reduction); 1 by default, as for the tape.
     """
     direct = _Backward(lowered.table, wrt).run(lowered.output, seed)
-    return direct + sum((_through_pair(lowered, pair, seed) for pair in list(lowered.table.pairs.values())
-                         if pair.input == wrt and pair.upstream is None
-                         and REGISTRY[pair.kind].derivatives), sympy.Integer(0))
+    pairs = [pair for pair in list(lowered.table.pairs.values()) if pair.input == wrt
+             and pair.upstream is None and REGISTRY[pair.kind].derivatives]
+    return direct + sum((_through_pair(lowered, pair, seed) for pair in pairs), sympy.Integer(0))
 
 
 def _through_pair(lowered: Lowered, pair: Pair, seed: sympy.Expr) -> sympy.Expr:
