@@ -118,8 +118,9 @@ class Plan:
             :mod:`lossdsl.lower.shapes`).
         differentiable: whether a tape may differentiate it (then risky ``where``
             branches are guarded).
-        rows: the loss reads pair functions, so the plan's full shape is (batch, batch)
-            (its gradient may have no pair node left: ``mean(pair_self()*y_pred)``).
+        rows: the loss reads pair functions or the plan computes some (or their backward
+            passes), so its full shape is (batch, batch); a gradient may have no pair node
+            left (``mean(pair_self()*y_pred)``) and still has it.
         wrt: the input whose shape an elementwise output (a gradient) takes.
     """
 
@@ -127,14 +128,14 @@ class Plan:
     outputs: tuple[Output, ...]
     reduced: Reduced
     differentiable: bool = True
-    rows: bool = False  # the loss has pair functions: rows over the batch, even where no node is one
+    rows: bool = False  # pair functions somewhere: rows over the batch (decided by plan_of)
     wrt: str = "y_pred"  # the input an elementwise output is the gradient of
 
     @property
     def has_pairs(self) -> bool:
         """Whether it computes pair functions or their backward passes: its full shape is then
         (batch, batch), the rows over the batch."""
-        return self.rows or any(node.kind in ("pair", "pair_backward") for node in self.nodes)
+        return self.rows
 
     def squeezed_axes(self, rank: int) -> list[int]:
         """The axes of rank-``rank`` inputs that the per-sample loss output drops (with pair

@@ -61,8 +61,11 @@ def plan_of(outputs: Mapping[str, tuple[sympy.Expr, str]], table: ReductionTable
     for (name, (_, finish)), index in zip(outputs.items(), indices):
         results.append(Output(name, index, finish,
                               tuple(next(added) for _ in split[name][1])))
+    # Decided once here: runners and the symbolic backward pass ask it on every call.
+    rows = _reads_pairs(loss, loss_table) or any(
+        node.kind in ("pair", "pair_backward") for node in nodes)
     return Plan(nodes, tuple(results), output_reductions(loss, loss_table), differentiable,
-                _reads_pairs(loss, loss_table), wrt)
+                rows, wrt)
 
 
 def _reads_pairs(loss: sympy.Expr, table: ReductionTable) -> bool:
