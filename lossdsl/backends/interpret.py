@@ -160,21 +160,51 @@ def pair_layout(plan: Plan) -> tuple[frozenset[str], str]:
     return direct, plan.wrt
 
 
-def check_pair_shapes(shapes: Mapping[str, Sequence], direct: frozenset[str]) -> None:
-    """Refuse an input read directly next to (batch, batch) rows that cannot sit there: it
-    needs rank 2 at most and a last axis of 1 or the batch size (pair functions read any
-    input, each sample's elements flattened). Static shapes (None: unknown, then the TF
-    runner checks when it runs: ``assert_fits_pair_rows``)."""
+def check_pair_shapes(shapes: Mapping[str, Sequence], direct: frozenset[str], rows: int) -> None:
+    """Refuse an input read directly next to rows over the batch that cannot sit there: next
+    to (batch, batch) pair rows it needs rank 2 at most and a last axis of 1 or the batch
+    size; next to a triple's (batch, batch, batch) rows, one number per sample (pair
+    functions read any input, each sample's elements flattened). Static shapes (None:
+    unknown, then the TF runner checks when it runs: ``assert_fits_pair_rows``)."""
+    allowed = "(batch,), (batch, 1) or (batch, batch)" if rows == 1 else "(batch,) or (batch, 1)"
     for name in sorted(direct):
         shape = shapes[name]
         batch, last = (shape[0], shape[-1]) if shape else (None, None)
-        if len(shape) > 2 or (None not in (batch, last) and last not in (1, batch)):
+        fits = (1, batch) if rows == 1 else (1,)
+        if len(shape) > 1 + rows or (rows == 2 and len(shape) == 3 and shape[1] != 1) or (
+                None not in (batch, last) and last not in fits):
             raise DSLShapeError(
                 f"`{name}` has shape {tuple(shape)} (ranks aligned with the other input's), "
                 "and is read outside pair functions: next to their rows, one element per "
-                "sample of the batch, it must be (batch,), (batch, 1) or (batch, batch).",
+                f"sample of the batch, it must be {allowed}.",
                 hint="compare embeddings only through pair functions (pair_dist(y_pred)); read "
-                     "labels (batch, 1) or a (batch, batch) matrix directly")
+                     "labels (batch, 1) directly" + (" or a (batch, batch) matrix" if rows == 1
+                                                     else ", and a matrix only next to pairs"))
+
+
+def rows_input(ops: Any, tensor: Tensor, rows: int) -> Tensor:
+    """An input read directly next to rows over the batch, with their rank: one number per
+    sample as (batch, 1) or (batch, 1, 1) (a triple's), a (batch, batch) matrix as given
+    (:func:`check_pair_shapes` has refused any other)."""
+    while len(tensor.shape) < 1 + rows:  # a gradient's upstream comes as (batch, 1, 1)
+        tensor = ops.expand_dims(tensor, -1)
+    return tensor
+
+
+def placed_pair(ops: Any, value: Tensor, axis: int, rank: int) -> Tensor:
+    """A pair function's (batch, batch) value in a plan of rank ``rank``: as it is over pairs;
+    over triples (a, j, k), along j (``axis=-2``: (batch, batch, 1)) or k ((batch, 1, batch))."""
+    if rank == 2:
+        return value
+    return ops.expand_dims(value, 2 if axis == -2 else 1)
+
+
+def pair_upstream(ops: Any, g: Tensor, axis: int, rank: int) -> Tensor:
+    """The gradient w.r.t. a pair function's (batch, batch) value, from ``g`` at the plan's
+    full shape: over triples, summed along the axis the function is broadcast over."""
+    if rank == 2:
+        return g
+    return ops.sum(g, axis=2 if axis == -2 else 1)
 
 
 def pair_gradient(ops: Any, context: Any, plan: Plan, output: Any, values: list, like: Tensor,
@@ -209,4 +239,4 @@ SHARED_STEPS: dict[str, Step] = {
 
 __all__ = ["Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
            "guarded_where", "logic", "with_log_softmax", "add_terms", "product", "pair_layout",
-           "check_pair_shapes", "pair_gradient"]
+           "check_pair_shapes", "rows_input", "placed_pair", "pair_upstream", "pair_gradient"]

@@ -236,7 +236,7 @@ class _CallChecker:
             if keyword.name != "axis" or op.kind == "elementwise":
                 raise self.builder.error(
                     DSLArityError, f"`{op.name}` takes no keyword argument `{keyword.name}`.",
-                    keyword.span, hint="only reductions and softmax/log_softmax take axis=")
+                    keyword.span, hint="only reductions, softmax/log_softmax and pair functions take axis=")
         if len(keywords) > 1:
             raise self.builder.error(DSLArityError, "`axis` is given twice.", keywords[1].span)
         if not keywords:

@@ -133,7 +133,8 @@ def _reduction(symbol: sympy.Symbol, table: ReductionTable) -> Description:
 def _pair(symbol: sympy.Symbol, table: ReductionTable) -> Description:
     """A pair function of an input as given (read by name, not broadcast), or its backward pass."""
     pair = table.pairs[symbol]
-    attrs = frozen(kind=pair.kind, input=None if pair.input is None else pair.input.name)
+    attrs = frozen(kind=pair.kind, input=None if pair.input is None else pair.input.name,
+                   axis=pair.axis)
     if pair.upstream is None:
         return "pair", (), REGISTRY[pair.kind], attrs
     return "pair_backward", (pair.upstream,), REGISTRY[pair.kind], attrs

@@ -51,8 +51,8 @@ KINDS: dict[str, str] = {
     "ite": "if-then-else of (condition, then, else)",
     "sinh": "hyperbolic sine (derivatives make it: d/dx cosh(x))",
     "pair": "kind (a pairwise row), input: that input as given against itself, (batch, batch); "
-            "input None: pair_self()",
-    "pair_backward": "kind, input: d (sum of the child * kind(input)) / d input, at its shape",
+            "input None: pair_self(); axis: -1, or -2 along the first other sample of a triple",
+    "pair_backward": "kind, input, axis: d (sum of the child * kind(input)) / d input, at its shape",
 }
 
 FINISHES = ("per_sample", "total", "elementwise")
@@ -118,9 +118,10 @@ class Plan:
             :mod:`lossdsl.lower.shapes`).
         differentiable: whether a tape may differentiate it (then risky ``where``
             branches are guarded).
-        rows: the loss reads pair functions or the plan computes some (or their backward
-            passes), so its full shape is (batch, batch); a gradient may have no pair node
-            left (``mean(pair_self()*y_pred)``) and still has it.
+        rows: the batch axes after the batch axis, 1 when the loss reads pair functions or
+            the plan computes some (or their backward passes): the full shape is (batch,
+            batch); 2 when one runs along ``axis=-2`` (triples): (batch, batch, batch). A
+            gradient may have no pair node left (``mean(pair_self()*y_pred)``) and keeps it.
         wrt: the input whose shape an elementwise output (a gradient) takes.
     """
 
@@ -128,19 +129,19 @@ class Plan:
     outputs: tuple[Output, ...]
     reduced: Reduced
     differentiable: bool = True
-    rows: bool = False  # pair functions somewhere: rows over the batch (decided by plan_of)
+    rows: int = 0  # pair functions somewhere: rows over the batch (decided by plan_of)
     wrt: str = "y_pred"  # the input an elementwise output is the gradient of
 
     @property
     def has_pairs(self) -> bool:
         """Whether it computes pair functions or their backward passes: its full shape is then
-        (batch, batch), the rows over the batch."""
-        return self.rows
+        (batch,) + (batch,) * ``rows``, the rows over the batch."""
+        return self.rows > 0
 
     def squeezed_axes(self, rank: int) -> list[int]:
         """The axes of rank-``rank`` inputs that the per-sample loss output drops (with pair
-        functions, of the (batch, batch) rows, whatever the inputs' rank)."""
-        return resolve_axes(2 if self.has_pairs else rank, "output", self.reduced)
+        functions, of the rows over the batch, whatever the inputs' rank)."""
+        return resolve_axes(1 + self.rows if self.has_pairs else rank, "output", self.reduced)
 
     def kinds(self) -> set[str]:
         """Every kind of node in the plan, branches included."""

@@ -64,6 +64,7 @@ def plan_of(outputs: Mapping[str, tuple[sympy.Expr, str]], table: ReductionTable
     # Decided once here: runners and the symbolic backward pass ask it on every call.
     rows = _reads_pairs(loss, loss_table) or any(
         node.kind in ("pair", "pair_backward") for node in nodes)
+    rows = (2 if loss_table.triples else 1) if rows else 0
     return Plan(nodes, tuple(results), output_reductions(loss, loss_table), differentiable,
                 rows, wrt)
 

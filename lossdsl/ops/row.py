@@ -80,7 +80,7 @@ class Op:
             one rule ``(element, value, count, total)``: d value / d one element,
             given the reduced value, the number of elements reduced, and a function
             summing an expression over the same axes.
-        default_axis: for ``normalizer`` ops, the axis when none is given.
+        default_axis: for ``normalizer`` and ``pairwise`` ops, the axis when none is given.
         by_position: the value depends on each element's position in the sample
             (``one_hot``), so it is never constant along an axis and its TF form
             receives its arguments broadcast to the sample's full shape.

@@ -152,32 +152,36 @@ OPS: tuple[Op, ...] = (
        r"\left\lVert {0} \right\rVert", "Euclidean norm sqrt(sum(x^2)) over the sample's axes "
        "(or axis=K)", r.NORM_DERIVATIVE, numpy=_NP + "norm", keras=_KERAS + "norm"),
     # Pairs of samples: each sample gets a row over the batch (its last axis: the other sample j).
+    # With axis=-2 the other sample runs along the axis before: each sample a then has rows over
+    # the batch's triples (a, j, k), where pair_dist(y_pred, axis=-2) - pair_dist(y_pred) is
+    # d(a, j) - d(a, k) (batch-all and semi-hard triplet losses).
     # Their argument is an input as given (y_pred, y_true, an extra input), one vector per sample;
     # `tf`/`keras` name the forward function, and the backward (vector-Jacobian) one is `pair_vjp`
     # of the same module. Lifted to symbols like reductions (`Pair` in lossdsl/symbolic/reductions.py).
     Op("pair_dot", 1, _P, None, _PAIRS_TF + "pair_dot", r"\left\langle {0}^{{(i)}}, {0}^{{(j)}} \right\rangle",
        "x_i . x_j: dot product of sample i's vector (last axis) with every sample j's",
-       (r.PAIR_BACKWARD,), numpy=_NP + "pair_dot", keras=_PAIRS_KERAS + "pair_dot"),
+       (r.PAIR_BACKWARD,), default_axis=-1, numpy=_NP + "pair_dot", keras=_PAIRS_KERAS + "pair_dot"),
     Op("pair_cos", 1, _P, None, _PAIRS_TF + "pair_cos",
        r"\cos\left({0}^{{(i)}}, {0}^{{(j)}}\right)",
        "cosine similarity of sample i's vector with every sample j's (vectors l2-normalised "
        "as tf.math.l2_normalize: norms below 1e-6 count as 1e-6)",
-       (r.PAIR_BACKWARD,), numpy=_NP + "pair_cos", keras=_PAIRS_KERAS + "pair_cos"),
+       (r.PAIR_BACKWARD,), default_axis=-1, numpy=_NP + "pair_cos", keras=_PAIRS_KERAS + "pair_cos"),
     Op("pair_sqdist", 1, _P, None, _PAIRS_TF + "pair_sqdist",
        r"\left\lVert {0}^{{(i)}} - {0}^{{(j)}} \right\rVert^{{2}}",
        "squared Euclidean distance from sample i to every sample j (0 for j = i)",
-       (r.PAIR_BACKWARD,), numpy=_NP + "pair_sqdist", keras=_PAIRS_KERAS + "pair_sqdist"),
+       (r.PAIR_BACKWARD,), default_axis=-1, numpy=_NP + "pair_sqdist", keras=_PAIRS_KERAS + "pair_sqdist"),
     Op("pair_dist", 1, _P, None, _PAIRS_TF + "pair_dist",
        r"\left\lVert {0}^{{(i)}} - {0}^{{(j)}} \right\rVert",
        "Euclidean distance from sample i to every sample j; gradient 0 where it is 0, "
-       "as TF Addons' pairwise_distance", (r.PAIR_BACKWARD,), numpy=_NP + "pair_dist", keras=_PAIRS_KERAS + "pair_dist"),
+       "as TF Addons' pairwise_distance", (r.PAIR_BACKWARD,), default_axis=-1,
+       numpy=_NP + "pair_dist", keras=_PAIRS_KERAS + "pair_dist"),
     Op("pair_eq", 1, _P, None, _PAIRS_TF + "pair_eq",
        r"\mathbb{{1}}\left[{0}^{{(i)}} = {0}^{{(j)}}\right]",
        "1 where sample j's vector equals sample i's (the same label), else 0; not differentiated",
-       numpy=_NP + "pair_eq", keras=_PAIRS_KERAS + "pair_eq"),
+       default_axis=-1, numpy=_NP + "pair_eq", keras=_PAIRS_KERAS + "pair_eq"),
     Op("pair_self", 0, _P, None, _PAIRS_TF + "pair_self", r"\mathbb{{1}}\left[i = j\right]",
        "1 where the other sample j is sample i itself (the diagonal), else 0",
-       arguments=(), numpy=_NP + "pair_self", keras=_PAIRS_KERAS + "pair_self"),
+       arguments=(), default_axis=-1, numpy=_NP + "pair_self", keras=_PAIRS_KERAS + "pair_self"),
     # Lowered to exp(x - logsumexp(x)) and x - logsumexp(x): no TF function, no LaTeX of their own.
     Op("softmax", 1, "normalizer", None, None, "",
        "exp(x)/sum(exp(x)) along axis=-1 (or axis=K)", default_axis=-1, numpy=_NP + "softmax"),

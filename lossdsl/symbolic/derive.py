@@ -31,7 +31,7 @@ import sympy
 from lossdsl import limits
 from lossdsl.ops import OPS, REGISTRY, DSLFunction, real_stand_in
 from lossdsl.symbolic.counts import Count
-from lossdsl.symbolic.reductions import Pair
+from lossdsl.symbolic.pairs import Pair
 from lossdsl.symbolic.simplify import simplify
 from lossdsl.symbolic.translate import Axis, Lowered, Reduction, ReductionTable, count_symbol
 

@@ -18,7 +18,7 @@ linear: they distribute over sums and pull out factors constant along their axis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import sympy
@@ -26,6 +26,7 @@ import sympy
 from lossdsl import limits
 from lossdsl.ops import INPUT_NAMES, varies_by_position
 from lossdsl.symbolic.counts import Axis, Count, reduces_batch, sample_part
+from lossdsl.symbolic.pairs import Pair
 
 
 ELEMENTWISE_INPUTS: dict[str, sympy.Symbol] = {
@@ -54,25 +55,6 @@ class Reduction:
     arg: sympy.Expr
     axis: Axis
     symbol: sympy.Symbol
-
-
-@dataclass(frozen=True)
-class Pair:
-    """What a pair symbol stands for: ``kind(input)``, one row over the batch per sample.
-
-    ``upstream`` is set for the symbol of its backward pass: d (sum of ``upstream`` *
-    ``kind(input)``) / d ``input``, at the input's shape (:mod:`lossdsl.symbolic.derive`).
-    """
-
-    kind: str
-    input: sympy.Symbol | None  # None: pair_self()
-    symbol: sympy.Symbol
-    upstream: sympy.Expr | None = None
-
-    @property
-    def text(self) -> str:
-        """The call as written: ``pair_dist(y_pred)``."""
-        return f"{self.kind}({self.input.name if self.input is not None else ''})"
 
 
 @dataclass
@@ -109,7 +91,7 @@ class ReductionTable:
         factors of an argument for which ``keep`` is true are left as they are."""
         table = ReductionTable(inputs=self.inputs, pairs={
             symbol: pair if pair.upstream is None else
-            Pair(pair.kind, pair.input, symbol, pair.upstream.xreplace(values))
+            replace(pair, upstream=pair.upstream.xreplace(values))
             for symbol, pair in self.pairs.items()})
         for symbol, reduction in self.reductions.items():
             arg = reduction.arg.xreplace(values) if keep is None else sympy.Mul(*(
@@ -118,26 +100,33 @@ class ReductionTable:
             table._by_key[(reduction.kind, arg, reduction.axis)] = symbol
         return table
 
-    def pair(self, kind: str, input: sympy.Symbol | None) -> sympy.Symbol:
+    def pair(self, kind: str, input: sympy.Symbol | None, axis: int = -1) -> sympy.Symbol:
         """The symbol of ``kind(input)`` (a row of kind ``pairwise``), an input from now on."""
-        text = Pair(kind, input, sympy.Symbol("_")).text
+        text = Pair(kind, input, sympy.Symbol("_"), axis=axis).text
         symbol = sympy.Symbol(text, real=True)
         if symbol not in self.pairs:
-            self.pairs[symbol] = Pair(kind, input, symbol)
+            self.pairs[symbol] = Pair(kind, input, symbol, axis=axis)
             self.inputs = self.inputs | {symbol}
         return symbol
 
     def pair_backward(self, pair: Pair, upstream: sympy.Expr) -> sympy.Symbol:
         """The symbol of d (sum of ``upstream`` * ``pair``) / d its input, at the input's shape."""
         for symbol, known in self.pairs.items():
-            if known.upstream is not None and (known.kind, known.input, known.upstream) == (
-                    pair.kind, pair.input, upstream):
+            if known.upstream is not None and (known.kind, known.input, known.axis,
+                                               known.upstream) == (
+                    pair.kind, pair.input, pair.axis, upstream):
                 return symbol
         number = sum(known.upstream is not None for known in self.pairs.values())
         symbol = sympy.Symbol(f"backward{number}({pair.text})", real=True)
-        self.pairs[symbol] = Pair(pair.kind, pair.input, symbol, upstream)
+        self.pairs[symbol] = replace(pair, symbol=symbol, upstream=upstream)
         self.inputs = self.inputs | {symbol}
         return symbol
+
+    @property
+    def triples(self) -> bool:
+        """Whether a pair function runs along ``axis=-2``: each sample's rows are then
+        (batch, batch), over the triples (the sample, j, k) of the batch."""
+        return any(pair.axis == -2 for pair in self.pairs.values())
 
     def reduce(self, kind: str, arg: sympy.Expr, axis: Axis) -> sympy.Expr:
         """The SymPy expression for ``kind(arg, axis)``, made linear for mean and sum."""
@@ -205,7 +194,10 @@ class ReductionTable:
         if varies_by_position(expr):
             return False
         for symbol in sympy.sympify(expr).free_symbols:
-            if symbol in self.inputs:
+            if symbol in self.pairs and self.pairs[symbol].upstream is None:
+                if axis != self.pairs[symbol].constant_axis:  # a triple's (a, p) or (a, n)
+                    return False
+            elif symbol in self.inputs:
                 return False
             if symbol in self.reductions and not _covers(self.reductions[symbol].axis, axis):
                 return False
@@ -219,9 +211,11 @@ class ReductionTable:
         The batch axis is left out: the per-sample output always keeps it.
         """
         free = sympy.sympify(expr).free_symbols
-        if free & self.inputs or varies_by_position(expr):
+        pairs = {s for s in free if s in self.pairs and self.pairs[s].upstream is None}
+        if (free - pairs) & self.inputs or varies_by_position(expr) or (
+                pairs and not self.triples):
             return {()}
-        specs: set = set()
+        specs: set = {self.pairs[symbol].constant_axis for symbol in pairs}
         for symbol in free:
             if symbol in self.reductions:
                 specs |= _effective_specs(self, self.reductions[symbol])
@@ -251,11 +245,21 @@ def _effective_specs(table: ReductionTable, reduction: Reduction) -> set:
     along every sample axis when its argument is.
     """
     if not reduces_batch(reduction.axis):
-        return {reduction.axis}
+        return {_with_constant_axes(reduction.axis, table.constant_specs(reduction.arg))}
     part, inner = sample_part(reduction.axis), table.constant_specs(reduction.arg)
     if inner <= {None}:
         return {None}
-    return inner if part == () else {part}
+    return inner if part == () else {_with_constant_axes(part, inner)}
+
+
+def _with_constant_axes(axis: Axis, inner: set) -> Axis:
+    """A reduction's axes and those its argument is constant along, when both count from
+    the end: over a triple's rows, ``sum(f(p), axis=-2)`` is constant along -1 as well."""
+    if axis is None or not inner or None in inner or () in inner or any(
+            a >= 0 for spec in inner | {axis} for a in spec):
+        return axis
+    shared = set.intersection(*(set(spec) for spec in inner)) | set(axis)
+    return tuple(sorted(shared))
 
 
 def _covers(outer: Axis, inner: Axis) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from lossdsl import limits
-from lossdsl.errors import DSLNameError, DSLTypeError, Span
+from lossdsl.errors import DSLAxisError, DSLNameError, DSLTypeError, Span
 from lossdsl.language import ir
 from lossdsl.ops import CONSTANTS, INPUT_NAMES, REGISTRY, Op, PerClass
 from lossdsl.ops.rules import power, where
@@ -206,9 +206,19 @@ class _Lowerer:
         return self.table.reduce("sum", REGISTRY["one_hot"].sympy(position) * x, (-1,))
 
     def _pair(self, op: Op, node: ir.Call, args: list[sympy.Expr]) -> sympy.Expr:
-        """``pair_dist(y_pred)``: a symbol standing for the (batch, batch) rows of an input."""
+        """``pair_dist(y_pred)``: a symbol standing for the (batch, batch) rows of an input
+        (``axis=-2``: along the first other sample of a triple)."""
+        if node.axis not in ((-1,), (-2,)):
+            raise DSLAxisError(
+                f"`{op.name}` runs the other sample along axis=-1 (pairs) or axis=-2 (the "
+                f"first other sample of a triple), not axis={node.axis}.",
+                source=self.source, span=node.span,
+                hint=f"e.g. {op.name}({'y_pred' if args else ''}) over pairs; "
+                     f"{op.name}({'y_pred, ' if args else ''}axis=-2) - "
+                     f"{op.name}({'y_pred' if args else ''}) compares (a, p) with (a, n)")
+        axis = node.axis[0]
         if not args:
-            return self.table.pair(op.name, None)
+            return self.table.pair(op.name, None, axis)
         (arg,) = args
         if arg not in self.inputs.values():
             raise DSLTypeError(
@@ -218,7 +228,7 @@ class _Lowerer:
                 source=self.source, span=node.args[0].span,
                 hint=f"e.g. {op.name}(y_pred); pair_cos normalises the vectors itself, and "
                      "a scale goes outside: pair_dot(y_pred) / 0.5")
-        return self.table.pair(op.name, arg)
+        return self.table.pair(op.name, arg, axis)
 
     def _normalizer(self, op: Op, x: sympy.Expr, axis: Axis) -> sympy.Expr:
         # softmax and log_softmax go through logsumexp, whose gradient is the stable softmax.

@@ -14,12 +14,13 @@ Keras is imported when a plan first runs, not when this module is.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import sympy
 
 from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute,
                                         check_pair_shapes, pair_gradient, pair_layout,
+                                        pair_upstream, placed_pair, rows_input,
                                         prepare, product, with_log_softmax)
 
 from lossdsl.backends.keras_ops.context import Context, broadcast_shape, finish
@@ -99,13 +100,20 @@ DISPATCH: dict[str, Step] = {
     "count": lambda context, node, args: context.count(context.axes(node["axis"])),
     "relation": lambda context, node, args: getattr(context.ops, node["name"])(*args),
     "sinh": lambda context, node, args: sinh(args[0]),
-    "pair": lambda context, node, args: _pairs().__dict__[node["kind"]](
+    "pair": lambda context, node, args: placed_pair(context.ops, _pairs().__dict__[node["kind"]](
         context.raw[node["input"]] if node["input"] else next(iter(context.raw.values()))),
-    "pair_backward": lambda context, node, args: _pairs().pair_vjp(
-        node["kind"], context.full(args[0]), context.raw[node["input"]]),
+        node["axis"], context.rank),
+    "pair_backward": lambda context, node, args: _pairs().pair_vjp(node["kind"], pair_upstream(
+        context.ops, context.full(args[0]), node["axis"], context.rank),
+        context.raw[node["input"]]),
 }
 # "given" (a guarded branch's leaf) is read by `execute` itself.
 HANDLED_KINDS = frozenset(DISPATCH) | {"given"}
+
+
+def _rows_shape(shape: Sequence, rows: int) -> tuple:
+    """An input's shape once :func:`~lossdsl.backends.interpret.rows_input` has placed it."""
+    return tuple(shape) + (1,) * (1 + rows - len(shape))
 
 
 def _pairs() -> Any:
@@ -159,12 +167,14 @@ class Runner:
         import keras
 
         first = next(iter(inputs.values()))
-        shapes = tuple((tensor.shape[0], 1) if self.pairs and len(tensor.shape) == 1
-                       else tuple(tensor.shape) for name, tensor in inputs.items()
+        rows = self.plan.rows
+        shapes = tuple(_rows_shape(tensor.shape, rows) if self.pairs else tuple(tensor.shape)
+                       for name, tensor in inputs.items()
                        if self.direct is None or name in self.direct)
-        if self.pairs:  # rows over the batch: the full shape is (batch, batch)
-            check_pair_shapes({name: tuple(t.shape) for name, t in inputs.items()}, self.direct)
-            shapes += ((first.shape[0], first.shape[0]),)
+        if self.pairs:  # rows over the batch: the full shape is (batch,) * (1 + rows)
+            check_pair_shapes({name: tuple(t.shape) for name, t in inputs.items()}, self.direct,
+                              rows)
+            shapes += ((first.shape[0],) * (1 + rows),)
         shape = broadcast_shape(shapes)
         context = Context(keras.ops, _dtype_name(first.dtype), shape, self.plan.reduced,
                           _torch_device(first), programs=self.programs)
@@ -177,8 +187,8 @@ class Runner:
         context.flat, program = decided
         for name, tensor in inputs.items():
             if self.direct is None or name in self.direct:
-                if self.pairs and len(tensor.shape) == 1:  # one number per sample: a column
-                    tensor = keras.ops.expand_dims(tensor, -1)
+                if self.pairs:  # one number per sample: a column ((batch, 1, 1): triples)
+                    tensor = rows_input(keras.ops, tensor, rows)
                 context.given[name] = context.full(tensor) if self.pairs or \
                     name not in self.left_small else tensor
         if symbols:

@@ -104,26 +104,29 @@ def pair_vjp(kind: str, g: Tensor, x: Tensor) -> Tensor:
     return tf.reshape(grad, tf.shape(x))
 
 
-def assert_fits_pair_rows(tf: Any, name: str, tensor: Tensor) -> Tensor:
+def assert_fits_pair_rows(tf: Any, name: str, tensor: Tensor, rows: int = 1) -> Tensor:
     """``tensor`` (an input read next to pair rows), once a last axis that is not 1 is checked
-    to be the batch size, when that size is unknown before running (graphs)."""
+    to be the batch size (next to a triple's rows: to be 1), when that size is unknown
+    before running (graphs)."""
     batch, last = tensor.shape[0], tensor.shape[-1]
-    if last == 1 or (batch is not None and last is not None):
+    if tensor.shape.rank == 1 or last == 1 or (batch is not None and last is not None):
         return tensor  # known: lossdsl.backends.interpret.check_pair_shapes checked it
     shape = tf.shape(tensor)
-    check = tf.debugging.Assert(
-        tf.logical_or(tf.equal(shape[-1], 1), tf.equal(shape[-1], shape[0])),
-        [f"`{name}`, read next to pair functions, needs a last axis of 1 or the batch size; "
-         "its shape is", shape])
+    fits = tf.equal(shape[-1], 1) if rows == 2 else \
+        tf.logical_or(tf.equal(shape[-1], 1), tf.equal(shape[-1], shape[0]))
+    check = tf.debugging.Assert(fits, [
+        f"`{name}`, read next to pair functions, needs a last axis of 1"
+        f"{'' if rows == 2 else ' or the batch size'}; its shape is", shape])
     with tf.control_dependencies([check]):
         return tf.identity(tensor)
 
 
-def pair_rows(tf: Any, inputs: Any) -> Tensor:
-    """A (batch, batch) stand-in that gives a plan with pair functions its full shape."""
+def pair_rows(tf: Any, inputs: Any, rows: int = 1) -> Tensor:
+    """A (batch, batch) stand-in ((batch, batch, batch) over triples) that gives a plan
+    with pair functions its full shape."""
     first = next(iter(inputs.values()))
     size = tf.shape(first)[0]
-    return tf.zeros(tf.stack([size, size]), dtype=first.dtype)
+    return tf.zeros(tf.stack([size] * (1 + rows)), dtype=first.dtype)
 
 
 __all__ = ["pair_dot", "pair_cos", "pair_sqdist", "pair_dist", "pair_eq", "pair_self", "pair_vjp",

@@ -20,6 +20,7 @@ import sympy
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE
 from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute,
                                         check_pair_shapes, pair_gradient, pair_layout,
+                                        pair_upstream, placed_pair, rows_input,
                                         prepare, product)
 from lossdsl.backends.tensorflow.pairs import assert_fits_pair_rows, pair_rows
 from lossdsl.backends.tensorflow.context import (Capabilities, Context, batch_shape, finish,
@@ -128,21 +129,23 @@ def _relation(context: Context, node: Node, args: list) -> Tensor:
 
 def _pair(context: Context, node: Node, args: list) -> Tensor:
     function = tf_function(node.op.tf)
-    if node["input"] is None:  # pair_self(): the batch's diagonal
-        return function(next(iter(context.raw.values())))
-    return function(context.raw[node["input"]])
+    # pair_self() takes the batch's size from any input
+    value = function(context.raw[node["input"]] if node["input"] else next(iter(context.raw.values())))
+    return placed_pair(_SumOps(context.tf), value, node["axis"], context.rank)
 
 
 def _pair_backward(context: Context, node: Node, args: list) -> Tensor:
     from lossdsl.backends.tensorflow.pairs import pair_vjp
-    return pair_vjp(node["kind"], context.full(args[0]), context.raw[node["input"]])
+    upstream = pair_upstream(_SumOps(context.tf), context.full(args[0]), node["axis"], context.rank)
+    return pair_vjp(node["kind"], upstream, context.raw[node["input"]])
 
 
 class _SumOps:
-    """``sum``, ``reshape``, ``zeros_like`` by their ``keras.ops`` names (the shared helpers')."""
+    """TF's ops by their ``keras.ops`` names (the shared helpers')."""
 
     def __init__(self, tf: Any) -> None:
         self.sum, self.reshape, self.zeros_like = tf.reduce_sum, tf.reshape, tf.zeros_like
+        self.expand_dims = tf.expand_dims
 
 
 RELATIONS = {name: f"math.{name}" for name in
@@ -202,11 +205,13 @@ class Runner:
         import tensorflow as tf
 
         first = next(iter(inputs.values()))
-        sized = [t[:, tf.newaxis] if self.pairs and t.shape.rank == 1 else t
+        rows, ops = self.plan.rows, _SumOps(tf)
+        sized = [rows_input(ops, t, rows) if self.pairs else t
                  for name, t in inputs.items() if self.direct is None or name in self.direct]
-        if self.pairs:  # rows over the batch: the full shape is (batch, batch)
-            check_pair_shapes({name: t.shape.as_list() for name, t in inputs.items()}, self.direct)
-            sized.append(pair_rows(tf, inputs))
+        if self.pairs:  # rows over the batch: the full shape is (batch,) * (1 + rows)
+            check_pair_shapes({name: t.shape.as_list() for name, t in inputs.items()}, self.direct,
+                              rows)
+            sized.append(pair_rows(tf, inputs, rows))
         shape, dynamic = batch_shape(tf, sized)
         context = Context(tf, first.dtype, shape.rank, dynamic, self.plan.reduced,
                           tuple(shape.as_list()), capabilities=self.capabilities,
@@ -215,11 +220,10 @@ class Runner:
         given = context.given
         for name, tensor in inputs.items():
             if self.direct is None or name in self.direct:
-                if self.pairs and tensor.shape.rank == 1:  # one number per sample: a column
-                    tensor = tensor[:, tf.newaxis]
                 if self.pairs:  # a batch size known only when it runs: checked then; and
-                    given[name] = context.full(assert_fits_pair_rows(tf, name, tensor))
-                    continue  # always (batch, batch), even where the last axis is unknown
+                    tensor = assert_fits_pair_rows(tf, name, tensor, rows)
+                    given[name] = context.full(rows_input(ops, tensor, rows))
+                    continue  # always the full rows, even where the last axis is unknown
                 given[name] = context.full(tensor) if smaller(tensor.shape, shape) and not (
                     context.eager and name in self.left_small) else tensor
         if symbols:
