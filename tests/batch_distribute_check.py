@@ -1,7 +1,8 @@
 """Batch statistics under MirroredStrategy over two logical CPUs equal one device in ``fit``.
 
-Run as a script (tests/test_batch_reductions.py does, in a subprocess): batch Dice and
-batch-centred MSE, both gradient modes, the default reduction and
+Run as a script (tests/test_batch_reductions.py does, in a subprocess): batch Dice,
+batch-centred MSE, the semi-hard triplet loss (triples of samples) and NT-Xent (pairs), whose
+pair functions gather the global batch, both gradient modes, the default reduction and
 ``mean_with_sample_weight`` with a sample_weight, 36 samples in batches of 16 (an uneven
 last batch of 4), two epochs. Keras scales each replica's loss by 1/replicas and sums the
 replicas' gradients; the comparison is to one device, nothing assumed. Prints one JSON line
@@ -25,6 +26,10 @@ SOURCES = {
     "batch dice": "1 - 2*sum(y_true*y_pred, axis=(0,1))/(sum(y_true, axis=(0,1)) + "
                   "sum(y_pred, axis=(0,1)))",
     "centred mse": "mean((y_pred - mean(y_pred, axis=0) - y_true)^2)",
+    # pairs and triples of samples: each replica's rows against the gathered global batch
+    # (the label rows y_true are compared whole: equal rows are a positive pair)
+    "semi-hard triplet": lossdsl.losses.REGISTRY["triplet_semihard"].source,
+    "nt-xent": lossdsl.losses.REGISTRY["ntxent"].source.replace("0.07", "0.5"),
 }
 EXTRA = {  # the other global reductions, lighter: default reduction only
     "max/min/logsumexp/count": "mean((y_pred - y_true)^2) + 0.1*max(y_pred, axis=0) "
@@ -126,16 +131,17 @@ def main(modes: list[str]) -> int:
                 print(json.dumps({"mode": mode, "loss": name, "reduction": reduction,
                                   "weighted": weighted, "shards": "9 and 7",
                                   "max_rel_difference": difference, "ok": ok}), flush=True)
-    # The control: with per-replica statistics (no all-reduce) the same fit differs.
+    # The control: with per-replica statistics (no all-reduce, no gather) the same fit differs.
     replicas.global_replica_context = lambda: None
-    difference = _difference(fit(one_device, SOURCES["centred mse"], modes[0],
-                                 "sum_over_batch_size", False),
-                             fit(mirrored, SOURCES["centred mse"], modes[0],
-                                 "sum_over_batch_size", False))
-    ok = difference > 1e-3
-    failed |= not ok
-    print(json.dumps({"mode": modes[0], "loss": "control: per-replica statistics",
-                      "max_rel_difference": difference, "ok": ok}), flush=True)
+    for name in ("centred mse", "semi-hard triplet"):
+        difference = _difference(fit(one_device, SOURCES[name], modes[0],
+                                     "sum_over_batch_size", False),
+                                 fit(mirrored, SOURCES[name], modes[0],
+                                     "sum_over_batch_size", False))
+        ok = not difference <= 1e-3  # NaN too: a shard without a positive pair (one device has one)
+        failed |= not ok
+        print(json.dumps({"mode": modes[0], "loss": f"control: per-replica {name}",
+                          "max_rel_difference": difference, "ok": ok}), flush=True)
     return 1 if failed else 0
 
 

@@ -310,21 +310,28 @@ _MIRRORED = textwrap.dedent("""
     dice = ("1 - 2*sum(y_true*y_pred, axis=(0,1))/(sum(y_true, axis=(0,1)) "
             "+ sum(y_pred, axis=(0,1)))")
     results = {"lossdsl": lossdsl.__file__}
-    for case, loss, metric in [("batch loss", dice, None), ("prod", "prod(y_pred, axis=0)", None),
+    # One strategy for every case: two MirroredStrategy objects over the same devices that both
+    # run collectives in one process collide in their collective keys (TF's, not lossdsl's).
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    for case, loss, metric in [("batch loss", dice, None),
+                               ("pairs", "mean(pair_dist(y_pred), axis=-1)", None),
+                               ("prod", "prod(y_pred, axis=0)", None),
                                ("batch metric", "mean((y_true - y_pred)^2)", dice),
-                               ("pairs", "mean(pair_dist(y_pred), axis=-1)", None)]:
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+                               ("pair metric", "mean((y_true - y_pred)^2)",
+                                "mean(pair_dist(y_pred), axis=-1)"),
+                               ("shard matrix", "sum(pair_self()*y_pred, axis=-1)", None)]:
         with strategy.scope():
             model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, "sigmoid")])
             model.compile(optimizer="sgd", loss=lossdsl.compile(loss),
                           metrics=[lossdsl.DSLMetric(metric)] if metric else [])
         try:
-            model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+            # shards of 2 for the matrix: (2, 2) predictions, the shard against itself
+            model.fit(x, y, batch_size=4 if case == "shard matrix" else 8, epochs=1, verbose=0)
             results[case] = "trained"
         except lossdsl.DSLConfigError as error:
             results[case] = error.message
     from keras.src.backend import set_keras_mask  # a Keras mask: Keras divides by each
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])  # replica's unmasked count
+    # replica's unmasked count
 
     def masked_call(y_true, y_pred):
         y_pred = tf.identity(y_pred)
@@ -350,8 +357,9 @@ _MIRRORED = textwrap.dedent("""
 
 @pytest.mark.timeout(600)
 def test_mirrored_strategy_batch_statistics_in_a_subprocess() -> None:
-    """A batch loss trains under MirroredStrategy; a batch metric, prod over the batch, a
-    Keras mask and another strategy are refused."""
+    """A batch loss and a pair loss train under MirroredStrategy; a batch or pair metric, prod
+    over the batch, a shard's matrix next to pairs, a Keras mask and another strategy are
+    refused."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
            "KERAS_BACKEND": "tensorflow"}
     done = subprocess.run([sys.executable, "-c", _MIRRORED], cwd=ROOT, env=env,
@@ -366,8 +374,11 @@ def test_mirrored_strategy_batch_statistics_in_a_subprocess() -> None:
     assert "sum(y_pred, axis=(0, 1))" in message and "2 replicas" in message, message
     assert "not supported for metrics" in message, message
     assert "DSLConfigError" in result["masked"] and "Keras mask" in result["masked"], result
-    message = result["pairs"]  # pairs are not gathered across replicas: refused
-    assert "Pair functions (pair_dist(y_pred))" in message and "2 replicas" in message, message
+    assert result["pairs"] == "trained", result  # the batch is gathered across replicas
+    message = result["pair metric"]
+    assert "pair_dist(y_pred)" in message and "not supported for metrics" in message, message
+    message = result["shard matrix"]  # (batch, 2) predictions next to pairs: the shard's own
+    assert "computed by each replica from its own shard" in message, message
     message = result["other strategy"]
     assert "only under tf.distribute.MirroredStrategy" in message, message
     assert "CentralStorageStrategy" in message, message
@@ -376,7 +387,8 @@ def test_mirrored_strategy_batch_statistics_in_a_subprocess() -> None:
 @pytest.mark.timeout(900)
 def test_mirrored_strategy_batch_statistics_are_global() -> None:
     """tests/batch_distribute_check.py: fit under MirroredStrategy (2 logical CPUs) equals one
-    device for batch Dice and batch-centred MSE (and max/min/logsumexp/count, var/std/norm),
+    device for batch Dice, batch-centred MSE, the semi-hard triplet loss and NT-Xent (pair
+    functions over the gathered batch) (and max/min/logsumexp/count, var/std/norm),
     both gradient modes, default reduction and mean_with_sample_weight, an uneven last batch;
     one step on uneven shards (9 and 7) equals one device in loss and gradient ("sum" too); with the
     all-reduce switched off the same fit differs (the control)."""
@@ -387,7 +399,7 @@ def test_mirrored_strategy_batch_statistics_are_global() -> None:
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines and Path(lines[0]["lossdsl"]).resolve().is_relative_to(ROOT), done.stderr[-3000:]
     cases = lines[1:]
-    assert len(cases) == 25 and all(case["ok"] for case in cases), \
+    assert len(cases) == 46 and all(case["ok"] for case in cases), \
         [case for case in cases if not case["ok"]] or done.stderr[-3000:]
     assert done.returncode == 0, done.stderr[-3000:]
 

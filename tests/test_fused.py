@@ -336,7 +336,8 @@ def test_every_library_loss_is_separable():
     from lossdsl.losses import available
     # The metric-learning losses compare the samples of a batch: none is separable.
     pairs = {spec.name for spec in available() if "pair_" in spec.source}
-    assert pairs == {"batch_contrastive", "triplet_hard", "npairs", "ntxent", "clip"}
+    assert pairs == {"batch_contrastive", "triplet_hard", "triplet_semihard", "triplet_all",
+                     "npairs", "ntxent", "clip"}
     assert [spec.name for spec in available() if spec.name not in pairs
             and not is_separable(lossdsl.analyze(spec.source))] == []
     assert not any(is_separable(lossdsl.analyze(lossdsl.losses.REGISTRY[name].source))

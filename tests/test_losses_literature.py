@@ -235,7 +235,8 @@ def test_generalized_cross_entropy_equals_keras() -> None:
 def test_every_literature_loss_is_covered_and_cited() -> None:
     literature = {spec.name for spec in losses.available() if not spec.keras}
     boxes = {"iou", "giou", "diou"}  # in tests/test_losses_boxes.py
-    pairs = {"contrastive", "batch_contrastive", "triplet_hard", "npairs", "ntxent", "clip"}
+    pairs = {"contrastive", "batch_contrastive", "triplet_hard", "triplet_semihard", "triplet_all",
+             "npairs", "ntxent", "clip"}
     assert literature == {case[0] for case in CASES} | boxes | pairs  # tests/test_metric_learning.py
     for spec in losses.available():
         assert bool(spec.keras) != bool(spec.citation), spec.name

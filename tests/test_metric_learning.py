@@ -55,6 +55,10 @@ def _library_and_reference(name: str, labels: np.ndarray, embeddings: np.ndarray
     loss = getattr(losses, name)(dtype="float64", **params)
     if name == "triplet_hard":
         return loss, lambda t, p: refs.triplet_batch_hard(t, p, **params), embeddings
+    if name == "triplet_semihard":
+        return loss, lambda t, p: refs.triplet_semihard(t, p, **params), embeddings
+    if name == "triplet_all":
+        return loss, lambda t, p: refs.triplet_batch_all(t, p, **params), embeddings
     if name == "ntxent":
         return loss, lambda t, p: refs.ntxent(t, p, **numbers), embeddings
     if name == "batch_contrastive":
@@ -75,6 +79,8 @@ def _library_and_reference(name: str, labels: np.ndarray, embeddings: np.ndarray
 
 
 CASES = [("triplet_hard", {}), ("triplet_hard", {"margin": 0.3, "squared": True}),
+         ("triplet_semihard", {}), ("triplet_semihard", {"margin": 0.3, "squared": True}),
+         ("triplet_all", {}), ("triplet_all", {"margin": 0.5, "squared": True}),
          ("ntxent", {}), ("ntxent", {"temperature": 0.5}),
          ("batch_contrastive", {}), ("batch_contrastive", {"margin": 2.0, "squared": True}),
          ("npairs", {}), ("clip", {})]
@@ -95,6 +101,18 @@ def test_each_metric_learning_loss_equals_its_reference(name, params, batch, as_
     np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(grad, expected_gradient, rtol=1e-8, atol=1e-10)
     assert np.abs(expected_gradient).max() > 1e-3  # the comparison is not of zeros
+
+
+def test_a_triple_loss_is_shown_over_the_anchor_the_positive_and_the_negative() -> None:
+    explained = lossdsl.explain(losses.triplet_all().source)
+    latex = explained.latex(explained.loss.sympy)
+    # pair_dist(y_pred, axis=-2) is d(i, j), the positive; pair_dist(y_pred) is d(i, k)
+    assert r"\left\lVert y_{\mathrm{pred}}^{(i)} - y_{\mathrm{pred}}^{(j)} \right\rVert" in latex
+    assert r"\left\lVert y_{\mathrm{pred}}^{(i)} - y_{\mathrm{pred}}^{(k)} \right\rVert" in latex
+    assert r"\mathbb{1}\left[i = j\right]" in latex
+    assert "pair_dist(y_pred, axis=-2)" in str(explained.loss)
+    assert {line.split(" = ")[0] for line in explained.counts() if line.startswith("backward")} \
+        == {"backward0(pair_dist(y_pred, axis=-2))", "backward1(pair_dist(y_pred))"}
 
 
 def test_per_pair_contrastive_is_tf_addons_contrastive_loss() -> None:
@@ -203,12 +221,13 @@ def test_generated_pair_programs_agree_with_numpy_and_the_tape(tmp_path_factory,
 # ---------------------------------------------------------------- training
 
 @pytest.mark.parametrize("gradient", ["autodiff", "symbolic"])
-def test_fit_saves_and_reloads_a_metric_learning_loss(tmp_path, gradient) -> None:
+@pytest.mark.parametrize("name", ["triplet_hard", "triplet_semihard", "triplet_all"])
+def test_fit_saves_and_reloads_a_metric_learning_loss(tmp_path, name, gradient) -> None:
     labels = np.repeat(np.arange(4), 8)
     x = RNG.normal(size=(32, 6)).astype("float32") + labels[:, None].astype("float32")
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
     model.compile(optimizer=keras.optimizers.SGD(0.05),
-                  loss=losses.triplet_hard(margin=0.5, gradient=gradient))
+                  loss=getattr(losses, name)(margin=0.5, gradient=gradient))
     history = model.fit(x, labels, batch_size=16, epochs=3, shuffle=False, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     path = tmp_path / "triplet.keras"
@@ -331,7 +350,8 @@ def test_embeddings_of_rank_3_are_flattened_per_sample() -> None:
     np.testing.assert_allclose(float(stacked), float(flat), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["triplet_hard", "batch_contrastive", "npairs", "ntxent", "clip"])
+@pytest.mark.parametrize("name", ["triplet_hard", "triplet_semihard", "triplet_all",
+                                  "batch_contrastive", "npairs", "ntxent", "clip"])
 def test_check_gradients_draws_points_a_pair_loss_takes(name) -> None:
     report = lossdsl.check_gradients(losses.make(name))
     assert report.passed and report.points == 64, str(report)

@@ -59,8 +59,11 @@ class SympyEvaluator:
         if isinstance(expr, sympy.Symbol):
             if expr in self.table.pairs:  # a pair function of an input as given
                 pair = self.table.pairs[expr]
-                return PAIRS[pair.kind](self.env[pair.input.name]) if pair.input is not None \
+                value = PAIRS[pair.kind](self.env[pair.input.name]) if pair.input is not None \
                     else PAIRS[pair.kind](self.shape[0])
+                if len(self.shape) == 3:  # over triples (i, j, k): d(i, j) or d(i, k)
+                    value = value[:, :, None] if pair.axis == -2 else value[:, None, :]
+                return value
             if expr in self.table:
                 reduction = self.table[expr]
                 return _reduce(reduction.kind, self.full(self.eval(reduction.arg)),
@@ -111,6 +114,8 @@ def _check_parses_back(source: str, params: dict[str, float], shape=SHAPE,
     if analysis.table.pairs:  # rows over the batch: a (batch, batch) similarity matrix fits too
         shape = (shape[0], shape[0])
     y_true, y_pred = _points(seed, shape)
+    if analysis.table.triples:  # over triples the rows are (batch, batch) per sample
+        shape = (shape[0],) * 3
     env = {"y_true": y_true, "y_pred": y_pred, **{k: np.float64(v) for k, v in params.items()}}
     formulas = [analysis.expression, analysis.gradient, *analysis.parameter_gradients.values()]
     # The backward pass of a pair function has no spelling in the language (explain says

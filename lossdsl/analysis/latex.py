@@ -119,6 +119,8 @@ class LossLatexPrinter(LatexPrinter):
         pair = self.table.pairs[symbol]
         inputs = () if pair.input is None else (self._print(pair.input),)
         kernel = REGISTRY[pair.kind].latex.format(*inputs)
+        if self.table.triples and pair.axis == -1:  # over triples (i, j, k): the last is k
+            kernel = kernel.replace("^{(j)}", "^{(k)}").replace("i = j", "i = k")
         if pair.upstream is None:
             return kernel
         upstream = self.parenthesize(pair.upstream, PRECEDENCE["Mul"])

@@ -218,9 +218,14 @@ def _pair(printer: _Printer, node: Node, args: list[str], plan: Plan) -> str:
     """A pair function (or its backward pass) of an input as given: ``<name>_given``."""
     _copy_pair_functions(printer)
     given = f"{node['input'] or 'y_pred'}_given"  # pair_self() takes the batch's size from it
+    triples = plan.rows == 2  # placed along j (axis=-2) or k, as lossdsl.backends.interpret's
     if node.kind == "pair":
-        return f"{node['kind']}({given})"
-    return f"pair_vjp({node['kind']!r}, tf.broadcast_to({args[0]}, shape), {given})"
+        value = f"{node['kind']}({given})"
+        return f"tf.expand_dims({value}, {2 if node['axis'] == -2 else 1})" if triples else value
+    upstream = f"tf.broadcast_to({args[0]}, shape)"
+    if triples:
+        upstream = f"tf.reduce_sum({upstream}, axis={2 if node['axis'] == -2 else 1})"
+    return f"pair_vjp({node['kind']!r}, {upstream}, {given})"
 
 
 def _copy_pair_functions(printer: _Printer) -> None:

@@ -43,7 +43,8 @@ from lossdsl.losses.literature import (
     generalized_cross_entropy, iou, label_smoothed_cross_entropy, pearson, pinball, poly1,
     symmetric_cross_entropy, welsch)
 from lossdsl.losses.metric_learning import (
-    batch_contrastive, clip, contrastive, npairs, ntxent, triplet_hard)
+    batch_contrastive, clip, contrastive, npairs, ntxent, triplet_all, triplet_hard,
+    triplet_semihard)
 from lossdsl.losses.spec import EPSILON, LossSettings, LossSpec
 
 __all__ = ["LIBRARY", "LossSpec", "available", "make", *REGISTRY]

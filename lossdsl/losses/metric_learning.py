@@ -61,6 +61,35 @@ def triplet_hard(*, margin: float = 1.0, squared: bool = False,
     return _loss("triplet_hard", margin=margin, squared=squared, **settings)
 
 
+def triplet_semihard(*, margin: float = 1.0, squared: bool = False,
+                     **settings: Unpack[LossSettings]) -> DSLLoss:
+    """Semi-hard triplet loss: per positive pair, the nearest negative farther than the positive (the farthest negative if none is), hinged at the margin; the mean over the batch's positive pairs (TF Addons' triplet_semihard_loss).
+
+    From: Schroff, Kalenichenko, Philbin. FaceNet: A Unified Embedding for Face Recognition
+    and Clustering. CVPR 2015. Embeddings ``y_pred``, class ids ``y_true``; ``squared=True``
+    is TF Addons' ``"squared-L2"`` distance. NaN for a batch without a positive pair, as
+    TF Addons'.
+
+    >>> triplet_semihard(margin=0.2).params
+    {'margin': 0.2}
+    """
+    return _loss("triplet_semihard", margin=margin, squared=squared, **settings)
+
+
+def triplet_all(*, margin: float = 1.0, squared: bool = False,
+                **settings: Unpack[LossSettings]) -> DSLLoss:
+    """Batch-all triplet loss: every valid triplet (anchor, positive, negative) of the batch hinged at the margin, summed and divided by the number of active ones (omoindrot/tensorflow-triplet-loss's batch_all_triplet_loss).
+
+    From: Hermans, Beyer, Leibe. In Defense of the Triplet Loss for Person Re-Identification.
+    arXiv:1703.07737, 2017. Embeddings ``y_pred``, class ids ``y_true``; 0 when no triplet is
+    active. Memory grows as batch^3 (the triples).
+
+    >>> triplet_all(squared=True).options
+    {'squared': True}
+    """
+    return _loss("triplet_all", margin=margin, squared=squared, **settings)
+
+
 def npairs(**settings: Unpack[LossSettings]) -> DSLLoss:
     """N-pair loss: y_pred the (batch, batch) similarities of anchors to positives, softmax cross-entropy towards the same-label columns (TF Addons' npairs_loss).
 

@@ -2,7 +2,8 @@
 
 They compare the samples of a batch with each other through the pair functions
 (``pair_dist(y_pred)``, ``pair_eq(y_true)``...): each sample gets a row over the batch,
-and the usual reductions over ``axis=-1`` pick, mask and normalise that row. Labels
+and the usual reductions over ``axis=-1`` pick, mask and normalise that row. The triplet
+losses over triples (a, p, n) put the positive along ``axis=-2`` (``pair_dist(y_pred, axis=-2)``). Labels
 ``y_true`` are class ids (shape ``(batch,)`` or ``(batch, 1)``) or one-hot rows: two
 samples are a positive pair where their label rows are equal. Each source follows the
 code its docs name (TF Addons, optax, the CLIP paper's pseudo-code); the tests compare
@@ -25,6 +26,31 @@ def _triplet_hard(squared: bool = False) -> str:
             "hardest_positive = max(where(same - pair_self() > 0, d, 0), axis=-1); "
             "hardest_negative = min(where(same > 0, max(d, axis=-1), d), axis=-1); "
             "relu(hardest_positive - hardest_negative + margin)")
+
+
+def _triplet_semihard(squared: bool = False) -> str:
+    distance = "pair_sqdist" if squared else "pair_dist"
+    # Over the triples (a, p, n): dp = d(a, p) along axis -2, dn = d(a, n) along axis -1.
+    # TF Addons' choice of negative for each positive pair: the nearest one farther than the
+    # positive, else (none is) the farthest one; its masked minimum and maximum, as above.
+    return (f"margin = 1; dp = {distance}(y_pred, axis=-2); dn = {distance}(y_pred); "
+            "negative = 1 - pair_eq(y_true); positive = pair_eq(y_true, axis=-2) - pair_self(axis=-2); "
+            "beyond = max(where(dn > dp, negative, 0), axis=-1); "
+            "nearest_beyond = min(where(dn > dp and negative > 0, dn, max(dn, axis=-1)), axis=-1); "
+            "farthest = max(where(negative > 0, dn, min(dn, axis=-1)), axis=-1); "
+            "semi_hard = where(beyond > 0, nearest_beyond, farthest); "
+            "sum(positive*relu(margin + dp - semi_hard), axis=-2)"
+            "*sum(1, axis=0)/sum(positive, axis=(0, -2))")
+
+
+def _triplet_all(squared: bool = False) -> str:
+    distance = "pair_sqdist" if squared else "pair_dist"
+    # Over the triples (a, p, n), the valid ones (p a positive, n a negative of a); the sum
+    # over the batch divided by the number of active triplets (a positive loss).
+    return (f"margin = 1; dp = {distance}(y_pred, axis=-2); dn = {distance}(y_pred); "
+            "valid = (pair_eq(y_true, axis=-2) - pair_self(axis=-2))*(1 - pair_eq(y_true)); "
+            "l = valid*relu(dp - dn + margin); "
+            "sum(l, axis=(-2, -1))*sum(1, axis=0)/(sum(where(l > 0, 1, 0), axis=(0, -2, -1)) + 1e-16)")
 
 
 def _batch_contrastive(squared: bool = False) -> str:
@@ -50,6 +76,20 @@ METRIC_LEARNING: tuple[LossSpec, ...] = (
     LossSpec("triplet_hard", _triplet_hard,
              "batch-hard triplet loss: per anchor, hardest positive minus hardest negative "
              "distance plus the margin (TF Addons' triplet_hard_loss)", options={"squared": False},
+             citation="Hermans, Beyer, Leibe. In Defense of the Triplet Loss for Person "
+                      "Re-Identification. arXiv:1703.07737, 2017"),
+    LossSpec("triplet_semihard", _triplet_semihard,
+             "semi-hard triplet loss: per positive pair, the nearest negative farther than "
+             "the positive (the farthest negative if none is), hinged at the margin; the mean "
+             "over the batch's positive pairs (TF Addons' triplet_semihard_loss)",
+             options={"squared": False},
+             citation="Schroff, Kalenichenko, Philbin. FaceNet: A Unified Embedding for Face "
+                      "Recognition and Clustering. CVPR 2015"),
+    LossSpec("triplet_all", _triplet_all,
+             "batch-all triplet loss: every valid triplet (anchor, positive, negative) of the "
+             "batch hinged at the margin, summed and divided by the number of active ones "
+             "(omoindrot/tensorflow-triplet-loss's batch_all_triplet_loss)",
+             options={"squared": False},
              citation="Hermans, Beyer, Leibe. In Defense of the Triplet Loss for Person "
                       "Re-Identification. arXiv:1703.07737, 2017"),
     LossSpec("npairs", fixed(

@@ -179,12 +179,16 @@ class _Module:
             "y_true, y_pred = align_ranks(y_true, y_pred)",
         ]
         if self.plan.has_pairs:  # rows over the batch: pair functions read the inputs as given
+            rows = self.plan.rows  # (batch, batch) over pairs, (batch, batch, batch) over triples
             lines += [
                 "y_true_given, y_pred_given = y_true, y_pred",
-                "dtype, rank = y_pred.dtype, 2",
-                "shape = tf.stack([tf.shape(y_pred)[0], tf.shape(y_pred)[0]])",
-                *(f"{name} = {name}[:, tf.newaxis] if {name}.shape.rank == 1 else {name}"
-                  "  # one number per sample: a column" for name in sorted(self.direct)),
+                f"dtype, rank = y_pred.dtype, {1 + rows}",
+                f"shape = tf.stack([tf.shape(y_pred)[0]] * {1 + rows})",
+                *((f"{name} = {name}[:, tf.newaxis] if {name}.shape.rank == 1 else {name}"
+                   "  # one number per sample: a column") if rows == 1 else
+                  (f"{name} = tf.reshape({name}, tf.stack([tf.shape({name})[0], 1, 1]))"
+                   "  # one number per sample (a wider input fails here)")
+                  for name in sorted(self.direct)),
                 "y_true, y_pred = tf.broadcast_to(y_true, shape), tf.broadcast_to(y_pred, shape)"
                 if {"y_true", "y_pred"} <= self.direct else
                 "y_true = tf.broadcast_to(y_true, shape)" if "y_true" in self.direct else

@@ -20,7 +20,8 @@ same runner, so its batch sums of upstream gradients are all-reduced too. Max/mi
 are written as ``stop_gradient(global) + all-reduced masked (local - stop_gradient(local))``
 so their gradient is a sum as well (an all-reduced MAX would have MAX as gradient).
 A Keras loss's value is the global batch's on every replica (:func:`global_loss`), so
-``fit``'s reported loss is one device's on uneven shards too.
+``fit``'s reported loss is one device's on uneven shards too. Pair functions compare a
+replica's samples with the gathered global batch (:mod:`lossdsl.backends.tensorflow.replica_pairs`).
 
 Refused (:class:`DSLConfigError`): other strategies with more than one replica
 (TPUStrategy, ParameterServerStrategy, CentralStorageStrategy: not tested), ``prod`` over
@@ -82,15 +83,9 @@ def check_batch_statistics(reductions: Sequence[str], source: str,
     replicas = replicas_in_sync()
     if not reductions or replicas <= 1:
         return
-    pairs = [name for name in reductions if name.startswith("pair_")]
-    if global_statistics and isinstance(tf.distribute.get_strategy(), GLOBAL_STRATEGIES) \
-            and not pairs:
-        return
-    if pairs:
-        unsupported = (f"Pair functions ({', '.join(pairs)}) compare each sample with the "
-                       "others of its replica only: lossdsl does not gather the batch across "
-                       "replicas for them.")
-    elif global_statistics:
+    if global_statistics and isinstance(tf.distribute.get_strategy(), GLOBAL_STRATEGIES):
+        return  # pair functions gather the batch (lossdsl.backends.tensorflow.replica_pairs)
+    if global_statistics:
         unsupported = (f"Global batch statistics across replicas are computed only under "
                        f"{_GLOBAL_NAMES}, not {_strategy_name()} (not tested).")
     else:

@@ -128,15 +128,22 @@ def _relation(context: Context, node: Node, args: list) -> Tensor:
 
 
 def _pair(context: Context, node: Node, args: list) -> Tensor:
-    function = tf_function(node.op.tf)
     # pair_self() takes the batch's size from any input
-    value = function(context.raw[node["input"]] if node["input"] else next(iter(context.raw.values())))
+    x = context.raw[node["input"]] if node["input"] else next(iter(context.raw.values()))
+    if context.replica() is not None:  # this replica's samples against the global batch
+        from lossdsl.backends.tensorflow.replica_pairs import global_pair
+        value = global_pair(context.replica(), node["kind"], x)
+    else:
+        value = tf_function(node.op.tf)(x)
     return placed_pair(_SumOps(context.tf), value, node["axis"], context.rank)
 
 
 def _pair_backward(context: Context, node: Node, args: list) -> Tensor:
     from lossdsl.backends.tensorflow.pairs import pair_vjp
     upstream = pair_upstream(_SumOps(context.tf), context.full(args[0]), node["axis"], context.rank)
+    if context.replica() is not None:
+        from lossdsl.backends.tensorflow.replica_pairs import global_pair_vjp
+        return global_pair_vjp(context.replica(), node["kind"], upstream, context.raw[node["input"]])
     return pair_vjp(node["kind"], upstream, context.raw[node["input"]])
 
 
@@ -206,22 +213,24 @@ class Runner:
 
         first = next(iter(inputs.values()))
         rows, ops = self.plan.rows, _SumOps(tf)
+        replica, columns = (_pair_replica(inputs, self.direct) if self.pairs else (False, None))
         sized = [rows_input(ops, t, rows) if self.pairs else t
                  for name, t in inputs.items() if self.direct is None or name in self.direct]
-        if self.pairs:  # rows over the batch: the full shape is (batch,) * (1 + rows)
+        if self.pairs:  # rows over the batch: the full shape is (batch,) + (columns,) * rows
             check_pair_shapes({name: t.shape.as_list() for name, t in inputs.items()}, self.direct,
                               rows)
-            sized.append(pair_rows(tf, inputs, rows))
+            sized.append(pair_rows(tf, inputs, rows, columns))
         shape, dynamic = batch_shape(tf, sized)
         context = Context(tf, first.dtype, shape.rank, dynamic, self.plan.reduced,
                           tuple(shape.as_list()), capabilities=self.capabilities,
-                          programs=self.programs, eager=tf.executing_eagerly(), raw=inputs)
+                          programs=self.programs, eager=tf.executing_eagerly(), raw=inputs,
+                          _replica=replica)
         self._take_tail(context)
         given = context.given
         for name, tensor in inputs.items():
             if self.direct is None or name in self.direct:
                 if self.pairs:  # a batch size known only when it runs: checked then; and
-                    tensor = assert_fits_pair_rows(tf, name, tensor, rows)
+                    tensor = assert_fits_pair_rows(tf, name, tensor, 2 if replica else rows)
                     given[name] = context.full(rows_input(ops, tensor, rows))
                     continue  # always the full rows, even where the last axis is unknown
                 given[name] = context.full(tensor) if smaller(tensor.shape, shape) and not (
@@ -238,6 +247,18 @@ class Runner:
                 or (context.tail and output.index == self.tail[0])
                 else self._finish(context, values, output)
                 for output in self.plan.outputs}
+
+
+def _pair_replica(inputs: Mapping[str, Tensor], direct: frozenset[str]) -> tuple[Any, Any]:
+    """For a plan with pair functions: the replica context whose batch they gather (None: one
+    replica) and the global batch's size (None: this batch's)."""
+    from lossdsl.backends.tensorflow.replica_pairs import global_batch_size, refuse_shard_matrices
+    from lossdsl.backends.tensorflow.replicas import global_replica_context
+    replica = global_replica_context()
+    if replica is None:
+        return None, None
+    refuse_shard_matrices({name: inputs[name] for name in direct})
+    return replica, global_batch_size(replica, next(iter(inputs.values())))
 
 
 @lru_cache(maxsize=2 * COMPILE_CACHE_SIZE)
