@@ -4,7 +4,8 @@ Run as a script (tests/test_batch_reductions.py does, in a subprocess): batch Di
 batch-centred MSE, the semi-hard triplet loss (triples of samples) and NT-Xent (pairs), whose
 pair functions gather the global batch, both gradient modes, the default reduction and
 ``mean_with_sample_weight`` with a sample_weight, 36 samples in batches of 16 (an uneven
-last batch of 4), two epochs. Keras scales each replica's loss by 1/replicas and sums the
+last batch of 4), two epochs, the same source also as a metric (its history compared too).
+Keras scales each replica's loss by 1/replicas and sums the
 replicas' gradients; the comparison is to one device, nothing assumed. Prints one JSON line
 per case with the largest normwise relative difference of losses and weights; exits 1 on a mismatch.
 """
@@ -52,10 +53,11 @@ def fit(strategy, source: str, mode: str, reduction: str, weighted: bool,
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, "sigmoid")])
         model.layers[0].set_weights([KERNEL, np.zeros(3, "float32")])
         model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE),
-                      loss=lossdsl.compile(source, reduction=reduction, gradient=mode))
+                      loss=lossdsl.compile(source, reduction=reduction, gradient=mode),
+                      metrics=[lossdsl.metric(source, name="same")])  # its statistics global too
     history = model.fit(X, Y, sample_weight=W if weighted else None, batch_size=batch,
                         epochs=2, shuffle=False, verbose=0)
-    return history.history["loss"], [w.numpy() for w in model.weights]
+    return history.history["loss"] + history.history["same"], [w.numpy() for w in model.weights]
 
 
 def shards(strategy, source: str, mode: str, reduction: str, weighted: bool) -> tuple[list, list]:

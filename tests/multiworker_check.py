@@ -12,7 +12,8 @@ files). 37 samples in global batches of 16: the last batch of 5 is split 3 and 2
 workers' shards differ. Two epochs, SGD.
 
 Cases, compared by the largest normwise relative difference of the loss history and the
-final weights (both workers): batch Dice and batch-centred MSE, both gradient modes, the
+final weights (both workers): batch Dice, batch-centred MSE and the batch-all triplet loss
+(pair functions over triples, gathered across the workers), both gradient modes, the
 default reduction and ``mean_with_sample_weight`` with a sample_weight, against one device.
 A per-sample MSE (no batch statistic: lossdsl leaves it to Keras) against Keras's own
 ``MeanSquaredError`` in the same cluster; its difference from one device is reported too
@@ -37,6 +38,12 @@ BATCH_SOURCES = {
     "batch dice": "1 - 2*sum(y_true*y_pred, axis=(0,1))/(sum(y_true, axis=(0,1)) + "
                   "sum(y_pred, axis=(0,1)))",
     "centred mse": "mean((y_pred - mean(y_pred, axis=0) - y_true)^2)",
+    # triples of samples: each worker's rows against the global batch gathered from both
+    # (equal label rows are positives; 0 where no triplet is active, so defined on any batch)
+    "batch-all triplet": "margin = 1; dp = pair_dist(y_pred, axis=-2); dn = pair_dist(y_pred); "
+                         "valid = (pair_eq(y_true, axis=-2) - pair_self(axis=-2))*(1 - pair_eq(y_true)); "
+                         "l = valid*relu(dp - dn + margin); sum(l, axis=(-2, -1))*sum(1, axis=0)"
+                         "/(sum(where(l > 0, 1, 0), axis=(0, -2, -1)) + 1e-16)",
 }
 PER_SAMPLE = "mean((y_pred - y_true)^2)"
 SOURCES = {**BATCH_SOURCES, "per-sample mse": PER_SAMPLE}

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.timeout(600)
 def test_multiworker_mirrored_strategy_batch_statistics_are_global() -> None:
-    """Batch Dice and batch-centred MSE, both gradient modes, the default reduction and
+    """Batch Dice, batch-centred MSE and the batch-all triplet loss (pairs gathered from both
+    workers), both gradient modes, the default reduction and
     mean_with_sample_weight: the loss history and final weights of two workers equal one
     device's; a per-sample MSE equals Keras's own MSE in the cluster (Keras's per-replica mean
     differs from one device on these shards); with the all-reduce off batch Dice differs."""
@@ -37,13 +38,14 @@ def test_multiworker_mirrored_strategy_batch_statistics_are_global() -> None:
     assert Path(header["lossdsl"]).resolve().is_relative_to(ROOT), header
     assert header["replicas"] == [2, 2] and header["last_shards"] == [3, 2], header
     assert "seconds" in timing, timing
-    assert len(cases) == 13, cases
+    assert len(cases) == 17, cases
     for case in cases:
         for key in ("loss_difference", "weights_difference", "max_rel_difference"):
             assert isinstance(case[key], float), case
-    batch = [case for case in cases if case["loss"] in ("batch dice", "centred mse")
+    batch = [case for case in cases if case["loss"] in ("batch dice", "centred mse",
+                                                        "batch-all triplet")
              and case["mode"] in ("autodiff", "symbolic")]
-    assert len(batch) == 8 and {case["reduction"] for case in batch} == {
+    assert len(batch) == 12 and {case["reduction"] for case in batch} == {
         "sum_over_batch_size", "mean_with_sample_weight"}, batch
     assert all(case["compared_to"] == "one device" and case["max_rel_difference"] < 1e-5
                for case in batch), batch

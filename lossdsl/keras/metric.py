@@ -90,8 +90,8 @@ class DSLMetric(CompiledFormulas, keras.metrics.MeanMetricWrapper):
     def _values(self, y_true: Any, y_pred: Any) -> Any:
         # Compute in the metric's dtype, as Keras's metrics cast their inputs.
         y_pred = keras.ops.cast(y_pred, self.dtype)
-        if self._batch_statistics:  # per replica under tf.distribute: refused
-            self._check_batch(self._batch_statistics, self.source)
+        if self._batch_statistics:  # global under tf.distribute's mirrored strategies
+            self._check_batch(self._batch_statistics, self.source, global_statistics=True)
         if self.extra_inputs or isinstance(y_true, dict):  # {"y_true": ..., "mask": ...}
             y_true = checked_labels(y_true, self.extra_inputs, self.source)
         y_pred = checked_last_axis(self.compiled, [*label_tensors(y_true), y_pred])

@@ -2,7 +2,9 @@
 
 Each callable compiles its row of :data:`~lossdsl.losses.metric_learning_sources.METRIC_LEARNING`,
 with keywords as for the other library losses. They read the whole batch (pairs of
-samples): train them on one replica, or on JAX with ``keras.distribution.DataParallel``.
+samples): on one replica, under ``tf.distribute.MirroredStrategy`` or
+``MultiWorkerMirroredStrategy`` (the pair functions gather the batch), or on JAX with
+``keras.distribution.DataParallel``.
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ replica's samples with the gathered global batch (:mod:`lossdsl.backends.tensorf
 
 Refused (:class:`DSLConfigError`): other strategies with more than one replica
 (TPUStrategy, ParameterServerStrategy, CentralStorageStrategy: not tested), ``prod`` over
-the batch axis, and metrics and activity penalties (Keras aggregates them per replica;
-not verified). Importing this module imports TensorFlow.
+the batch axis, and activity penalties (Keras adds them per replica: with a global statistic
+its reported loss is not one device's). A metric computes them globally as a loss does.
+Importing this module imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ def check_batch_statistics(reductions: Sequence[str], source: str,
                            global_statistics: bool = False) -> None:
     """Raise when ``reductions`` (over the batch axis) would run per replica.
 
-    ``global_statistics``: the caller (a Keras loss) computes them across the replicas
-    of a MirroredStrategy or MultiWorkerMirroredStrategy; other strategies are still refused.
+    ``global_statistics``: the caller (a Keras loss or metric) computes them across the
+    replicas of a MirroredStrategy or MultiWorkerMirroredStrategy; other strategies are still
+    refused. A metric's per-sample values then use the global statistics, and Keras sums its
+    states over the replicas, so its result is one device's.
 
     Raises:
         DSLConfigError: the call runs under a strategy with more than one replica
@@ -89,15 +92,15 @@ def check_batch_statistics(reductions: Sequence[str], source: str,
         unsupported = (f"Global batch statistics across replicas are computed only under "
                        f"{_GLOBAL_NAMES}, not {_strategy_name()} (not tested).")
     else:
-        unsupported = ("Global batch statistics across replicas are not supported for metrics "
-                       "and penalties (Keras aggregates them per replica); a loss computes them "
+        unsupported = ("Global batch statistics across replicas are not supported for activity "
+                       "penalties (Keras adds them per replica); a loss or a metric computes them "
                        "globally under MirroredStrategy or MultiWorkerMirroredStrategy.")
     raise DSLConfigError(
         f"The loss {source!r} computes a statistic of the whole batch "
         f"({', '.join(reductions)}), but it runs on {replicas} replicas of "
         f"{_strategy_name()}: each would see only its own shard. {unsupported}",
         hint="train on one replica, or with tf.distribute.MirroredStrategy or "
-             "MultiWorkerMirroredStrategy (losses only), or on JAX with "
+             "MultiWorkerMirroredStrategy (losses and metrics), or on JAX with "
              "keras.distribution.DataParallel, where the batch is global; or reduce per sample "
              "only (no axis=0)")
 
