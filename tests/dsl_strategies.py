@@ -174,6 +174,50 @@ def pair_programs(draw, depth: int = 3) -> ir.Program:
     return ir.Program(tuple(bindings), body)
 
 
+TRIPLE_LOCALS = tuple((name + "p", function, arg) for name, function, arg in PAIR_LOCALS)
+"""Every pair function along ``axis=-2`` (the first other sample j of a triple (a, j, k)),
+bound to a name a triple program may use next to :data:`PAIR_LOCALS` (along k)."""
+TRIPLE_AXES = ((-1,), (-2,), (-2, -1), (-1, -2), (0,), None)
+"""A triple's reductions: along k, along j, both, the batch axis a, and every sample axis."""
+
+
+def _pair_binding(name: str, function: str, arg: str | None, axis: tuple[int, ...] | None
+                  ) -> ir.Binding:
+    return ir.Binding(name, ir.Call(function, (ir.Name(arg),) if arg else (), axis))
+
+
+@st.composite
+def triple_programs(draw, depth: int = 3) -> ir.Program:
+    """A program over the triples (a, j, k) of the batch: the pair functions along j
+    (``axis=-2``, :data:`TRIPLE_LOCALS`) and along k (:data:`PAIR_LOCALS`), inputs and
+    parameters combined elementwise, then reduced over k, j, both, the batch or every sample
+    axis (:data:`TRIPLE_AXES`), or not, maybe twice (``max(..., axis=-1)`` inside, ``sum``
+    over j around it). Always reads a pair function along j (so each sample's rows are
+    (batch, batch)) and one along k.
+    For inputs of one number per sample (labels (batch, 1) or (batch,)), with batch =
+    SHAPE[-1] (columns in range)."""
+    bindings = [ir.Binding(name, ir.Number(draw(st.sampled_from(("0.5", "2", "1.5")))))
+                for name in PARAMETERS]
+    bindings += [_pair_binding(name, function, arg, None) for name, function, arg in PAIR_LOCALS]
+    bindings += [_pair_binding(name, function, arg, (-2,))
+                 for name, function, arg in TRIPLE_LOCALS]
+    names = tuple(name for name, _, _ in PAIR_LOCALS + TRIPLE_LOCALS)
+    body = _expr(draw, names, depth)
+    for group in (TRIPLE_LOCALS, PAIR_LOCALS):  # along j (a triple, not pairs) and along k
+        group = tuple(name for name, _, _ in group)
+        if not any(isinstance(node, ir.Name) and node.id in group
+                   for node in _walk(ir.Program((), body))):
+            body = ir.Binary(draw(st.sampled_from("+-*")), body,
+                             ir.Name(draw(st.sampled_from(group))))
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(["mean", "sum", "max", "min", "logsumexp"]))
+        body = ir.Call(kind, (body,), draw(st.sampled_from(TRIPLE_AXES)))
+        if draw(st.booleans()):  # combined with a pair function after the reduction
+            body = ir.Binary(draw(st.sampled_from("+-*")), body,
+                             ir.Name(draw(st.sampled_from(names))))
+    return ir.Program(tuple(bindings), body)
+
+
 # ---------------------------------------------------------------- near misses
 
 _TOKEN = re.compile(r"\.\.\.|\*\*|==|!=|<=|>=|\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+|[A-Za-z_]\w*|\S")
@@ -368,14 +412,19 @@ class NumpyInterpreter:
     def __init__(self, program: ir.Program, y_true: np.ndarray, y_pred: np.ndarray,
                  params: dict[str, float]) -> None:
         self.given = {"y_true": y_true, "y_pred": y_pred}
-        pairs = any(isinstance(node, ir.Call) and REGISTRY[node.function].kind == "pairwise"
-                    for node in _walk(program))
-        # With pair functions every value is a row over the batch: (batch, batch).
-        self.shape = (len(y_pred), len(y_pred)) if pairs else \
+        calls = [node for node in _walk(program)
+                 if isinstance(node, ir.Call) and REGISTRY[node.function].kind == "pairwise"]
+        # A pair function along axis=-2 makes triples: each sample's rows are (batch, batch).
+        self.triples = any(node.axis == (-2,) for node in calls)
+        # With pair functions every value is a row over the batch: (batch, batch), or over
+        # the triples (a, j, k) of the batch: (batch, batch, batch).
+        self.shape = (len(y_pred),) * (3 if self.triples else 2) if calls else \
             np.broadcast_shapes(y_true.shape, y_pred.shape)
         self.rank = len(self.shape)
-        if pairs:  # one number per sample is a column next to (batch, batch) rows
-            y_true, y_pred = (y if y.ndim > 1 else y[:, None] for y in (y_true, y_pred))
+        if calls:  # one number per sample is a column next to (batch, batch) rows,
+            # (batch, 1, 1) next to a triple's (batch, batch, batch)
+            y_true, y_pred = (np.reshape(y, y.shape + (1,) * (self.rank - y.ndim))
+                              for y in (y_true, y_pred))
         self.names: dict[str, np.ndarray] = {"y_true": y_true, "y_pred": y_pred}
         self.names.update({k: np.float64(v) for k, v in params.items()})
         self.program = program
@@ -420,8 +469,14 @@ class NumpyInterpreter:
         op = REGISTRY[node.function]
         if op.kind == "pairwise":  # of an input as given (a name bound to one included)
             if not node.args:
-                return PAIRS[op.name](self.shape[0])
-            return PAIRS[op.name](np.asarray(self.eval(node.args[0]), np.float64))
+                value = PAIRS[op.name](self.shape[0])
+            else:
+                value = PAIRS[op.name](np.asarray(self.eval(node.args[0]), np.float64))
+            if not self.triples:
+                return value
+            # Over triples (a, j, k): f(a, j) along j for axis=-2 (broadcast along k), and
+            # f(a, k) along k for axis=-1 (broadcast along j).
+            return value[:, :, None] if node.axis == (-2,) else value[:, None, :]
         args = [self.eval(arg) for arg in node.args]
         if op.kind == "elementwise":
             if op.by_position:  # its value depends on where each element sits

@@ -135,3 +135,17 @@ def test_a_loss_that_is_a_logsumexp_checks_its_gradient() -> None:
     report = lossdsl.check_gradients("logsumexp(y_pred, axis=-1)", np.full((3, 4), 0.5),
                                      np.linspace(0.1, 0.9, 12).reshape(3, 4))
     assert report.passed and report.points == 12, report
+
+
+@pytest.mark.parametrize("source, by_hand", [
+    ("sigmoid(0) + y_true", lambda t: t + 0.5),
+    ("sigmoid(y_pred - y_pred) + y_true", lambda t: t + 0.5),
+    ("softplus(0) + y_true", lambda t: t + np.log(2.0)),
+    ("softplus(0*y_pred) - y_true", lambda t: np.log(2.0) - t),
+])
+def test_a_sigmoid_or_softplus_of_zero_is_its_value(source, by_hand) -> None:
+    """The rewrite a*f(-z) + b*f(z) took f(0)'s term as its own partner (0 = -0): sigmoid(0)
+    became 1 and softplus(0) 2^32*softplus(0) (found by the generated triple programs)."""
+    y_true, y_pred = np.array([[1.0, -2.0]]), np.array([[0.3, 0.9]])
+    loss = lossdsl.compile(source, reduction="none", dtype="float64")
+    np.testing.assert_allclose(loss(y_true, y_pred), by_hand(y_true), rtol=1e-12)

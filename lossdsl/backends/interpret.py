@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+from lossdsl.analysis.backward import UPSTREAM
 from lossdsl.errors import DSLShapeError, LossDSLError
 from lossdsl.lower.guards import taken_masks
 from lossdsl.lower.plan import Node, Plan, log_softmax_nodes
@@ -167,7 +168,7 @@ def check_pair_shapes(shapes: Mapping[str, Sequence], direct: frozenset[str], ro
     functions read any input, each sample's elements flattened). Static shapes (None:
     unknown, then the TF runner checks when it runs: ``assert_fits_pair_rows``)."""
     allowed = "(batch,), (batch, 1) or (batch, batch)" if rows == 1 else "(batch,) or (batch, 1)"
-    for name in sorted(direct):
+    for name in sorted(direct - {UPSTREAM.name}):  # the upstream gradient: at the output's shape
         shape = shapes[name]
         batch, last = (shape[0], shape[-1]) if shape else (None, None)
         fits = (1, batch) if rows == 1 else (1,)
@@ -184,19 +185,22 @@ def check_pair_shapes(shapes: Mapping[str, Sequence], direct: frozenset[str], ro
 
 def rows_input(ops: Any, tensor: Tensor, rows: int) -> Tensor:
     """An input read directly next to rows over the batch, with their rank: one number per
-    sample as (batch, 1) or (batch, 1, 1) (a triple's), a (batch, batch) matrix as given
+    sample as (batch, 1) or (batch, 1, 1) (a triple's), a (batch, batch) matrix, or the
+    upstream gradient of a per-sample output that keeps a triple's axes, as given
     (:func:`check_pair_shapes` has refused any other)."""
     while len(tensor.shape) < 1 + rows:  # a gradient's upstream comes as (batch, 1, 1)
         tensor = ops.expand_dims(tensor, -1)
     return tensor
 
 
-def placed_pair(ops: Any, value: Tensor, axis: int, rank: int) -> Tensor:
+def placed_pair(ops: Any, value: Tensor, axis: int, rank: int, full: Any) -> Tensor:
     """A pair function's (batch, batch) value in a plan of rank ``rank``: as it is over pairs;
-    over triples (a, j, k), along j (``axis=-2``: (batch, batch, 1)) or k ((batch, 1, batch))."""
+    over triples (a, j, k), along j (``axis=-2``) or k, brought to the full shape by ``full``
+    (a reduction reads an input's value as full-size: ``sum(pair_dist(y_pred, axis=-2),
+    axis=-1)`` counts every k)."""
     if rank == 2:
         return value
-    return ops.expand_dims(value, 2 if axis == -2 else 1)
+    return full(ops.expand_dims(value, 2 if axis == -2 else 1))
 
 
 def pair_upstream(ops: Any, g: Tensor, axis: int, rank: int) -> Tensor:

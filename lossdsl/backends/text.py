@@ -221,7 +221,8 @@ def _pair(printer: _Printer, node: Node, args: list[str], plan: Plan) -> str:
     triples = plan.rows == 2  # placed along j (axis=-2) or k, as lossdsl.backends.interpret's
     if node.kind == "pair":
         value = f"{node['kind']}({given})"
-        return f"tf.expand_dims({value}, {2 if node['axis'] == -2 else 1})" if triples else value
+        placed = f"tf.expand_dims({value}, {2 if node['axis'] == -2 else 1})"
+        return f"tf.broadcast_to({placed}, shape)" if triples else value
     upstream = f"tf.broadcast_to({args[0]}, shape)"
     if triples:
         upstream = f"tf.reduce_sum({upstream}, axis={2 if node['axis'] == -2 else 1})"

@@ -212,10 +212,14 @@ class ReductionTable:
         """
         free = sympy.sympify(expr).free_symbols
         pairs = {s for s in free if s in self.pairs and self.pairs[s].upstream is None}
-        if (free - pairs) & self.inputs or varies_by_position(expr) or (
-                pairs and not self.triples):
+        # Over triples an input read directly is one number per sample: constant along both
+        # (a backward pass, at its input's shape, is never part of a loss).
+        direct = {s for s in (free - pairs) & self.inputs if s not in self.pairs}
+        if (free - pairs - direct) & self.inputs or varies_by_position(expr) or (
+                (pairs or direct) and not self.triples):
             return {()}
         specs: set = {self.pairs[symbol].constant_axis for symbol in pairs}
+        specs |= {(-2, -1)} if direct else set()
         for symbol in free:
             if symbol in self.reductions:
                 specs |= _effective_specs(self, self.reductions[symbol])

@@ -76,7 +76,8 @@ def _pair(function: type, reflect: Callable[[sympy.Expr, sympy.Expr], tuple[symp
                 found.setdefault(calls[0].args[0], []).append(term)
         for z, terms in found.items():
             partners = found.get(-z)
-            if not partners or z.could_extract_minus_sign():
+            # z = -z (f(0)): the term would be its own partner, counted twice
+            if not partners or z.could_extract_minus_sign() or z == -z:
                 continue
             a = sympy.Add(*(t / function(-z) for t in partners))
             b = sympy.Add(*(t / function(z) for t in terms))

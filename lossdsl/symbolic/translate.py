@@ -194,7 +194,7 @@ class _Lowerer:
             return self._power(*args, node.span)
         if op.sympy is where:  # its Piecewise may fold a comparison with a where into an ITE
             return _without_ite(op.sympy(*args))
-        return op.sympy(*args)
+        return _real_parts(op.sympy(*args))
 
     def _column(self, node: ir.Column) -> sympy.Expr:
         """``x[..., k]``: ``sum(one_hot(k) * x, axis=-1)``, so that the gradient scatters
@@ -235,6 +235,15 @@ class _Lowerer:
         log_normalizer = self.table.reduce("logsumexp", x, axis)
         log_softmax = x - log_normalizer
         return log_softmax if op.name == "log_softmax" else sympy.exp(log_softmax)
+
+
+def _real_parts(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` without ``re``/``im``: every value of the language is real (or NaN where TF's
+    real op has none, as ``(-1)^0.5``), but SymPy cannot prove ``y^1.5`` real and writes
+    ``abs(2^(y^1.5))`` as ``2^re(y^1.5)``, which no stage after this one knows."""
+    if not expr.has(sympy.re, sympy.im):
+        return expr
+    return expr.replace(sympy.im, lambda x: sympy.Integer(0)).replace(sympy.re, lambda x: x)
 
 
 def _without_ite(condition: sympy.Basic) -> sympy.Basic:

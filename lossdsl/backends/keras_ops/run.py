@@ -102,7 +102,7 @@ DISPATCH: dict[str, Step] = {
     "sinh": lambda context, node, args: sinh(args[0]),
     "pair": lambda context, node, args: placed_pair(context.ops, _pairs().__dict__[node["kind"]](
         context.raw[node["input"]] if node["input"] else next(iter(context.raw.values()))),
-        node["axis"], context.rank),
+        node["axis"], context.rank, context.full),
     "pair_backward": lambda context, node, args: _pairs().pair_vjp(node["kind"], pair_upstream(
         context.ops, context.full(args[0]), node["axis"], context.rank),
         context.raw[node["input"]]),

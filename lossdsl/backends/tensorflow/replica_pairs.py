@@ -20,6 +20,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from lossdsl.analysis.backward import UPSTREAM
 from lossdsl.backends.tensorflow import pairs
 from lossdsl.backends.tensorflow.replicas import replicas_in_sync
 from lossdsl.errors import DSLConfigError
@@ -60,6 +61,8 @@ def refuse_shard_matrices(direct: dict[str, tf.Tensor]) -> None:
     """Refuse an input read outside pair functions that is more than one number per sample:
     a (batch, batch) matrix a model computes is its replica's shard against the shard."""
     for name, tensor in direct.items():
+        if name == UPSTREAM.name:  # a gradient's upstream, at the per-sample output's shape
+            continue
         if tensor.shape.rank is not None and tensor.shape.rank >= 2 and tensor.shape[-1] not in (1, None):
             raise DSLConfigError(
                 f"`{name}` has shape {tensor.shape} and is read next to pair functions, under "

@@ -135,12 +135,12 @@ def _pair(context: Context, node: Node, args: list) -> Tensor:
         value = global_pair(context.replica(), node["kind"], x)
     else:
         value = tf_function(node.op.tf)(x)
-    return placed_pair(_SumOps(context.tf), value, node["axis"], context.rank)
+    return placed_pair(_PAIR_OPS, value, node["axis"], context.rank, context.full)
 
 
 def _pair_backward(context: Context, node: Node, args: list) -> Tensor:
     from lossdsl.backends.tensorflow.pairs import pair_vjp
-    upstream = pair_upstream(_SumOps(context.tf), context.full(args[0]), node["axis"], context.rank)
+    upstream = pair_upstream(_PAIR_OPS, context.full(args[0]), node["axis"], context.rank)
     if context.replica() is not None:
         from lossdsl.backends.tensorflow.replica_pairs import global_pair_vjp
         return global_pair_vjp(context.replica(), node["kind"], upstream, context.raw[node["input"]])
@@ -148,11 +148,16 @@ def _pair_backward(context: Context, node: Node, args: list) -> Tensor:
 
 
 class _SumOps:
-    """TF's ops by their ``keras.ops`` names (the shared helpers')."""
+    """TF's ops by their ``keras.ops`` names (the shared helpers'), looked up when used:
+    TensorFlow is imported when a plan first runs, not with this module."""
 
-    def __init__(self, tf: Any) -> None:
-        self.sum, self.reshape, self.zeros_like = tf.reduce_sum, tf.reshape, tf.zeros_like
-        self.expand_dims = tf.expand_dims
+    def __getattr__(self, name: str) -> Any:
+        import tensorflow as tf
+        return {"sum": tf.reduce_sum, "reshape": tf.reshape, "zeros_like": tf.zeros_like,
+                "expand_dims": tf.expand_dims}[name]
+
+
+_PAIR_OPS = _SumOps()
 
 
 RELATIONS = {name: f"math.{name}" for name in
@@ -188,7 +193,7 @@ class Runner:
         like = context.raw[self.shaped_like]  # a gradient: the shape of its input
         tf, shape = context.tf, context.tf.shape(like)
         width = shape[-1] if like.shape.rank == 2 else 1  # rank 1: one number per sample
-        return pair_gradient(_SumOps(tf), context, self.plan, output, values, like,
+        return pair_gradient(_PAIR_OPS, context, self.plan, output, values, like,
                              tf.stack([shape[0], width, -1]), shape)
 
     def _take_tail(self, context: Context) -> None:
@@ -212,7 +217,7 @@ class Runner:
         import tensorflow as tf
 
         first = next(iter(inputs.values()))
-        rows, ops = self.plan.rows, _SumOps(tf)
+        rows, ops = self.plan.rows, _PAIR_OPS if self.pairs else None
         replica, columns = (_pair_replica(inputs, self.direct) if self.pairs else (False, None))
         sized = [rows_input(ops, t, rows) if self.pairs else t
                  for name, t in inputs.items() if self.direct is None or name in self.direct]
