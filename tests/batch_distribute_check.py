@@ -31,6 +31,9 @@ SOURCES = {
     # (the label rows y_true are compared whole: equal rows are a positive pair)
     "semi-hard triplet": lossdsl.losses.REGISTRY["triplet_semihard"].source,
     "nt-xent": lossdsl.losses.REGISTRY["ntxent"].source.replace("0.07", "0.5"),
+    # a per-sample loss that keeps its row over the (global) batch: (shard, batch) values,
+    # weighted per sample (the row)
+    "pair rows": "pair_eq(y_true)*pair_dist(y_pred) - 0.1*pair_dot(y_pred)",
 }
 EXTRA = {  # the other global reductions, lighter: default reduction only
     "max/min/logsumexp/count": "mean((y_pred - y_true)^2) + 0.1*max(y_pred, axis=0) "

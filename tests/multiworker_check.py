@@ -34,16 +34,15 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from lossdsl.losses import REGISTRY  # noqa: E402  (the library's rows: no TensorFlow yet)
+
 BATCH_SOURCES = {
     "batch dice": "1 - 2*sum(y_true*y_pred, axis=(0,1))/(sum(y_true, axis=(0,1)) + "
                   "sum(y_pred, axis=(0,1)))",
     "centred mse": "mean((y_pred - mean(y_pred, axis=0) - y_true)^2)",
     # triples of samples: each worker's rows against the global batch gathered from both
     # (equal label rows are positives; 0 where no triplet is active, so defined on any batch)
-    "batch-all triplet": "margin = 1; dp = pair_dist(y_pred, axis=-2); dn = pair_dist(y_pred); "
-                         "valid = (pair_eq(y_true, axis=-2) - pair_self(axis=-2))*(1 - pair_eq(y_true)); "
-                         "l = valid*relu(dp - dn + margin); sum(l, axis=(-2, -1))*sum(1, axis=0)"
-                         "/(sum(where(l > 0, 1, 0), axis=(0, -2, -1)) + 1e-16)",
+    "batch-all triplet": REGISTRY["triplet_all"].source,
 }
 PER_SAMPLE = "mean((y_pred - y_true)^2)"
 SOURCES = {**BATCH_SOURCES, "per-sample mse": PER_SAMPLE}

@@ -408,7 +408,7 @@ def test_mirrored_strategy_batch_statistics_are_global() -> None:
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines and Path(lines[0]["lossdsl"]).resolve().is_relative_to(ROOT), done.stderr[-3000:]
     cases = lines[1:]
-    assert len(cases) == 46 and all(case["ok"] for case in cases), \
+    assert len(cases) == 56 and all(case["ok"] for case in cases), \
         [case for case in cases if not case["ok"]] or done.stderr[-3000:]
     assert done.returncode == 0, done.stderr[-3000:]
 

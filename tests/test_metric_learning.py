@@ -220,22 +220,42 @@ def test_generated_pair_programs_agree_with_numpy_and_the_tape(tmp_path_factory,
 
 # ---------------------------------------------------------------- training
 
+@keras.saving.register_keras_serializable(package="lossdsl_tests")
+class BatchSimilarity(keras.layers.Layer):
+    """The (batch, batch) dot products of a batch's embeddings: what N-pair and CLIP read."""
+
+    def call(self, x):
+        return keras.ops.matmul(x, keras.ops.transpose(x))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[0])
+
+
+TRAINED = {  # the library loss, its parameters, and whether the model outputs similarities
+    "triplet_hard": ({"margin": 0.5}, False), "triplet_semihard": ({"margin": 0.5}, False),
+    "triplet_all": ({"margin": 0.5}, False), "batch_contrastive": ({"margin": 2.0}, False),
+    "ntxent": ({"temperature": 0.5}, False), "npairs": ({}, True), "clip": ({}, True)}
+
+
 @pytest.mark.parametrize("gradient", ["autodiff", "symbolic"])
-@pytest.mark.parametrize("name", ["triplet_hard", "triplet_semihard", "triplet_all"])
+@pytest.mark.parametrize("name", list(TRAINED))
 def test_fit_saves_and_reloads_a_metric_learning_loss(tmp_path, name, gradient) -> None:
+    params, similarities = TRAINED[name]
     labels = np.repeat(np.arange(4), 8)
     rng = np.random.default_rng(6)  # its own data: the module's RNG depends on the tests run before
     keras.utils.set_random_seed(6)  # and its own initial weights
     x = rng.normal(size=(32, 6)).astype("float32") + labels[:, None].astype("float32")
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    layers = [keras.Input((6,)), keras.layers.Dense(3)] + ([BatchSimilarity()] if similarities
+                                                           else [])
+    model = keras.Sequential(layers)
     model.compile(optimizer=keras.optimizers.SGD(0.05),
-                  loss=getattr(losses, name)(margin=0.5, gradient=gradient))
+                  loss=getattr(losses, name)(gradient=gradient, **params))
     history = model.fit(x, labels, batch_size=16, epochs=3, shuffle=False, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
-    path = tmp_path / "triplet.keras"
+    assert history.history["loss"][-1] < history.history["loss"][0], history.history
+    path = tmp_path / f"{name}.keras"
     model.save(path)
-    reloaded = keras.models.load_model(path)
-    assert reloaded.loss.source == model.loss.source and reloaded.loss.params == {"margin": 0.5}
+    reloaded = keras.models.load_model(path)  # safe mode: the loss is rebuilt from its source
+    assert reloaded.loss.source == model.loss.source and reloaded.loss.params == params
     np.testing.assert_allclose(reloaded.evaluate(x, labels, batch_size=16, verbose=0),
                                model.evaluate(x, labels, batch_size=16, verbose=0), rtol=1e-6)
 

@@ -170,9 +170,11 @@ def check_pair_shapes(shapes: Mapping[str, Sequence], direct: frozenset[str], ro
     allowed = "(batch,), (batch, 1) or (batch, batch)" if rows == 1 else "(batch,) or (batch, 1)"
     for name in sorted(direct - {UPSTREAM.name}):  # the upstream gradient: at the output's shape
         shape = shapes[name]
-        batch, last = (shape[0], shape[-1]) if shape else (None, None)
+        if len(shape) <= 1:  # one number per sample
+            continue
+        batch, last = shape[0], shape[-1]
         fits = (1, batch) if rows == 1 else (1,)
-        if len(shape) > 1 + rows or (rows == 2 and len(shape) == 3 and shape[1] != 1) or (
+        if len(shape) > 1 + rows or (len(shape) == 3 and shape[1] not in (1, None)) or (
                 None not in (batch, last) and last not in fits):
             raise DSLShapeError(
                 f"`{name}` has shape {tuple(shape)} (ranks aligned with the other input's), "
@@ -193,6 +195,12 @@ def rows_input(ops: Any, tensor: Tensor, rows: int) -> Tensor:
     return tensor
 
 
+def broadcast_axis(axis: int) -> int:
+    """Over triples (a, j, k), the axis a pair function along ``axis`` is broadcast over:
+    k (2) for ``axis=-2``, j (1) for ``axis=-1``."""
+    return 2 if axis == -2 else 1
+
+
 def placed_pair(ops: Any, value: Tensor, axis: int, rank: int, full: Any) -> Tensor:
     """A pair function's (batch, batch) value in a plan of rank ``rank``: as it is over pairs;
     over triples (a, j, k), along j (``axis=-2``) or k, brought to the full shape by ``full``
@@ -200,7 +208,7 @@ def placed_pair(ops: Any, value: Tensor, axis: int, rank: int, full: Any) -> Ten
     axis=-1)`` counts every k)."""
     if rank == 2:
         return value
-    return full(ops.expand_dims(value, 2 if axis == -2 else 1))
+    return full(ops.expand_dims(value, broadcast_axis(axis)))
 
 
 def pair_upstream(ops: Any, g: Tensor, axis: int, rank: int) -> Tensor:
@@ -208,7 +216,7 @@ def pair_upstream(ops: Any, g: Tensor, axis: int, rank: int) -> Tensor:
     full shape: over triples, summed along the axis the function is broadcast over."""
     if rank == 2:
         return g
-    return ops.sum(g, axis=2 if axis == -2 else 1)
+    return ops.sum(g, axis=broadcast_axis(axis))
 
 
 def pair_gradient(ops: Any, context: Any, plan: Plan, output: Any, values: list, like: Tensor,
@@ -243,4 +251,4 @@ SHARED_STEPS: dict[str, Step] = {
 
 __all__ = ["Step", "Program", "prepare", "execute", "SHARED_STEPS", "given_value", "where_chain",
            "guarded_where", "logic", "with_log_softmax", "add_terms", "product", "pair_layout",
-           "check_pair_shapes", "rows_input", "placed_pair", "pair_upstream", "pair_gradient"]
+           "check_pair_shapes", "rows_input", "broadcast_axis", "placed_pair", "pair_upstream", "pair_gradient"]

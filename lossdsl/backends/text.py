@@ -26,6 +26,7 @@ from typing import Callable, Iterator, Mapping
 
 import sympy
 
+from lossdsl.backends.interpret import broadcast_axis
 from lossdsl.backends.text_support import Printed
 from lossdsl.errors import LossDSLError
 from lossdsl.lower.guards import taken_masks
@@ -221,11 +222,11 @@ def _pair(printer: _Printer, node: Node, args: list[str], plan: Plan) -> str:
     triples = plan.rows == 2  # placed along j (axis=-2) or k, as lossdsl.backends.interpret's
     if node.kind == "pair":
         value = f"{node['kind']}({given})"
-        placed = f"tf.expand_dims({value}, {2 if node['axis'] == -2 else 1})"
+        placed = f"tf.expand_dims({value}, {broadcast_axis(node['axis'])})"
         return f"tf.broadcast_to({placed}, shape)" if triples else value
     upstream = f"tf.broadcast_to({args[0]}, shape)"
     if triples:
-        upstream = f"tf.reduce_sum({upstream}, axis={2 if node['axis'] == -2 else 1})"
+        upstream = f"tf.reduce_sum({upstream}, axis={broadcast_axis(node['axis'])})"
     return f"pair_vjp({node['kind']!r}, {upstream}, {given})"
 
 

@@ -117,7 +117,11 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         # Reductions over the batch axis: global under (MultiWorker)MirroredStrategy, else refused.
         self._batch_statistics = self.compiled.analysis.batch_reductions
         self._check_batch = backend.check_batch_statistics
-        self._plan = backend.runner(forward_plan(self.compiled))
+        plan = forward_plan(self.compiled)
+        self._plan = backend.runner(plan)
+        # A pair or triple loss may keep rows over the batch per sample, (batch, batch): a
+        # weight of one number per sample weights the sample (the row), not the other one.
+        self._kept_rows = plan.rows - len(plan.squeezed_axes(2)) if plan.has_pairs else 0
         self._per_sample = backend.symbolic_loss(self.compiled) if gradient == "symbolic" else \
             backend.autodiff_loss(self._plan, separable(self.source, self.compiled.inputs,
                                                         self.compiled.wrt, self.compiled.vectors))
@@ -131,6 +135,8 @@ class DSLLoss(CompiledFormulas, keras.losses.Loss):
         return self.explain()._repr_latex_()
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        if self._kept_rows and sample_weight is not None:
+            sample_weight = _per_row(sample_weight, self._kept_rows)
         loss = super().__call__(y_true, y_pred, sample_weight)
         if self._batch_statistics and self.reduction in GLOBAL_MEANS and \
                 keras.backend.backend() == "tensorflow":
@@ -253,6 +259,15 @@ def validated_config(config: Mapping[str, Any],
 __all__ = ["DSLLoss", "forward_plan", "validated_config", "extra_inputs", "input_config",
            "with_inputs", "config_params",
            "LossDSLError"]
+
+
+def _per_row(sample_weight: Any, rows: int) -> Any:
+    """One weight per sample, (batch,) or (batch, 1), as (batch, 1, ...) against a per-sample
+    loss with ``rows`` axes over the batch: Keras would line it up with the last one."""
+    weight = keras.ops.convert_to_tensor(sample_weight)
+    if len(weight.shape) == 1 or (len(weight.shape) == 2 and weight.shape[-1] == 1):
+        return keras.ops.reshape(weight, (-1,) + (1,) * rows)
+    return weight
 
 
 def _keras_mask(tensor: Any) -> Any:

@@ -3,8 +3,9 @@
 Each callable compiles its row of :data:`~lossdsl.losses.metric_learning_sources.METRIC_LEARNING`,
 with keywords as for the other library losses. They read the whole batch (pairs of
 samples): on one replica, under ``tf.distribute.MirroredStrategy`` or
-``MultiWorkerMirroredStrategy`` (the pair functions gather the batch), or on JAX with
-``keras.distribution.DataParallel``.
+``MultiWorkerMirroredStrategy`` (the pair functions gather the batch; ``npairs`` and ``clip``,
+which read a (batch, batch) ``y_pred`` each replica computes from its own shard, are refused
+there), or on JAX with ``keras.distribution.DataParallel``.
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ def triplet_all(*, margin: float = 1.0, squared: bool = False,
     arXiv:1703.07737, 2017. Embeddings ``y_pred``, class ids ``y_true``; 0 when no triplet is
     active. Memory grows as batch^3 (the triples).
 
-    >>> triplet_all(squared=True).options
-    {'squared': True}
+    >>> triplet_all(margin=0.2).params
+    {'margin': 0.2}
     """
     return _loss("triplet_all", margin=margin, squared=squared, **settings)
 

@@ -211,7 +211,7 @@ class _Lowerer:
         if node.axis not in ((-1,), (-2,)):
             raise DSLAxisError(
                 f"`{op.name}` runs the other sample along axis=-1 (pairs) or axis=-2 (the "
-                f"first other sample of a triple), not axis={node.axis}.",
+                f"first other sample of a triple), not{axis_text(node.axis)[1:]}.",
                 source=self.source, span=node.span,
                 hint=f"e.g. {op.name}({'y_pred' if args else ''}) over pairs; "
                      f"{op.name}({'y_pred, ' if args else ''}axis=-2) - "
@@ -240,7 +240,8 @@ class _Lowerer:
 def _real_parts(expr: sympy.Expr) -> sympy.Expr:
     """``expr`` without ``re``/``im``: every value of the language is real (or NaN where TF's
     real op has none, as ``(-1)^0.5``), but SymPy cannot prove ``y^1.5`` real and writes
-    ``abs(2^(y^1.5))`` as ``2^re(y^1.5)``, which no stage after this one knows."""
+    ``abs(2^(y^1.5))`` as ``2^re(y^1.5)``, which no stage after this one knows. (For a root,
+    ``abs(exp(sqrt(y)))``, SymPy evaluates ``re`` further, into ``atan2``: not handled.)"""
     if not expr.has(sympy.re, sympy.im):
         return expr
     return expr.replace(sympy.im, lambda x: sympy.Integer(0)).replace(sympy.re, lambda x: x)

@@ -38,10 +38,15 @@ def _gathered(replica: Any, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return gathered[:, :-1], before
 
 
+def _sizes_only(x: tf.Tensor) -> tf.Tensor:
+    """A column of zeros, one per sample of ``x``: what to gather when only the sizes count."""
+    return tf.zeros(tf.stack([tf.shape(x)[0], 1]), dtype=x.dtype)
+
+
 def global_pair(replica: Any, kind: str, x: tf.Tensor) -> tf.Tensor:
     """``kind(x)`` of this replica's samples (rows) against the global batch (columns)."""
-    columns, offset = _gathered(replica, x)
-    return getattr(pairs, kind)(x, columns, offset)
+    columns, offset = _gathered(replica, _sizes_only(x) if kind == "pair_self" else x)
+    return getattr(pairs, kind)(_sizes_only(x) if kind == "pair_self" else x, columns, offset)
 
 
 def global_pair_vjp(replica: Any, kind: str, g: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
@@ -59,22 +64,24 @@ def global_pair_vjp(replica: Any, kind: str, g: tf.Tensor, x: tf.Tensor) -> tf.T
 
 def refuse_shard_matrices(direct: dict[str, tf.Tensor]) -> None:
     """Refuse an input read outside pair functions that is more than one number per sample:
-    a (batch, batch) matrix a model computes is its replica's shard against the shard."""
+    a (batch, batch) matrix a model computes is its replica's shard against the shard, and
+    nothing else of more than one number per sample fits the gathered rows."""
     for name, tensor in direct.items():
         if name == UPSTREAM.name:  # a gradient's upstream, at the per-sample output's shape
             continue
         if tensor.shape.rank is not None and tensor.shape.rank >= 2 and tensor.shape[-1] not in (1, None):
             raise DSLConfigError(
                 f"`{name}` has shape {tensor.shape} and is read next to pair functions, under "
-                f"{replicas_in_sync()} replicas: pair functions gather the global batch, but a "
-                "(batch, batch) input is computed by each replica from its own shard.",
+                f"{replicas_in_sync()} replicas: pair functions gather the global batch, so an "
+                "input read directly must be one number per sample; a (batch, batch) input is "
+                "computed by each replica from its own shard.",
                 hint="compute the similarities inside the loss from embeddings "
                      "(pair_dot(y_pred)), or train on one replica")
 
 
 def global_batch_size(replica: Any, x: tf.Tensor) -> tf.Tensor:
     """The number of samples of the global batch (``x`` is this replica's shard)."""
-    return tf.shape(_gathered(replica, tf.stop_gradient(x))[0])[0]
+    return tf.shape(_gathered(replica, _sizes_only(x))[0])[0]
 
 
 __all__ = ["global_pair", "global_pair_vjp", "refuse_shard_matrices", "global_batch_size"]

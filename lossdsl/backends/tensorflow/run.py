@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import sympy
 
 from lossdsl.analysis.analyze import COMPILE_CACHE_SIZE
+from lossdsl.analysis.backward import UPSTREAM
 from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, execute,
                                         check_pair_shapes, pair_gradient, pair_layout,
                                         pair_upstream, placed_pair, rows_input,
@@ -147,17 +148,32 @@ def _pair_backward(context: Context, node: Node, args: list) -> Tensor:
     return pair_vjp(node["kind"], upstream, context.raw[node["input"]])
 
 
-class _SumOps:
-    """TF's ops by their ``keras.ops`` names (the shared helpers'), looked up when used:
-    TensorFlow is imported when a plan first runs, not with this module."""
+class _TFOps:
+    """TF's ops by their ``keras.ops`` names, for the helpers every backend shares
+    (:mod:`lossdsl.backends.interpret`); TensorFlow is imported when one runs."""
 
-    def __getattr__(self, name: str) -> Any:
+    @staticmethod
+    def sum(x: Tensor, axis: Any = None) -> Tensor:
         import tensorflow as tf
-        return {"sum": tf.reduce_sum, "reshape": tf.reshape, "zeros_like": tf.zeros_like,
-                "expand_dims": tf.expand_dims}[name]
+        return tf.reduce_sum(x, axis=axis)
+
+    @staticmethod
+    def reshape(x: Tensor, shape: Any) -> Tensor:
+        import tensorflow as tf
+        return tf.reshape(x, shape)
+
+    @staticmethod
+    def zeros_like(x: Tensor) -> Tensor:
+        import tensorflow as tf
+        return tf.zeros_like(x)
+
+    @staticmethod
+    def expand_dims(x: Tensor, axis: int) -> Tensor:
+        import tensorflow as tf
+        return tf.expand_dims(x, axis)
 
 
-_PAIR_OPS = _SumOps()
+_PAIR_OPS = _TFOps()
 
 
 RELATIONS = {name: f"math.{name}" for name in
@@ -235,7 +251,8 @@ class Runner:
         for name, tensor in inputs.items():
             if self.direct is None or name in self.direct:
                 if self.pairs:  # a batch size known only when it runs: checked then; and
-                    tensor = assert_fits_pair_rows(tf, name, tensor, 2 if replica else rows)
+                    if name != UPSTREAM.name:  # (the upstream: at the per-sample output's shape)
+                        tensor = assert_fits_pair_rows(tf, name, tensor, 2 if replica else rows)
                     given[name] = context.full(rows_input(ops, tensor, rows))
                     continue  # always the full rows, even where the last axis is unknown
                 given[name] = context.full(tensor) if smaller(tensor.shape, shape) and not (
