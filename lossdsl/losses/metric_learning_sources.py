@@ -18,8 +18,13 @@ from __future__ import annotations
 from lossdsl.losses.spec import LossSpec, fixed
 
 
+def _distance(squared: bool) -> str:
+    """The pair function of the losses' ``squared`` option (TF Addons' "squared-L2" or "L2")."""
+    return "pair_sqdist" if squared else "pair_dist"
+
+
 def _triplet_hard(squared: bool = False) -> str:
-    distance = "pair_sqdist" if squared else "pair_dist"
+    distance = _distance(squared)
     # TF Addons' masked maximum/minimum: the hardest positive (0 for an anchor without one,
     # its own distance) and the hardest negative (the row's largest distance without one).
     return (f"margin = 1; d = {distance}(y_pred); same = pair_eq(y_true); "
@@ -29,7 +34,7 @@ def _triplet_hard(squared: bool = False) -> str:
 
 
 def _triplet_semihard(squared: bool = False) -> str:
-    distance = "pair_sqdist" if squared else "pair_dist"
+    distance = _distance(squared)
     # Over the triples (a, p, n): dp = d(a, p) along axis -2, dn = d(a, n) along axis -1.
     # TF Addons' choice of negative for each positive pair: the nearest one farther than the
     # positive, else (none is) the farthest one; its masked minimum and maximum, as above.
@@ -44,7 +49,7 @@ def _triplet_semihard(squared: bool = False) -> str:
 
 
 def _triplet_all(squared: bool = False) -> str:
-    distance = "pair_sqdist" if squared else "pair_dist"
+    distance = _distance(squared)
     # Over the triples (a, p, n), the valid ones (p a positive, n a negative of a); the sum
     # over the batch divided by the number of active triplets (a positive loss).
     return (f"margin = 1; dp = {distance}(y_pred, axis=-2); dn = {distance}(y_pred); "
@@ -54,7 +59,7 @@ def _triplet_all(squared: bool = False) -> str:
 
 
 def _batch_contrastive(squared: bool = False) -> str:
-    distance = "pair_sqdist" if squared else "pair_dist"
+    distance = _distance(squared)
     return (f"margin = 1; d = {distance}(y_pred); same = pair_eq(y_true); "
             "others = 1 - pair_self(); "
             "sum(others*(same*d^2 + (1 - same)*relu(margin - d)^2), axis=-1)/(sum(1, axis=-1) - 1)")

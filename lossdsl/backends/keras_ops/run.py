@@ -22,7 +22,6 @@ from lossdsl.backends.interpret import (SHARED_STEPS, Program, Step, add_terms, 
                                         check_pair_shapes, pair_gradient, pair_layout,
                                         pair_upstream, placed_pair, rows_input,
                                         prepare, product, with_log_softmax)
-
 from lossdsl.backends.keras_ops.context import Context, broadcast_shape, finish
 from lossdsl.backends.keras_ops.functions import Tensor, keras_function, sinh
 from lossdsl.backends.labels import named_inputs

@@ -45,8 +45,10 @@ def _sizes_only(x: tf.Tensor) -> tf.Tensor:
 
 def global_pair(replica: Any, kind: str, x: tf.Tensor) -> tf.Tensor:
     """``kind(x)`` of this replica's samples (rows) against the global batch (columns)."""
-    columns, offset = _gathered(replica, _sizes_only(x) if kind == "pair_self" else x)
-    return getattr(pairs, kind)(_sizes_only(x) if kind == "pair_self" else x, columns, offset)
+    if kind == "pair_self":  # only the sizes count
+        x = _sizes_only(x)
+    columns, offset = _gathered(replica, x)
+    return getattr(pairs, kind)(x, columns, offset)
 
 
 def global_pair_vjp(replica: Any, kind: str, g: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
